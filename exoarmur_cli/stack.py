@@ -1,0 +1,160 @@
+"""Stack control: bring up, supervise, fault and tear down the embedded ExoArmur stack.
+
+``LocalStack`` spawns each component as ``python -m exoarmur <name>`` in its own process group
+with its own log, and can stop, SIGKILL, pause (SIGSTOP/SIGCONT) and restart any one of them
+— NATS included, on the same store directory.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+from exoarmur import stackconfig
+from exoarmur.contracts import ReasonCode
+from exoarmur.errors import ExoError
+from exoarmur.natsio import wait_for_port
+from exoarmur.stackconfig import StackConfig
+from exoarmur_cli.procs import Child
+
+READY_TIMEOUT_S = 30.0
+PIDS_FILE = "pids.json"
+
+
+class StackError(ExoError):
+    """The stack could not be started, reached or made ready."""
+
+    reason_code = ReasonCode.STACK_UNAVAILABLE
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig, proxies: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.dir = Path(config.stack_dir)
+        self.proxies = proxies or {}  # component -> extra argv (e.g. --effector-url through a proxy)
+        self.children: dict[str, Child] = {}
+        for name in self.component_names():
+            self.children[name] = Child(name, self._argv(name), self.dir / "logs" / f"{name}.log")
+
+    @classmethod
+    def create(cls, stack_dir: Path | None = None, **generate_kwargs) -> "LocalStack":
+        stack_dir = Path(stack_dir or tempfile.mkdtemp(prefix="exoarmur-stack-"))
+        return cls(stackconfig.generate(stack_dir, **generate_kwargs))
+
+    def component_names(self) -> list[str]:
+        return ["nats", "effector", "api"] + [f"cell-{i}" for i in range(self.config.cells)]
+
+    def _argv(self, name: str) -> list[str]:
+        component, _, index = name.partition("-")
+        argv = [sys.executable, "-m", "exoarmur", component, "--config", str(self.dir)]
+        if index:
+            argv += ["--id", index]
+        return argv + list(self.proxies.get(component, []))
+
+    def set_route(self, component: str, extra_argv: list[str]) -> None:
+        """Route a component through a fault proxy from its next (re)start on."""
+        self.proxies[component] = extra_argv
+        for name, child in self.children.items():
+            if name == component or name.startswith(component + "-"):
+                child.argv = self._argv(name)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Start every component and wait until ready; returns seconds to ready."""
+        began = time.monotonic()
+        try:
+            self.start_component("nats")
+            self.start_component("effector")
+            self.start_component("api")
+            for i in range(self.config.cells):
+                self.start_component(f"cell-{i}")
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.write_pids()
+        return time.monotonic() - began
+
+    def start_component(self, name: str) -> None:
+        self.children[name].start()
+        if name == "nats":
+            self._wait_port(self.config.nats_port, name)
+
+    def _wait_port(self, port: int, name: str, timeout_s: float = 10.0) -> None:
+        if not wait_for_port(self.config.host, port, timeout_s):
+            raise StackError(f"{name} did not open port {port} within {timeout_s:.0f}s; see {self.children[name].log_path}")
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        checks = {"api": f"{self.config.api_url}/readyz", "effector": f"{self.config.effector_url}/healthz"}
+        pending = dict(checks)
+        with httpx.Client(timeout=1.0) as client:
+            while pending and time.monotonic() < deadline:
+                for name, url in list(pending.items()):
+                    if not self.children[name].alive():
+                        raise StackError(f"{name} exited with {self.children[name].popen.returncode}; see {self.children[name].log_path}")
+                    try:
+                        if client.get(url).status_code == 200:
+                            pending.pop(name)
+                    except httpx.HTTPError:
+                        pass
+                if pending:
+                    time.sleep(0.05)
+        if pending:
+            raise StackError(f"not ready within {timeout_s:.0f}s: {', '.join(pending)}")
+        for name, child in self.children.items():
+            if name.startswith("cell") and not child.alive():
+                raise StackError(f"{name} exited with {child.popen.returncode}; see {child.log_path}")
+
+    def stop(self) -> None:
+        for name in reversed(list(self.children)):
+            self.children[name].stop()
+        (self.dir / PIDS_FILE).unlink(missing_ok=True)
+
+    # --- faults ----------------------------------------------------------------------------
+
+    def kill(self, name: str) -> None:
+        self.children[name].kill()
+
+    def terminate(self, name: str) -> None:
+        self.children[name].stop()
+
+    def pause(self, name: str) -> None:
+        self.children[name].signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.children[name].signal(signal.SIGCONT)
+
+    def restart(self, name: str, *, hard: bool = False) -> None:
+        """Stop (SIGTERM, or SIGKILL when ``hard``) and start again on the same state."""
+        self.kill(name) if hard else self.terminate(name)
+        self.start_component(name)
+        self.write_pids()
+
+    # --- for `stack status` / `stack down` in another process --------------------------------
+
+    def write_pids(self) -> None:
+        pids = {name: {"pid": c.pid, "create_time": c.create_time} for name, c in self.children.items() if c.alive()}
+        (self.dir / PIDS_FILE).write_bytes(orjson.dumps(pids))
+
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def read_pids(stack_dir: Path) -> dict[str, dict]:
+    path = Path(stack_dir) / PIDS_FILE
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}

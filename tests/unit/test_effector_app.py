@@ -1,0 +1,158 @@
+"""The effector app in-process: at-most-once per Idempotency-Key, faults, a durable ledger."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fastapi.testclient import TestClient
+
+from exoarmur.contracts import EffectorReceipt, sha256_hex
+from exoarmur.effector import FaultSettings, create_app, fault_delay_s, fault_errors
+
+BODY = {"tenant_id": "t1", "node_id": "n1", "action": "isolate_host", "parameters": {"x": 1}}
+
+
+@pytest.fixture
+def client(tmp_path):
+    with TestClient(create_app(tmp_path / "l.db", seed=1)) as c:
+        yield c
+
+
+def post(client: TestClient, key: str | None, body: dict | None = None):
+    headers = {} if key is None else {"Idempotency-Key": key}
+    return client.post("/v1/effects", json=BODY if body is None else body, headers=headers)
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json() == {"ok": True}
+
+
+def test_same_key_twice_applies_once(client):
+    first = post(client, "k-1")
+    second = post(client, "k-1")
+    assert first.status_code == second.status_code == 200
+    r1 = EffectorReceipt.model_validate(first.json())
+    r2 = EffectorReceipt.model_validate(second.json())
+    assert r1.receipt_id == r2.receipt_id == "rcpt-" + sha256_hex(b"k-1")[:24]
+    assert r1.first_applied_at_ms == r2.first_applied_at_ms
+    assert (r1.calls, r1.replayed) == (1, False)
+    assert (r2.calls, r2.replayed) == (2, True)
+
+    rows = client.get("/v1/ledger").json()
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["idempotency_key"] == "k-1"
+    assert row["calls"] == 2
+    assert (row["tenant_id"], row["node_id"], row["action"]) == ("t1", "n1", "isolate_host")
+    assert row["receipt_id"] == r1.receipt_id
+    assert row["last_call_at_ms"] >= row["first_applied_at_ms"]
+    assert client.get("/v1/stats").json() == {
+        "requests": 2, "applied": 1, "replayed": 1, "faulted": 0,
+    }
+
+
+def test_different_keys_two_rows(client):
+    a = post(client, "k-a").json()
+    b = post(client, "k-b").json()
+    assert a["receipt_id"] != b["receipt_id"]
+    assert not a["replayed"] and not b["replayed"]
+    rows = client.get("/v1/ledger").json()
+    assert sorted(r["idempotency_key"] for r in rows) == ["k-a", "k-b"]
+    assert all(r["calls"] == 1 for r in rows)
+
+
+def test_missing_idempotency_key_is_400(client):
+    resp = post(client, None)
+    assert resp.status_code == 400
+    assert resp.json()["reason_code"] == "INVALID_INTENT"
+    assert resp.json()["detail"]
+    assert client.get("/v1/ledger").json() == []
+
+
+def test_invalid_body_is_400(client):
+    resp = post(client, "k-bad", {"tenant_id": "t1"})
+    assert resp.status_code == 400
+    assert resp.json()["reason_code"] == "INVALID_INTENT"
+    assert client.get("/v1/ledger").json() == []
+
+
+def test_down_is_503_and_applies_nothing(client):
+    assert client.put("/v1/faults", json={"down": True}).status_code == 200
+    assert client.get("/v1/faults").json()["down"] is True
+    resp = post(client, "k-down")
+    assert resp.status_code == 503
+    assert resp.json() == {"reason_code": "EFFECTOR_ERROR", "detail": "down"}
+    assert client.get("/v1/ledger").json() == []
+    assert client.get("/v1/stats").json()["faulted"] == 1
+
+    client.put("/v1/faults", json={})
+    assert post(client, "k-down").json()["calls"] == 1
+
+
+def test_error_rate_one_is_500_and_applies_nothing(client):
+    client.put("/v1/faults", json={"error_rate": 1.0})
+    resp = post(client, "k-err")
+    assert resp.status_code == 500
+    assert resp.json()["reason_code"] == "EFFECTOR_ERROR"
+    assert client.get("/v1/ledger").json() == []
+
+
+def test_fault_settings_validation(client):
+    assert client.put("/v1/faults", json={"error_rate": 1.5}).status_code == 422
+    assert client.put("/v1/faults", json={"bogus": 1}).status_code == 422
+    assert client.get("/v1/faults").json() == FaultSettings().model_dump()
+
+
+def test_latency_and_jitter_are_deterministic_per_seed():
+    settings = FaultSettings(latency_ms=10, jitter_ms=50)
+    a, b, c = random.Random(7), random.Random(7), random.Random(8)
+    seq_a = [fault_delay_s(settings, a) for _ in range(20)]
+    seq_b = [fault_delay_s(settings, b) for _ in range(20)]
+    seq_c = [fault_delay_s(settings, c) for _ in range(20)]
+    assert seq_a == seq_b
+    assert seq_a != seq_c
+    assert all(0.010 <= d <= 0.060 for d in seq_a)
+    assert fault_delay_s(FaultSettings(latency_ms=25), random.Random(0)) == 0.025
+    assert fault_delay_s(FaultSettings(), random.Random(0)) == 0.0
+
+
+def test_error_draws_are_deterministic_per_seed():
+    settings = FaultSettings(error_rate=0.5)
+    a, b = random.Random(3), random.Random(3)
+    assert [fault_errors(settings, a) for _ in range(50)] == [
+        fault_errors(settings, b) for _ in range(50)
+    ]
+    assert not fault_errors(FaultSettings(), random.Random(3))
+
+
+def test_same_seed_apps_fault_identically(tmp_path):
+    """Two apps with the same seed inject errors on the same calls."""
+    outcomes = []
+    for name in ("a.db", "b.db"):
+        with TestClient(create_app(tmp_path / name, seed=5)) as c:
+            c.put("/v1/faults", json={"error_rate": 0.5})
+            outcomes.append([post(c, f"k-{i}").status_code for i in range(30)])
+    assert outcomes[0] == outcomes[1]
+    assert {200, 500} <= set(outcomes[0])
+
+
+def test_put_seed_reseeds_the_rng(client):
+    runs = []
+    for _ in range(2):
+        client.put("/v1/faults", json={"error_rate": 0.5, "seed": 11})
+        runs.append([post(client, f"s-{i}").status_code for i in range(20)])
+    assert runs[0] == runs[1]
+
+
+def test_ledger_survives_reopen(tmp_path):
+    path = tmp_path / "l.db"
+    with TestClient(create_app(path, seed=1)) as c:
+        first = post(c, "k-keep").json()
+    with TestClient(create_app(path, seed=1)) as c:
+        rows = c.get("/v1/ledger").json()
+        assert [r["idempotency_key"] for r in rows] == ["k-keep"]
+        again = post(c, "k-keep").json()
+    assert again["receipt_id"] == first["receipt_id"]
+    assert again["first_applied_at_ms"] == first["first_applied_at_ms"]
+    assert (again["calls"], again["replayed"]) == (2, True)
