@@ -101,22 +101,26 @@ def pid_is_ours(pid: int, create_time: float) -> bool:
         return False
 
 
-def terminate_recorded(pid: int, create_time: float, timeout_s: float = 5.0) -> bool:
+def terminate_recorded(pid: int, create_time: float, timeout_s: float = 5.0, *, group: bool = True) -> bool:
     """Stop a process recorded by an earlier ``stack up``: only if it is still that process."""
     if not pid_is_ours(pid, create_time):
         return False
+    send = os.killpg if group else os.kill
     for sig in (signal.SIGCONT, signal.SIGTERM):
         try:
-            os.killpg(pid, sig)
+            send(pid, sig)
         except ProcessLookupError:
             return True
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not pid_is_ours(pid, create_time) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+        try:
+            if not pid_is_ours(pid, create_time) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
             return True
         time.sleep(0.05)
     try:
-        os.killpg(pid, signal.SIGKILL)
+        send(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     return True

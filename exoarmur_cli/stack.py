@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 
 from exoarmur import stackconfig
 from exoarmur.contracts import ReasonCode
@@ -141,7 +142,9 @@ class LocalStack:
     # --- for `stack status` / `stack down` in another process --------------------------------
 
     def write_pids(self) -> None:
-        pids = {name: {"pid": c.pid, "create_time": c.create_time} for name, c in self.children.items() if c.alive()}
+        me = psutil.Process()
+        pids = {"supervisor": {"pid": me.pid, "create_time": me.create_time()}}
+        pids.update({name: {"pid": c.pid, "create_time": c.create_time} for name, c in self.children.items() if c.alive()})
         (self.dir / PIDS_FILE).write_bytes(orjson.dumps(pids))
 
     def __enter__(self) -> "LocalStack":

@@ -1,0 +1,151 @@
+"""The ``exoarmur`` command: parse, build a config, call the library, map the result to an exit code.
+
+Exit codes: 0 all green · 1 a gate red · 2 usage/config error · 3 stack unavailable · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import typer
+from rich.console import Console
+
+from exoarmur.errors import ExoError
+from exoarmur_cli.procs import pid_is_ours, reap_all, terminate_recorded
+
+EXIT_OK, EXIT_RED, EXIT_USAGE, EXIT_STACK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEFAULT_STACK_DIR = Path(".exoarmur/stack")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="ExoArmur reality-run harness.")
+stack_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded stack, for poking at by hand.")
+app.add_typer(stack_app, name="stack")
+console = Console(stderr=True)
+
+
+def fail(exc: ExoError, code: int) -> None:
+    console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}")
+    raise typer.Exit(code)
+
+
+def exit_code_for(exc: ExoError) -> int:
+    from exoarmur_cli.stack import StackError
+
+    return EXIT_STACK if isinstance(exc, StackError) or exc.reason_code.value == "STACK_UNAVAILABLE" else EXIT_USAGE
+
+
+@stack_app.command("up")
+def stack_up(
+    stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="where the stack keeps config, store and logs"),
+    cells: int = typer.Option(2, min=1, max=16),
+    seed: int = typer.Option(0),
+) -> None:
+    """Start NATS, effector, api and cells; print URLs and tokens; stay up until Ctrl-C."""
+    from exoarmur_cli.stack import LocalStack, read_pids
+
+    stack_dir = stack_dir.resolve()
+    if read_pids(stack_dir):
+        console.print(f"[red]error[/red] CONFIG_INVALID: a stack is already recorded in {stack_dir}; run `exoarmur stack down --dir {stack_dir}`")
+        raise typer.Exit(EXIT_USAGE)
+    stack = LocalStack.create(stack_dir, cells=cells, seed=seed)
+    stopping = False
+
+    def on_term(_sig, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        ready_s = stack.start()
+        cfg = stack.config
+        print(f"ExoArmur stack ready in {ready_s:.2f}s", flush=True)
+        for key, value in cfg.public_view().items():
+            print(f"  {key}: {value}")
+        print(f"  config (tokens, mode 0600): {cfg.path}")
+        print(f"  operator token: {cfg.operator_token}")
+        first = next(iter(cfg.peers.values()))
+        print(f"  example peer: {first.peer_id} ({first.tenant_id}) token {first.token}")
+        print("Ctrl-C to stop.", flush=True)
+        while True:
+            time.sleep(0.5)
+            dead = [n for n, c in stack.children.items() if not c.alive()]
+            if dead and len(dead) == len(stack.children):
+                raise KeyboardInterrupt
+            if dead:
+                console.print(f"[yellow]exited:[/yellow] {', '.join(dead)} (see {stack.dir / 'logs'})")
+                stack.children = {n: c for n, c in stack.children.items() if n not in dead}
+                stack.write_pids()
+    except KeyboardInterrupt:
+        stopping = True
+    except ExoError as exc:
+        stack.stop()
+        fail(exc, exit_code_for(exc))
+    finally:
+        stack.stop()
+        reap_all()
+    if stopping:
+        print("stack stopped", flush=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@stack_app.command("down")
+def stack_down(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir")) -> None:
+    """Stop the stack recorded in --dir (only the PIDs it started)."""
+    from exoarmur_cli.stack import PIDS_FILE, read_pids
+
+    pids = read_pids(stack_dir)
+    if not pids:
+        print(f"no stack recorded in {stack_dir}")
+        return
+    supervisor = pids.pop("supervisor", None)
+    running = {name: pid_is_ours(rec["pid"], rec["create_time"]) for name, rec in pids.items()}
+    if supervisor:  # the `stack up` process stops its own children in order
+        terminate_recorded(supervisor["pid"], supervisor["create_time"], timeout_s=15, group=False)
+    for name, rec in reversed(list(pids.items())):
+        terminate_recorded(rec["pid"], rec["create_time"])
+        print(f"{name}: {'stopped' if running[name] else 'was not running'} (pid {rec['pid']})")
+    (stack_dir / PIDS_FILE).unlink(missing_ok=True)
+
+
+@stack_app.command("status")
+def stack_status(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir")) -> None:
+    """Show each recorded component and whether the api is ready. Exit 3 when not up."""
+    from exoarmur import stackconfig
+    from exoarmur_cli.stack import read_pids
+
+    pids = read_pids(stack_dir)
+    if not pids:
+        print(f"no stack recorded in {stack_dir}")
+        raise typer.Exit(EXIT_STACK)
+    all_up = True
+    pids.pop("supervisor", None)
+    for name, rec in pids.items():
+        up = pid_is_ours(rec["pid"], rec["create_time"])
+        all_up &= up
+        print(f"{name:10s} pid {rec['pid']:>7}  {'up' if up else 'DOWN'}")
+    try:
+        cfg = stackconfig.load(stack_dir)
+        ready = httpx.get(f"{cfg.api_url}/readyz", timeout=2).status_code == 200
+    except (ExoError, httpx.HTTPError):
+        ready = False
+    print(f"api ready: {ready}")
+    if not (ready and all_up):
+        raise typer.Exit(EXIT_STACK)
+
+
+@app.command("policy")
+def policy(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print every policy table (timeouts, retries, limits, breakers, bounds)."""
+    from exoarmur.__main__ import main as component_main
+
+    raise typer.Exit(component_main(["policy"] + (["--json"] if as_json else [])))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(app())
