@@ -12,12 +12,13 @@ from exoarmur.errors import ExoError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m exoarmur")
-    parser.add_argument("component", choices=["nats", "api", "cell", "effector", "provision", "policy"])
+    parser.add_argument("component", choices=["nats", "api", "cell", "effector", "provision", "policy", "init"])
     parser.add_argument("--config", help="stack directory or its stack.json")
     parser.add_argument("--id", default="0", help="instance id (cells)")
     parser.add_argument("--nats-url", help="override: reach NATS here (e.g. through a fault proxy)")
     parser.add_argument("--effector-url", help="override: reach the effector here")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--host", default="0.0.0.0", help="init: address the components bind")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -47,6 +48,17 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.config:
         raise ConfigError("--config STACK_DIR is required")
+    if args.component == "init":
+        # Once per stack directory on the well-known ports (docker-compose.yml); an existing
+        # config is kept, so its tokens and the NATS store survive a restart.
+        from pathlib import Path
+
+        from exoarmur.stackconfig import CONFIG_FILE, generate_fixed
+
+        config_path = Path(args.config)
+        config = load(config_path) if (config_path / CONFIG_FILE).exists() else generate_fixed(config_path, host=args.host)
+        sys.stdout.write(orjson.dumps(config.public_view()).decode() + "\n")
+        return 0
     config = load(args.config)
     if args.component == "nats":
         from exoarmur.nats_server import exec_server

@@ -121,6 +121,13 @@ class Cell:
             if self.tasks:
                 await asyncio.wait(self.tasks, timeout=deadline_s(TimeoutCategory.EXECUTION_INTENT))
             await self.http.aclose()
+            # Unsubscribe the pull subscription before draining: nats-py's fetch takes messages
+            # off its queue without task_done(), so draining it would wait out drain_timeout (30 s)
+            # and SIGTERM would end in the supervisor's SIGKILL instead of a clean exit.
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
             await self.nc.drain()
 
     def _done(self, task: asyncio.Task) -> None:

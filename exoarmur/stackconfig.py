@@ -157,3 +157,16 @@ def load(path: Path) -> StackConfig:
     except (orjson.JSONDecodeError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"stack config {path} is invalid: {first}") from None
+
+
+# Well-known ports for a stack whose components run on separate hosts (docker-compose.yml):
+# there, each component binds its own container's port, so no free-port probing is needed.
+FIXED_PORTS = {"nats_port": 4222, "nats_monitor_port": 8222, "api_port": 8080, "effector_port": 8090}
+
+
+def generate_fixed(stack_dir: Path, *, host: str = "0.0.0.0", **generate_kwargs) -> StackConfig:
+    """``generate``, but on ``FIXED_PORTS`` and binding ``host`` (``python -m exoarmur init``)."""
+    config = generate(stack_dir, **generate_kwargs)
+    config = StackConfig.model_validate({**config.model_dump(), "host": host, **FIXED_PORTS})
+    save(config)
+    return config

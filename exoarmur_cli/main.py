@@ -143,6 +143,25 @@ def policy(as_json: bool = typer.Option(False, "--json")) -> None:
     raise typer.Exit(component_main(["policy"] + (["--json"] if as_json else [])))
 
 
+@app.command("bench")
+def bench_command() -> None:
+    """Measure publish ceiling, end-to-end throughput, latency at half load, RSS under 3× overload."""
+    from exoarmur_cli.bench import bench
+
+    try:
+        figures = bench()
+    except ExoError as exc:
+        fail(exc, exit_code_for(exc))
+    print(f"(a) pipelined durable JetStream publishes/s : {figures.publish_per_s:,.0f}")
+    print(f"(b) end-to-end intents/s                    : {figures.intents_per_s:,.0f}")
+    print(f"(c) at {figures.half_load_per_s:,.0f}/s ({figures.half_load_completed} intents): p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms")
+    print(f"(d) at {figures.overload_offered_per_s:,.0f}/s offered: {figures.overload_accepted} accepted, refused by status {figures.overload_refused}")
+    for name, mb in figures.peak_rss_mb.items():
+        print(f"    peak RSS {name}: {mb:.0f} MB")
+    for line, ok in figures.verdicts().items():
+        print(f"  {'MET ' if ok else 'MISS'} {line}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -1,0 +1,229 @@
+"""``exoarmur bench``: the stack's speed and memory figures, measured in one run on one server.
+
+(a) pipelined durable JetStream publishes/s — the machine's ceiling;
+(b) end-to-end intents/s through api → cell → effector → terminal record;
+(c) p50/p99 submit-to-terminal latency at half of (b), open loop;
+(d) peak RSS of api and cells under 3× (b), with the refusals that kept them bounded.
+Figures are ratios within one run: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import psutil
+
+from exoarmur import natsio
+from exoarmur.contracts import canonical_json
+from exoarmur.stackconfig import StackConfig
+from exoarmur_cli.stack import LocalStack
+
+TARGETS = {"b_over_a_min": 0.25, "p99_ms_max": 50.0, "peak_rss_mb_max": 200.0}
+
+
+@dataclass
+class Figures:
+    publish_per_s: float = 0.0
+    intents_per_s: float = 0.0
+    half_load_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    half_load_completed: int = 0
+    overload_offered_per_s: float = 0.0
+    overload_accepted: int = 0
+    overload_refused: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+
+    def verdicts(self) -> dict[str, bool]:
+        ratio = self.intents_per_s / self.publish_per_s if self.publish_per_s else 0.0
+        return {
+            f"(b)/(a) = {ratio:.3f} >= {TARGETS['b_over_a_min']}": ratio >= TARGETS["b_over_a_min"],
+            f"p99 at half load = {self.p99_ms:.1f} ms <= {TARGETS['p99_ms_max']}": 0 < self.p99_ms <= TARGETS["p99_ms_max"],
+            **{
+                f"peak RSS {name} = {mb:.0f} MB <= {TARGETS['peak_rss_mb_max']:.0f}": 0 < mb <= TARGETS["peak_rss_mb_max"]
+                for name, mb in self.peak_rss_mb.items()
+            },
+        }
+
+
+def _intent_bodies(config: StackConfig):
+    """An endless, deterministic stream of (token, body) spread over every peer and its nodes."""
+    peers = list(config.peers.values())
+    nodes_by_tenant: dict[str, list[str]] = {}
+    for node, tenant in config.nodes.items():
+        nodes_by_tenant.setdefault(tenant, []).append(node)
+    run = uuid.uuid4().hex[:8]
+    for i in itertools.count():
+        peer = peers[i % len(peers)]
+        nodes = nodes_by_tenant[peer.tenant_id]
+        key = f"bench-{run}-{i}"
+        yield peer.token, key, {
+            "intent_id": key, "tenant_id": peer.tenant_id, "peer_id": peer.peer_id,
+            "node_id": nodes[(i // len(peers)) % len(nodes)], "action": "block_ip",
+            "action_class": "A1", "idempotency_key": key, "parameters": {"ip": f"10.0.{i % 250}.{i % 200}"},
+        }
+
+
+class TerminalWatch:
+    """Times the arrival of terminal records by subscribing to the audit subjects."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+
+    async def start(self, nc) -> None:
+        async def on_msg(msg) -> None:
+            self.arrived.setdefault(msg.subject, time.perf_counter())
+
+        await nc.subscribe("exo.audit.>", cb=on_msg)
+
+
+async def measure_publish_ceiling(nc, messages: int = 20000, window: int = 512) -> float:
+    js = nc.jetstream()
+    from nats.js import api as js_api
+
+    await js.add_stream(js_api.StreamConfig(name="BENCH", subjects=["bench.>"], storage=js_api.StorageType.FILE))
+    payload = canonical_json({"pad": "x" * 300})
+    began = time.perf_counter()
+    pending: list[asyncio.Future] = []
+    for i in range(messages):
+        pending.append(await js.publish_async(f"bench.{i % 10}", payload))
+        if len(pending) >= window:
+            await asyncio.wait_for(asyncio.gather(*pending), 30)
+            pending.clear()
+    await asyncio.wait_for(asyncio.gather(*pending), 30)
+    elapsed = time.perf_counter() - began
+    await js.delete_stream("BENCH")
+    return messages / elapsed
+
+
+async def _submit(client: httpx.AsyncClient, token: str, body: dict) -> int:
+    try:
+        response = await client.post("/v1/intents", json=body, headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError:
+        return -1
+    if response.status_code != 202:
+        return -int(response.status_code)
+    return 202
+
+
+async def measure_closed_loop(config, watch: TerminalWatch, bodies, count: int, concurrency: int = 48) -> float:
+    """(b): as fast as the pipeline goes; the clock stops when the last terminal record lands."""
+    subjects: list[str] = []
+    began = time.perf_counter()
+    async with httpx.AsyncClient(base_url=config.api_url, timeout=10, limits=httpx.Limits(max_connections=concurrency)) as client:
+        queue = [next(bodies) for _ in range(count)]
+
+        async def worker(chunk) -> None:
+            for token, key, body in chunk:
+                if await _submit(client, token, body) == 202:
+                    subjects.append(natsio.audit_subject(body["tenant_id"], _digest(body)))
+
+        await asyncio.gather(*(worker(queue[i::concurrency]) for i in range(concurrency)))
+    await _wait_arrivals(watch, subjects, timeout_s=60)
+    done = [watch.arrived[s] for s in subjects if s in watch.arrived]
+    return len(done) / (max(done) - began) if done else 0.0
+
+
+def _digest(body: dict) -> str:
+    from exoarmur.contracts import key_digest
+
+    return key_digest(body["tenant_id"], body["idempotency_key"])
+
+
+async def _wait_arrivals(watch: TerminalWatch, subjects: list[str], timeout_s: float) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline and any(s not in watch.arrived for s in subjects):
+        await asyncio.sleep(0.05)
+
+
+async def open_loop(config, bodies, rate_per_s: float, duration_s: float, on_result) -> None:
+    """Submit at a fixed rate regardless of answers (open loop: no coordinated omission)."""
+    interval = 1.0 / rate_per_s
+    tasks = []
+    async with httpx.AsyncClient(base_url=config.api_url, timeout=10, limits=httpx.Limits(max_connections=256)) as client:
+        began = time.perf_counter()
+        for n in itertools.count():
+            due = began + n * interval
+            if due - began >= duration_s:
+                break
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            token, key, body = next(bodies)
+
+            async def one(token=token, body=body) -> None:
+                sent = time.perf_counter()
+                on_result(body, sent, await _submit(client, token, body))
+
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+
+
+async def run_bench(stack: LocalStack) -> Figures:
+    config = stack.config
+    figures = Figures()
+    nc = await natsio.connect(config.nats_url, "exoarmur-bench")
+    try:
+        figures.publish_per_s = await measure_publish_ceiling(nc)
+        watch = TerminalWatch()
+        await watch.start(nc)
+        bodies = _intent_bodies(config)
+        await measure_closed_loop(config, watch, bodies, 300)  # warm-up: connections, caches
+        figures.intents_per_s = await measure_closed_loop(config, watch, bodies, 3000)
+
+        figures.half_load_per_s = figures.intents_per_s / 2
+        sent_at: dict[str, float] = {}
+
+        def record_half(body, sent, status) -> None:
+            if status == 202:
+                sent_at[natsio.audit_subject(body["tenant_id"], _digest(body))] = sent
+
+        await open_loop(config, bodies, figures.half_load_per_s, 6.0, record_half)
+        await _wait_arrivals(watch, list(sent_at), timeout_s=30)
+        latencies = sorted((watch.arrived[s] - t) * 1000 for s, t in sent_at.items() if s in watch.arrived)
+        figures.half_load_completed = len(latencies)
+        if latencies:
+            figures.p50_ms = latencies[len(latencies) // 2]
+            figures.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+
+        figures.overload_offered_per_s = figures.intents_per_s * 3
+        processes = {name: psutil.Process(child.pid) for name, child in stack.children.items()
+                     if name == "api" or name.startswith("cell")}
+        peaks = {name: 0 for name in processes}
+        stop = asyncio.Event()
+
+        async def sample() -> None:
+            while not stop.is_set():
+                for name, proc in processes.items():
+                    try:
+                        peaks[name] = max(peaks[name], proc.memory_info().rss)
+                    except psutil.Error:
+                        pass
+                await asyncio.sleep(0.1)
+
+        def record_over(body, sent, status) -> None:
+            if status == 202:
+                figures.overload_accepted += 1
+            else:
+                figures.overload_refused[str(-status)] = figures.overload_refused.get(str(-status), 0) + 1
+
+        sampler = asyncio.create_task(sample())
+        await open_loop(config, bodies, figures.overload_offered_per_s, 5.0, record_over)
+        await asyncio.sleep(2.0)  # the backlog drains; memory must not keep growing
+        stop.set()
+        await sampler
+        figures.peak_rss_mb = {name: rss / 2**20 for name, rss in peaks.items()}
+    finally:
+        await nc.close()
+    return figures
+
+
+def bench() -> Figures:
+    stack = LocalStack.create()
+    with stack:
+        return asyncio.run(run_bench(stack))
