@@ -18,7 +18,8 @@ import signal
 import time
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
+import uvloop
 import orjson
 from nats.js.errors import APIError, NotFoundError
 from pydantic import ValidationError
@@ -93,7 +94,7 @@ class Cell:
         self.stopping = asyncio.Event()
         self.nc = None
         self.js = None
-        self.http: httpx.AsyncClient | None = None
+        self.http: aiohttp.ClientSession | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -101,7 +102,8 @@ class Cell:
         self.nc = await natsio.connect(self.nats_url, self.cell_id)
         self.js = self.nc.jetstream()
         await natsio.provision(self.js)
-        self.http = httpx.AsyncClient(base_url=self.effector_url, timeout=deadline_s(TimeoutCategory.EFFECTOR_CALL))
+        self.http = aiohttp.ClientSession(
+            base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=_bound(self.config, "cell_inflight")))
         sub = await self.js.pull_subscribe_bind(natsio.CELLS_CONSUMER, stream=natsio.INTENTS_STREAM)
         try:
             while not self.stopping.is_set():
@@ -120,7 +122,7 @@ class Cell:
         finally:
             if self.tasks:
                 await asyncio.wait(self.tasks, timeout=deadline_s(TimeoutCategory.EXECUTION_INTENT))
-            await self.http.aclose()
+            await self.http.close()
             # Unsubscribe the pull subscription before draining: nats-py's fetch takes messages
             # off its queue without task_done(), so draining it would wait out drain_timeout (30 s)
             # and SIGTERM would end in the supervisor's SIGKILL instead of a clean exit.
@@ -267,21 +269,21 @@ class Cell:
     async def _call_effector(self, intent: IntentV1) -> EffectorReceipt:
         body = {"tenant_id": intent.tenant_id, "node_id": intent.node_id, "action": intent.action,
                 "parameters": intent.parameters}
+        headers = {"Idempotency-Key": natsio.msg_id(intent.tenant_id, intent.idempotency_key)}
+
+        async def post() -> tuple[int, bytes]:
+            async with self.http.post("/v1/effects", json=body, headers=headers) as response:
+                return response.status, await response.read()
+
         try:
-            response = await with_deadline(
-                TimeoutCategory.EFFECTOR_CALL,
-                self.http.post("/v1/effects", json=body,
-                               headers={"Idempotency-Key": natsio.msg_id(intent.tenant_id, intent.idempotency_key)}),
-            )
-        except httpx.TimeoutException:
-            raise DeadlineExceeded("effector call timed out", ReasonCode.TIMEOUT_EFFECTOR_CALL) from None
-        except httpx.TransportError as exc:
+            status, content = await with_deadline(TimeoutCategory.EFFECTOR_CALL, post())
+        except aiohttp.ClientError as exc:
             raise EffectorFault(f"effector unreachable: {type(exc).__name__}") from None
-        if response.status_code >= 500:
-            raise EffectorFault(f"effector answered {response.status_code}")
-        if response.status_code >= 400:
-            raise EffectorRejected(f"effector refused: {response.status_code} {response.text[:200]}")
-        return EffectorReceipt.model_validate_json(response.content)
+        if status >= 500:
+            raise EffectorFault(f"effector answered {status}")
+        if status >= 400:
+            raise EffectorRejected(f"effector refused: {status} {content[:200]!r}")
+        return EffectorReceipt.model_validate_json(content)
 
     def _on_transition(self, transition: Transition) -> None:
         event = {"cell_id": self.cell_id, "breaker": transition.breaker, "from": transition.from_state.value,
@@ -307,4 +309,4 @@ def run_cell(config: StackConfig, cell_id: str, nats_url: str | None = None, eff
             loop.add_signal_handler(sig, cell.stopping.set)
         await cell.run()
 
-    asyncio.run(main())
+    uvloop.run(main())

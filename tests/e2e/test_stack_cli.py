@@ -1,0 +1,121 @@
+"""The ``exoarmur`` CLI as a user runs it: stack up / status / down, Ctrl-C, and config errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from exoarmur_cli.procs import pid_is_ours
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+UP_TIMEOUT_S = 60.0
+EXIT_STACK, EXIT_USAGE, EXIT_INTERRUPTED = 3, 2, 130
+
+
+def exoarmur(*args: str) -> list[str]:
+    script = Path(sys.executable).parent / "exoarmur"
+    if script.exists():
+        return [str(script), *args]
+    return [sys.executable, "-m", "exoarmur_cli.main", *args]
+
+
+def run(argv: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
+                          stdin=subprocess.DEVNULL)
+
+
+class StackUp:
+    """``exoarmur stack up --dir D`` in its own session; killed with its recorded children on exit."""
+
+    def __init__(self, stack_dir: Path) -> None:
+        self.dir = stack_dir
+        self.out = stack_dir.parent / f"{stack_dir.name}-up.out"
+        self.pids: dict[str, dict] = {}
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "StackUp":
+        with open(self.out, "wb") as out:
+            self.proc = subprocess.Popen(
+                exoarmur("stack", "up", "--dir", str(self.dir), "--seed", "3"), cwd=REPO,
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        deadline = time.monotonic() + UP_TIMEOUT_S
+        while "ready" not in self.output():
+            assert self.proc.poll() is None, f"stack up exited {self.proc.returncode}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"stack up not ready in {UP_TIMEOUT_S}s:\n{self.output()}"
+            time.sleep(0.05)
+        self.pids = orjson.loads((self.dir / "pids.json").read_bytes())
+        assert {"supervisor", "nats", "api", "effector", "cell-0", "cell-1"} <= set(self.pids)
+        assert self.pids["supervisor"]["pid"] == self.proc.pid
+        return self
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def alive(self) -> list[str]:
+        return [name for name, rec in self.pids.items()
+                if name != "supervisor" and pid_is_ours(rec["pid"], rec["create_time"])]
+
+    def __exit__(self, *exc) -> None:  # whatever the test did, nothing of ours stays up
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        for name in self.alive():
+            try:
+                os.killpg(self.pids[name]["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_stack_up_status_down(tmp_path):
+    stack_dir = tmp_path / "stack"
+    with StackUp(stack_dir) as up:
+        assert not set(up.pids) - {"supervisor", "nats", "api", "effector", "cell-0", "cell-1"}
+        assert not [n for n in up.pids if n != "supervisor" and n not in up.alive()]
+        assert "operator token:" in up.output()
+
+        status = run(exoarmur("stack", "status", "--dir", str(stack_dir)))
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "api ready: True" in status.stdout
+
+        down = run(exoarmur("stack", "down", "--dir", str(stack_dir)))
+        assert down.returncode == 0, down.stdout + down.stderr
+        up.proc.wait(15)  # down waited for the supervisor, which stopped its children in order
+        assert up.alive() == []
+        assert not (stack_dir / "pids.json").exists()
+        assert "Traceback" not in up.output()
+
+        after = run(exoarmur("stack", "status", "--dir", str(stack_dir)))
+        assert after.returncode == EXIT_STACK
+
+
+def test_sigint_stops_the_stack_and_exits_130(tmp_path):
+    with StackUp(tmp_path / "stack") as up:
+        assert up.alive()
+        os.killpg(up.proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the process group
+        assert up.proc.wait(30) == EXIT_INTERRUPTED
+        assert up.alive() == []
+        assert "stack stopped" in up.output()
+        assert "Traceback" not in up.output()
+
+
+def test_status_of_an_empty_dir_exits_3(tmp_path):
+    status = run(exoarmur("stack", "status", "--dir", str(tmp_path)))
+    assert status.returncode == EXIT_STACK, status.stdout + status.stderr
+
+
+def test_a_component_with_a_missing_config_exits_2_without_a_traceback():
+    result = run([sys.executable, "-m", "exoarmur", "api", "--config", "/nonexistent"])
+    assert result.returncode == EXIT_USAGE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CONFIG_INVALID" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
