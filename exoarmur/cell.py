@@ -170,7 +170,7 @@ class Cell:
             tenant_id=intent.tenant_id, intent_id=intent.intent_id,
             idempotency_key=intent.idempotency_key, intent_hash=intent.intent_hash(),
             node_id=intent.node_id, action=intent.action, action_class=intent.action_class,
-            outcome=execution.outcome, reason_code=execution.reason_code, snapshot=snapshot,
+            outcome=execution.outcome, reason_code=execution.reason_code, decision=decision, snapshot=snapshot,
             breaker_state=breaker_state, attempts=execution.attempts, receipt=execution.receipt,
             cell_id=self.cell_id, decided_at_ms=snapshot.now_ms,
         ).sealed()
@@ -267,7 +267,7 @@ class Cell:
         return Execution(Outcome.EXECUTED, ReasonCode.OK, receipt, attempts)
 
     async def _call_effector(self, intent: IntentV1) -> EffectorReceipt:
-        body = {"tenant_id": intent.tenant_id, "node_id": intent.node_id, "action": intent.action,
+        body = {"intent_ref": natsio.msg_id(intent.tenant_id, intent.idempotency_key), "tenant_id": intent.tenant_id, "node_id": intent.node_id, "action": intent.action,
                 "parameters": intent.parameters}
         headers = {"Idempotency-Key": natsio.msg_id(intent.tenant_id, intent.idempotency_key)}
 

@@ -199,6 +199,7 @@ class AuditRecordV1(_Wire):
     action_class: ActionClass
     outcome: Outcome
     reason_code: ReasonCode
+    decision: Decision  # what decide(intent, snapshot) returned; outcome may differ after execution
     snapshot: SafetySnapshot
     breaker_state: str
     attempts: int

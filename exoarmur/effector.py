@@ -38,6 +38,7 @@ GRACEFUL_SHUTDOWN_S = 3  # so SIGTERM is not held up an hour by a request stuck 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     idempotency_key TEXT PRIMARY KEY,
+    intent_ref TEXT NOT NULL,
     tenant_id TEXT NOT NULL,
     node_id TEXT NOT NULL,
     action TEXT NOT NULL,
@@ -49,9 +50,9 @@ CREATE TABLE IF NOT EXISTS ledger (
 """
 
 _UPSERT = """
-INSERT INTO ledger (idempotency_key, tenant_id, node_id, action, receipt_id,
+INSERT INTO ledger (idempotency_key, intent_ref, tenant_id, node_id, action, receipt_id,
                     first_applied_at_ms, calls, last_call_at_ms)
-VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
 ON CONFLICT (idempotency_key) DO UPDATE SET
     calls = calls + 1,
     last_call_at_ms = excluded.last_call_at_ms
@@ -59,7 +60,7 @@ RETURNING receipt_id, first_applied_at_ms, calls
 """
 
 _COLUMNS = (
-    "idempotency_key", "tenant_id", "node_id", "action", "receipt_id",
+    "idempotency_key", "intent_ref", "tenant_id", "node_id", "action", "receipt_id",
     "first_applied_at_ms", "calls", "last_call_at_ms",
 )
 
@@ -80,6 +81,9 @@ class FaultSettings(BaseModel):
 class EffectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Which intent this effect is for, independent of the Idempotency-Key the caller chose:
+    # it is how an auditor counts effects per intent even if a caller varied its keys.
+    intent_ref: str = Field(default="", max_length=256)
     tenant_id: str = Field(min_length=1, max_length=128)
     node_id: str = Field(min_length=1, max_length=128)
     action: str = Field(min_length=1, max_length=128)
@@ -133,7 +137,7 @@ class Ledger:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 for key, req in requests:
-                    params = (key, req.tenant_id, req.node_id, req.action, receipt_id_for(key), now, now)
+                    params = (key, req.intent_ref or key, req.tenant_id, req.node_id, req.action, receipt_id_for(key), now, now)
                     receipt_id, first_ms, calls = self._conn.execute(_UPSERT, params).fetchone()
                     receipts.append(EffectorReceipt(
                         idempotency_key=key, receipt_id=receipt_id, first_applied_at_ms=first_ms,

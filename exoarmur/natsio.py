@@ -137,7 +137,9 @@ async def provision(js: JetStreamContext) -> None:
             js_api.ConsumerConfig(
                 durable_name=CELLS_CONSUMER,
                 ack_policy=js_api.AckPolicy.EXPLICIT,
-                ack_wait=deadline_s(TimeoutCategory.EXECUTION_INTENT) * 2,
+                # Redelivery of an intent whose cell died comes this long after its delivery.
+                # Safe to keep short: every step a cell takes is idempotent.
+                ack_wait=deadline_s(TimeoutCategory.EXECUTION_INTENT) + 1.0,
                 max_ack_pending=-1,
                 deliver_policy=js_api.DeliverPolicy.ALL,
             ),

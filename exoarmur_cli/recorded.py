@@ -1,0 +1,78 @@
+"""What a run recorded, as checkers see it: plain data loaded from a bundle's ``raw/``.
+
+Checkers never see live services, only this. ``replay-verify`` loads the same files the
+same way, which is why a verdict can be re-derived from a bundle alone.
+
+raw/ files (one JSON object per line unless noted):
+- history.jsonl          Event (see history.py): client operations, faults, observations
+- audit_export.jsonl     {"seq", "subject", "record": AuditRecordV1}  — the AUDIT stream
+- intents_export.jsonl   {"seq", "subject", "msg_id", "timestamp_ms", "intent": IntentV1}
+- events_export.jsonl    {"seq", "subject", "data": {...}} — breaker transitions, refusal counters
+- effector_ledger.jsonl  the effector's ledger rows
+- samples.jsonl          {"time_ms", "kind", "process", "value"} — RSS, pending depth, ...
+- run_params.json        (one object) seed, profile, policy tables, scenario parameters, stack view
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from exoarmur_cli.history import Event, read_events
+
+HISTORY = "history.jsonl"
+AUDIT = "audit_export.jsonl"
+INTENTS = "intents_export.jsonl"
+EVENTS = "events_export.jsonl"
+LEDGER = "effector_ledger.jsonl"
+SAMPLES = "samples.jsonl"
+RUN_PARAMS = "run_params.json"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    history: list[Event] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    intents: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def scenario_events(self, scenario: str) -> list[Event]:
+        return [e for e in self.history if e.scenario == scenario]
+
+    def scenarios_run(self) -> set[str]:
+        """Scenarios whose driver finished (it appends a final ``scenario_done`` event)."""
+        return {e.scenario for e in self.history if e.f == "scenario_done" and e.type == "ok"}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        return [orjson.loads(line) for line in handle if line.strip()]
+
+
+def write_jsonl(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        for row in rows:
+            handle.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+
+
+def load(raw_dir: Path) -> Recorded:
+    raw_dir = Path(raw_dir)
+    params_path = raw_dir / RUN_PARAMS
+    return Recorded(
+        history=list(read_events(raw_dir / HISTORY)) if (raw_dir / HISTORY).exists() else [],
+        audit=read_jsonl(raw_dir / AUDIT),
+        intents=read_jsonl(raw_dir / INTENTS),
+        events=read_jsonl(raw_dir / EVENTS),
+        ledger=read_jsonl(raw_dir / LEDGER),
+        samples=read_jsonl(raw_dir / SAMPLES),
+        params=orjson.loads(params_path.read_bytes()) if params_path.exists() else {},
+    )
