@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,7 +36,7 @@ from exoarmur.contracts import (
 from exoarmur.errors import DeadlineExceeded, ExoError
 from exoarmur.metrics import process_rss_bytes
 from exoarmur.reliability.bounded_queue import BOUNDS
-from exoarmur.reliability.rate_limit import RATE_LIMITS, TenantLimiter
+from exoarmur.reliability.rate_limit import RATE_LIMITS, RateLimitPolicy, TenantLimiter
 from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
 from exoarmur.stackconfig import Peer, StackConfig
 
@@ -67,6 +68,16 @@ class ApprovalBody(BaseModel):
     ttl_s: float = 300.0
 
 
+def _rate_policy(name: str, config: StackConfig) -> RateLimitPolicy:
+    """The table's policy, unless this stack's config overrides it (``rate_<name>_per_s/_burst``)."""
+    base = RATE_LIMITS[name]
+    return replace(
+        base,
+        rate_per_s=float(config.overrides.get(f"rate_{name}_per_s", base.rate_per_s)),
+        burst=int(config.overrides.get(f"rate_{name}_burst", base.burst)),
+    )
+
+
 def _bound(name: str, config: StackConfig) -> int:
     return int(config.overrides.get(name, BOUNDS[name].limit))
 
@@ -79,7 +90,7 @@ class ApiState:
         self.nats_url = nats_url or config.nats_url
         self.api_id = f"api-{os.getpid()}"
         self.peers_by_token = config.peer_by_token()
-        self.limiter = TenantLimiter(RATE_LIMITS["tenant"], RATE_LIMITS["global"])
+        self.limiter = TenantLimiter(_rate_policy("tenant", config), _rate_policy("global", config))
         self.max_pending = _bound("pending_intents", config)
         self.pending_estimate = 0
         self.refusals: dict[tuple[str, ReasonCode], int] = {}

@@ -2,8 +2,9 @@
 
 Integration tests run against a real ``LocalStack`` (embedded nats-server, api, cells and
 effector as separate processes): nothing is mocked. Each test module that asks for ``stack``
-gets its own running stack, stopped in teardown whatever happens; tests that need a stack
-with other settings use ``running_stack`` as a context manager.
+gets its own running stack, stopped in teardown whatever happens; a test that needs a stack
+with other settings uses the ``make_stack`` fixture as a context manager. Tests reach helpers
+through the ``exo`` fixture (an ``Exo``), never by importing this module.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from exoarmur_cli.stack import LocalStack
 
 T = TypeVar("T")
 
-REPO = Path(__file__).resolve().parents[1]
 POLL_S = 0.02
 TERMINAL_STATES = {o.value for o in TERMINAL_OUTCOMES}
 # A stack small enough to start fast, big enough for several tenants, peers and nodes.

@@ -12,17 +12,20 @@ from collections import Counter
 
 import pytest
 
-from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s
+from exoarmur import natsio
 
 pytestmark = pytest.mark.integration
 
 SEED = 20240611
 INTENTS = 200
-CONVERGE_S = 30.0  # > the consumer's ack_wait (2 x EXECUTION_INTENT), after which a redelivery comes
+CONVERGE_S = 30.0  # > the consumer's ack_wait, after which an intent held by a dead cell comes back
 
 
 def test_sigkilled_cells_converge_to_one_record_and_one_effect_per_intent(exo):
-    assert deadline_s(TimeoutCategory.EXECUTION_INTENT) * 2 < CONVERGE_S
+    async def ack_wait(js):
+        return (await js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER)).config.ack_wait
+
+    assert exo.nats(ack_wait) < CONVERGE_S / 2
     rng = random.Random(SEED)
     peers = [exo.peer(t, i) for t in range(len(exo.tenants)) for i in range(2)]
     kills = rng.randint(4, 6)
@@ -92,5 +95,8 @@ def test_sigkilled_cells_converge_to_one_record_and_one_effect_per_intent(exo):
         assert response.json()["record"]["idempotency_key"] == key
     converged_s = time.monotonic() - last_kill
     redelivered = sum(row["calls"] > 1 for row in ledger.values())
+    # The kills did land mid-intent: some effects were applied by a cell that died before
+    # recording them, and the redelivery replayed the receipt instead of acting again.
+    assert redelivered >= 1
     print(f"kills={list(zip(kill_at, victims))} converged in {converged_s:.1f}s, "
           f"effector re-called for {redelivered} keys (replayed, not re-applied)")

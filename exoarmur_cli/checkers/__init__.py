@@ -1,0 +1,48 @@
+"""Checkers: pure functions from recorded data to named measurements plus evidence.
+
+Each checker returns ``(metrics, evidence)``. ``measure`` composes them into one flat table of
+measurements that gate criteria refer to by name. A checker that raises yields no metrics
+(its criteria then fail as missing) and its error as evidence: an exception never passes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from exoarmur_cli.checkers import capacity, durability, faults, integrity, safety
+from exoarmur_cli.recorded import Recorded
+
+Checker = Callable[[Recorded], tuple[dict, dict]]
+
+CHECKERS: dict[str, Checker] = {
+    "exactly_once": integrity.exactly_once,
+    "expectations": integrity.expectations,
+    "refusals": integrity.refusals,
+    "persistence": durability.persistence,
+    "restarts": durability.restarts,
+    "cold_start": durability.cold_start,
+    "decision_replay": safety.decision_replay,
+    "killswitch": safety.killswitch,
+    "tenancy": safety.tenancy,
+    "timeouts": faults.timeouts,
+    "retries": faults.retries,
+    "breaker": faults.breaker,
+    "chaos": faults.chaos,
+    "backpressure": capacity.backpressure,
+    "load": capacity.load,
+    "resources": capacity.resources,
+}
+
+
+def measure(recorded: Recorded) -> tuple[dict[str, float | int | None], dict[str, dict]]:
+    metrics: dict[str, float | int | None] = {}
+    evidence: dict[str, dict] = {}
+    for name, checker in CHECKERS.items():
+        try:
+            found, shown = checker(recorded)
+        except Exception as exc:  # unknown, never true
+            evidence[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        metrics.update(found)
+        evidence[name] = shown
+    return metrics, evidence

@@ -1,0 +1,59 @@
+"""Gate 8: a full queue refuses, load covers every node and peer, memory and depth stay bounded."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from exoarmur_cli.checkers.common import first, records_by_pair, scenario_window_ms, submissions
+from exoarmur_cli.recorded import Recorded
+
+
+def backpressure(rec: Recorded) -> tuple[dict, dict]:
+    subs = submissions(rec.history, "backpressure")
+    bound = rec.params.get("policy", {}).get("pending_bound")
+    window = scenario_window_ms(rec, "backpressure")
+    pending = [s["value"] for s in rec.samples if s["kind"] == "pending"
+               and window and window[0] <= s["time_ms"] <= window[1]]
+    return {
+        "queue_full_refusals": sum(1 for s in subs if s.reason == "QUEUE_FULL"),
+        "backpressure_pending_peak": max(pending) if pending else None,
+        "pending_peak_vs_bound": max(pending) / bound if pending and bound else None,
+        "backpressure_refused_without_reason": sum(1 for s in subs if s.refused and not s.reason),
+    }, {"refusals_by_reason": dict(Counter(s.reason for s in subs if s.refused)), "bound": bound,
+        "pending_samples": len(pending)}
+
+
+def load(rec: Recorded) -> tuple[dict, dict]:
+    subs = submissions(rec.history, "load")
+    records = records_by_pair(rec)
+    executed = [s for s in subs if s.accepted and any(r["outcome"] == "EXECUTED" for r in records.get(s.pair, []))]
+    plan = [e.value for e in rec.history if e.f == "load_plan"]
+    capacity = plan[-1]["capacity_per_s"] if plan else None
+    over = [s for s in subs if s.invoke.value.get("phase") == "overload"]
+    span_s = (max(s.invoke.time_ms for s in over) - min(s.invoke.time_ms for s in over)) / 1000 if len(over) > 1 else 0
+    offered = len(over) / span_s if span_s else None
+    return {
+        "load_submissions": len(subs),
+        "nodes_covered": len({s.invoke.value["node_id"] for s in executed}),
+        "peers_covered": len({s.invoke.process for s in executed}),
+        "tenants_covered": len({s.tenant_id for s in executed}),
+        "load_unanswered": sum(1 for s in subs if s.done is None),
+        "overload_refused": sum(1 for s in over if s.refused and s.reason),
+        "overload_offered_per_s": offered,
+        "overload_offered_vs_capacity": offered / capacity if offered and capacity else None,
+    }, {"refusals_by_reason": dict(Counter(s.reason for s in subs if s.refused)),
+        "capacity_per_s": capacity, "phases": plan[-1]["phases"] if plan else None}
+
+
+def resources(rec: Recorded) -> tuple[dict, dict]:
+    rss: dict[str, float] = {}
+    for s in rec.samples:
+        if s["kind"] == "rss_mb":
+            rss[s["process"]] = max(rss.get(s["process"], 0.0), s["value"])
+    pending = [s["value"] for s in rec.samples if s["kind"] == "pending"]
+    bound = rec.params.get("policy", {}).get("pending_bound")
+    return {
+        "peak_rss_mb_max": max(rss.values()) if rss else None,
+        "run_pending_peak_vs_bound": max(pending) / bound if pending and bound else None,
+        "samples_taken": len(rec.samples),
+    }, {"peak_rss_mb": rss, "samples": first(rec.samples, 3)}

@@ -1,0 +1,111 @@
+"""Exactly-once and no-silent-drop, over every scenario, plus the expectations drivers wrote.
+
+- every accepted submission ends in exactly one terminal record;
+- every submission has a completion (accepted, refused with a reason, or unknown);
+- at most one effect per intent, and an effect for every EXECUTED record;
+- audited refusal counters equal what clients were told.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from exoarmur_cli.checkers.common import (
+    effects_by_intent, first, intent_ref, records_by_pair, scenario_of_key, submissions,
+)
+from exoarmur_cli.history import FAIL
+from exoarmur_cli.recorded import Recorded
+
+
+
+def is_admission_refusal(reason: str | None) -> bool:
+    """Stack failures (NATS away, a publish deadline) are answered but are not refusals it audits."""
+    return reason is not None and reason != "STACK_UNAVAILABLE" and not reason.startswith("TIMEOUT_")
+
+
+def exactly_once(rec: Recorded) -> tuple[dict, dict]:
+    records = records_by_pair(rec)
+    effects = effects_by_intent(rec)
+    subs = submissions(rec.history)
+    accepted = {s.pair for s in subs if s.accepted}
+    lost = sorted(p for p in accepted if p not in records)
+    multi = sorted(p for p, rs in records.items() if len(rs) > 1)
+    duplicate_effects = {ref: len(rows) - 1 for ref, rows in effects.items() if len(rows) > 1}
+    executed = {p for p, rs in records.items() if any(r["outcome"] == "EXECUTED" for r in rs)}
+    executed_without_effect = sorted(p for p in executed if intent_ref(*p) not in effects)
+    refs_executed = {intent_ref(*p) for p in executed}
+    effect_not_executed = sorted(ref for ref in effects if ref not in refs_executed)
+    unanswered = [s.invoke.index for s in subs if s.done is None]
+    by_scenario = Counter(scenario_of_key(k) for _, k in lost)
+    metrics = {
+        "acked_without_terminal": len(lost),
+        "multi_terminal_records": len(multi),
+        "duplicate_effects": sum(duplicate_effects.values()),
+        "executed_without_effect": len(executed_without_effect),
+        "effects_not_recorded_executed": len(effect_not_executed),
+        "unanswered_submissions": len(unanswered),
+        "accepted_submissions": len(accepted),
+        "terminal_records": sum(len(rs) for rs in records.values()),
+    }
+    for scenario in {e.scenario for e in rec.history}:
+        metrics[f"{scenario}_acked_without_terminal"] = by_scenario.get(scenario, 0)
+        metrics[f"{scenario}_accepted"] = sum(1 for p in accepted if scenario_of_key(p[1]) == scenario)
+    evidence = {"lost": first(lost), "multi_terminal": first(multi), "duplicate_effects": first(duplicate_effects.items()),
+                "executed_without_effect": first(executed_without_effect), "effect_not_executed": first(effect_not_executed)}
+    return metrics, evidence
+
+
+def expectations(rec: Recorded) -> tuple[dict, dict]:
+    """Submissions tagged ``expect:OUTCOME/REASON`` must end exactly so (refused counts as unmet)."""
+    records = records_by_pair(rec)
+    unmet: Counter = Counter()
+    checked: Counter = Counter()
+    examples = []
+    for sub in submissions(rec.history):
+        if not sub.tag.startswith("expect:"):
+            continue
+        scenario = sub.invoke.scenario
+        checked[scenario] += 1
+        expected = sub.tag.removeprefix("expect:")
+        got = [f"{r['outcome']}/{r['reason_code']}" for r in records.get(sub.pair, [])]
+        if not sub.accepted or got != [expected]:
+            unmet[scenario] += 1
+            examples.append({"key": sub.key, "expected": expected, "got": got or sub.reason or "no record"})
+    metrics = {}
+    for scenario in {e.scenario for e in rec.history}:
+        metrics[f"{scenario}_expectations_checked"] = checked.get(scenario, 0)
+        metrics[f"{scenario}_expectations_unmet"] = unmet.get(scenario, 0)
+    return metrics, {"unmet": first(examples, 20)}
+
+
+def refusals(rec: Recorded) -> tuple[dict, dict]:
+    """Client-observed refusals vs the counters the api audited; refusals without a reason."""
+    told: Counter = Counter()
+    unreasoned = 0
+    server_errors = 0
+    for event in rec.history:
+        if event.type != FAIL or event.f not in ("submit", "read_audit"):
+            continue
+        status = event.value.get("status", 0)
+        if not status:
+            continue  # no answer at all: not a refusal
+        reason = event.value.get("reason_code")
+        if reason is None:
+            unreasoned += 1
+            server_errors += 1 if status >= 500 else 0
+        elif is_admission_refusal(reason):
+            told[reason] += 1
+    audited: Counter = Counter()
+    for row in rec.events:
+        if row["subject"].startswith("exo.events.refusals."):
+            audited[row["data"]["reason_code"]] += row["data"]["count"]
+    reasons = sorted(set(told) | set(audited))
+    mismatch = sum(abs(told[r] - audited[r]) for r in reasons)
+    metrics = {
+        "refusals_observed": sum(told.values()),
+        "refusals_audited": sum(audited.values()),
+        "refusal_counter_mismatch": mismatch,
+        "unreasoned_refusals": unreasoned,
+        "server_errors_without_reason": server_errors,
+    }
+    return metrics, {"by_reason": {r: {"clients_told": told[r], "audited": audited[r]} for r in reasons}}

@@ -1,0 +1,209 @@
+"""The harness's client of the stack: every call it makes is recorded in the history.
+
+It uses only public surfaces: the api over HTTP (as a peer or the operator), the effector's
+fault settings, and NATS subjects (to watch terminal records arrive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from exoarmur.contracts import IntentV1, key_digest
+from exoarmur.stackconfig import StackConfig
+from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, History
+
+REQUEST_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Submitted:
+    key: str
+    tenant_id: str
+    status: int  # 0 when no answer came (unknown outcome)
+    reason_code: str | None
+    duplicate: bool
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 202
+
+
+def intent_body(config: StackConfig, peer_id: str, node_id: str, key: str, *, action_class: str = "A1",
+                action: str = "isolate_host", tenant_id: str | None = None, parameters: dict | None = None) -> dict:
+    peer = config.peers[peer_id]
+    return {
+        "intent_id": key[:64] if len(key) <= 64 else key_digest("i", key), "tenant_id": tenant_id or peer.tenant_id,
+        "peer_id": peer_id, "node_id": node_id, "action": action, "action_class": action_class,
+        "idempotency_key": key, "parameters": parameters or {}, "correlation_id": key,
+    }
+
+
+def intent_hash(body: dict) -> str:
+    return IntentV1.model_validate(body).intent_hash()
+
+
+class StackClient:
+    def __init__(self, config: StackConfig, history: History, api_url: str | None = None,
+                 effector_url: str | None = None) -> None:
+        self.config = config
+        self.history = history
+        self.api_url = api_url or config.api_url
+        self.effector_url = effector_url or config.effector_url
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "StackClient":
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256), timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.session.close()
+
+    async def _call(self, method: str, url: str, token: str | None, body: Any = None,
+                    raw: bytes | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if raw is not None:
+            headers["Content-Type"] = "application/json"
+        data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        async with self.session.request(method, url, data=data, headers=headers) as response:
+            content = await response.read()
+            try:
+                return response.status, orjson.loads(content) if content else None
+            except orjson.JSONDecodeError:
+                return response.status, {"raw": content[:200].decode(errors="replace")}
+
+    # --- peers -----------------------------------------------------------------------------
+
+    async def submit(self, peer_id: str, body: dict, *, token: str | None = None, raw: bytes | None = None,
+                     tag: str = "") -> Submitted:
+        """Submit as ``peer_id`` (or with an explicit token) and record invoke + completion."""
+        token = self.config.peers[peer_id].token if token is None else token
+        ident = {"key": body.get("idempotency_key"), "tenant_id": body.get("tenant_id"), "peer_id": peer_id,
+                 "node_id": body.get("node_id"), "action_class": body.get("action_class"), "tag": tag}
+        self.history.append(INVOKE, "submit", peer_id, ident)
+        try:
+            status, answer = await self._call("POST", f"{self.api_url}/v1/intents", token, body, raw)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            kind = FAIL if isinstance(exc, aiohttp.ClientConnectorError) else INFO  # refused = never sent
+            self.history.append(kind, "submit", peer_id, {**ident, "status": 0, "error": type(exc).__name__})
+            return Submitted(ident["key"], ident["tenant_id"], 0, None, False)
+        if status == 202:
+            self.history.append(OK, "submit", peer_id, {**ident, "status": 202, "duplicate": answer["duplicate"],
+                                                       "seq": answer["stream_seq"]})
+            return Submitted(ident["key"], ident["tenant_id"], 202, None, answer["duplicate"])
+        reason = (answer or {}).get("reason_code")
+        self.history.append(FAIL, "submit", peer_id, {**ident, "status": status, "reason_code": reason})
+        return Submitted(ident["key"], ident["tenant_id"], status, reason, False)
+
+    async def read_audit(self, peer_id: str, tenant_id: str | None = None) -> tuple[int, Any]:
+        url = f"{self.api_url}/v1/audit?limit=500" + (f"&tenant_id={tenant_id}" if tenant_id else "")
+        caller = self.config.peers[peer_id]
+        value = {"caller_tenant": caller.tenant_id, "target_tenant": tenant_id or caller.tenant_id}
+        self.history.append(INVOKE, "read_audit", peer_id, value)
+        status, answer = await self._call("GET", url, caller.token)
+        if status == 200:
+            tenants = sorted({r["tenant_id"] for r in answer["records"]})
+            self.history.append(OK, "read_audit", peer_id, {**value, "status": 200, "record_tenants": tenants,
+                                                            "records": len(answer["records"])})
+        else:
+            self.history.append(FAIL, "read_audit", peer_id, {**value, "status": status,
+                                                              "reason_code": (answer or {}).get("reason_code")})
+        return status, answer
+
+    # --- operator --------------------------------------------------------------------------
+
+    async def set_switch(self, engaged: bool, tenant_id: str | None = None) -> dict:
+        path = "/v1/killswitches/global" if tenant_id is None else f"/v1/killswitches/tenants/{tenant_id}"
+        value = {"scope": tenant_id or "global", "engaged": engaged}
+        self.history.append(INVOKE, "killswitch", "operator", {**value, "invoked_wall_ms": int(time.time() * 1000)})
+        status, answer = await self._call("PUT", self.api_url + path, self.config.operator_token, {"engaged": engaged})
+        acked_wall_ms = int(time.time() * 1000)
+        kind = OK if status == 200 else FAIL
+        self.history.append(kind, "killswitch", "operator", {**value, "status": status, "acked_wall_ms": acked_wall_ms,
+                                                             "revision": (answer or {}).get("revision")})
+        if status != 200:
+            raise RuntimeError(f"kill switch PUT answered {status}: {answer}")
+        return answer
+
+    async def approve(self, body: dict, status: str, *, hash_override: str | None = None, ttl_s: float = 300) -> None:
+        payload = {"tenant_id": body["tenant_id"], "idempotency_key": body["idempotency_key"],
+                   "intent_hash": hash_override or intent_hash(body), "status": status, "ttl_s": ttl_s}
+        self.history.append(INVOKE, "approval", "operator", {"key": body["idempotency_key"], "status": status,
+                                                             "matching_hash": hash_override is None})
+        code, answer = await self._call("POST", f"{self.api_url}/v1/approvals", self.config.operator_token, payload)
+        self.history.append(OK if code == 200 else FAIL, "approval", "operator",
+                            {"key": body["idempotency_key"], "status_code": code})
+
+    async def effector_faults(self, **settings: Any) -> None:
+        """Set the effector's fault settings (a nemesis action, recorded as such)."""
+        async with self.session.put(f"{self.effector_url}/v1/faults", json=settings) as response:
+            await response.read()
+            ok = response.status == 200
+        self.history.append(INFO, "effector_faults", "nemesis", {**settings, "applied": ok})
+
+    async def effector_ledger(self) -> list[dict]:
+        async with self.session.get(f"{self.effector_url}/v1/ledger") as response:
+            return await response.json()
+
+
+class AuditWatch:
+    """Collects terminal records as the cells publish them (a core NATS subscription)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict] = {}  # audit subject -> record
+        self.arrived_wall_ms: dict[str, int] = {}
+        self._changed = asyncio.Event()
+
+    async def start(self, nc) -> None:
+        async def on_msg(msg) -> None:
+            if msg.subject not in self.records:
+                self.records[msg.subject] = orjson.loads(msg.data)
+                self.arrived_wall_ms[msg.subject] = int(time.time() * 1000)
+                self._changed.set()
+
+        await nc.subscribe("exo.audit.>", cb=on_msg)
+
+    @staticmethod
+    def subject(tenant_id: str, key: str) -> str:
+        return f"exo.audit.{tenant_id}.{key_digest(tenant_id, key)}"
+
+    def record(self, tenant_id: str, key: str) -> dict | None:
+        return self.records.get(self.subject(tenant_id, key))
+
+    async def backfill(self, js, pairs: list[tuple[str, str]]) -> None:
+        """Read records the subscription missed (published while NATS was restarting)."""
+        for tenant_id, key in pairs:
+            subject = self.subject(tenant_id, key)
+            if subject in self.records:
+                continue
+            try:
+                msg = await asyncio.wait_for(js.get_last_msg("AUDIT", subject, direct=True), 1.0)
+            except Exception:
+                continue
+            self.records[subject] = orjson.loads(msg.data)
+            self.arrived_wall_ms.setdefault(subject, int(time.time() * 1000))
+
+    async def wait_for(self, pairs: list[tuple[str, str]], timeout_s: float, js=None) -> list[tuple[str, str]]:
+        """Wait until every (tenant, key) has a terminal record; return the ones still missing."""
+        deadline = time.monotonic() + timeout_s
+        missing = [p for p in pairs if self.subject(*p) not in self.records]
+        next_backfill = time.monotonic() + 1.0
+        while missing and time.monotonic() < deadline:
+            if js is not None and time.monotonic() >= next_backfill:
+                await self.backfill(js, missing[:200])
+                next_backfill = time.monotonic() + 1.0
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(0.25, max(0.01, deadline - time.monotonic())))
+            except asyncio.TimeoutError:
+                pass
+            missing = [p for p in missing if self.subject(*p) not in self.records]
+        return missing

@@ -1,0 +1,84 @@
+"""Copy what the stack holds into ``raw/``: streams, the effector ledger, server state, logs.
+
+The export is what checkers judge and what a bundle carries, so it is read through the
+stack's public surfaces only (JetStream, the effector's ledger endpoint, the monitor port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import aiohttp
+import orjson
+from nats.js import api as js_api
+
+from exoarmur_cli import recorded
+
+FETCH_BATCH = 1000
+
+
+async def read_stream(js, stream: str) -> list[dict]:
+    """Every message of a stream, in sequence order, as {seq, subject, timestamp_ms, data, headers}."""
+    info = await js.stream_info(stream)
+    last_seq = info.state.last_seq
+    if info.state.messages == 0:
+        return []
+    sub = await js.pull_subscribe(
+        "", stream=stream,
+        config=js_api.ConsumerConfig(ack_policy=js_api.AckPolicy.NONE, deliver_policy=js_api.DeliverPolicy.ALL,
+                                     inactive_threshold=30.0, filter_subject=None),
+    )
+    rows: list[dict] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(FETCH_BATCH, timeout=2.0)
+            except asyncio.TimeoutError:
+                break
+            for msg in msgs:
+                meta = msg.metadata
+                rows.append({
+                    "seq": meta.sequence.stream, "subject": msg.subject,
+                    "timestamp_ms": int(meta.timestamp.timestamp() * 1000),
+                    "data": msg.data, "headers": dict(msg.headers or {}),
+                })
+            if rows and rows[-1]["seq"] >= last_seq:
+                break
+    finally:
+        await sub.unsubscribe()
+    return [r for r in rows if r["seq"] <= last_seq]
+
+
+async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None) -> dict:
+    """Write every raw export; returns counts for the run metadata."""
+    audit = await read_stream(js, "AUDIT")
+    recorded.write_jsonl(raw_dir / recorded.AUDIT, (
+        {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "record": orjson.loads(r["data"])}
+        for r in audit))
+    intents = await read_stream(js, "INTENTS")
+    recorded.write_jsonl(raw_dir / recorded.INTENTS, (
+        {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"],
+         "msg_id": r["headers"].get("Nats-Msg-Id"), "intent": orjson.loads(r["data"])}
+        for r in intents))
+    events = await read_stream(js, "EVENTS")
+    recorded.write_jsonl(raw_dir / recorded.EVENTS, (
+        {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "data": orjson.loads(r["data"])}
+        for r in events))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with session.get(f"{effector_url}/v1/ledger") as response:
+            ledger = await response.json()
+        recorded.write_jsonl(raw_dir / recorded.LEDGER, ledger)
+        if monitor_url:
+            server = {}
+            for page in ("varz", "jsz"):
+                try:
+                    async with session.get(f"{monitor_url}/{page}") as response:
+                        server[page] = await response.json()
+                except aiohttp.ClientError as exc:
+                    server[page] = {"error": type(exc).__name__}
+            (raw_dir / "nats_server.json").write_bytes(orjson.dumps(server, option=orjson.OPT_INDENT_2))
+    if logs_dir is not None and logs_dir.exists():
+        shutil.copytree(logs_dir, raw_dir / "logs", dirs_exist_ok=True)
+    return {"audit_records": len(audit), "intents": len(intents), "events": len(events), "ledger_rows": len(ledger)}

@@ -1,0 +1,253 @@
+"""The load driver's Locust file: run only inside its own ``python -m locust`` subprocess.
+
+Importing locust monkey-patches the process with gevent, so the harness never imports this
+module; ``runner.run_load`` starts it as a child process and reads what it leaves behind (the
+history JSONL and Locust's CSV files).
+
+Configuration comes from the environment (set by ``runner.run_load``):
+
+    EXO_STACK_CONFIG     the stack directory (its stack.json holds peers, tokens and nodes)
+    EXO_LOAD_HISTORY     JSONL file every request's invoke and completion events are appended to
+    EXO_RUN_T0_WALL_MS   the run's start (epoch ms): event times are ms since then
+    EXO_LOAD_PHASES      JSON list of {"name", "duration_s", "rate_per_s"}, run in order
+    EXO_SEED             seeds each user's start offset
+    EXO_KEY_PREFIX       idempotency keys are f"{prefix}-{peer}-{n}"
+    EXO_LOAD_REQUEST_TIMEOUT_S   per-request network timeout (default 10 s)
+
+One user per peer (user i is the i-th peer by id). A user sends only to its own tenant's nodes:
+the j-th peer of a tenant alternates between the tenant's nodes 2j and 2j+1, so with 50 peers and
+100 nodes per tenant every node and every peer is exercised once every user has sent twice.
+
+Pacing: every user sends one intent every ``users / rate_per_s`` seconds of the current phase
+(users start at seeded offsets spread over one interval, so the total is smooth). A phase change
+rescales each user's remaining wait to the new interval, so the new rate starts at once. A user
+that falls behind (latency above its interval) catches up by at most one interval: it sends
+back to back rather than in a burst. After the last phase users send nothing; the shape stops
+the run once requests still in flight have completed (or ``DRAIN_S`` has passed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from locust import FastHttpUser, LoadTestShape, task
+
+from exoarmur import stackconfig
+from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event
+
+SCENARIO = "load"
+F_SUBMIT = "submit"
+IDLE_WAIT_S = 0.5  # after the last phase, users idle until the shape stops the run
+REQUEST_TIMEOUT_S = float(os.environ.get("EXO_LOAD_REQUEST_TIMEOUT_S", "10"))
+DRAIN_S = REQUEST_TIMEOUT_S + 2.0  # longest wait for in-flight requests after the last phase
+
+
+def _phases() -> list[dict[str, Any]]:
+    raw = orjson.loads(os.environ.get("EXO_LOAD_PHASES", "[]"))
+    phases = []
+    for item in raw:
+        duration, rate = float(item["duration_s"]), float(item["rate_per_s"])
+        if duration <= 0 or rate <= 0:
+            raise ValueError(f"phase {item!r}: duration_s and rate_per_s must be > 0")
+        phases.append({"name": str(item["name"]), "duration_s": duration, "rate_per_s": rate})
+    if not phases:
+        raise ValueError("EXO_LOAD_PHASES names no phase")
+    return phases
+
+
+CONFIG = stackconfig.load(Path(os.environ["EXO_STACK_CONFIG"]))
+PHASES = _phases()
+PHASE_ENDS = list(itertools.accumulate(p["duration_s"] for p in PHASES))
+TOTAL_S = PHASE_ENDS[-1]
+SEED = int(os.environ.get("EXO_SEED", "0"))
+KEY_PREFIX = os.environ.get("EXO_KEY_PREFIX", "load")
+
+# Peers in id order; each peer's nodes per the "peer j -> nodes 2j, 2j+1 of its tenant" rule.
+PEERS = [CONFIG.peers[p] for p in sorted(CONFIG.peers)]
+_TENANT_PEERS = {t: sorted(p.peer_id for p in PEERS if p.tenant_id == t) for t in CONFIG.tenants}
+_TENANT_NODES = {t: sorted(n for n, owner in CONFIG.nodes.items() if owner == t) for t in CONFIG.tenants}
+
+
+def nodes_for(peer_id: str, tenant_id: str) -> list[str]:
+    nodes = _TENANT_NODES[tenant_id]
+    if not nodes:
+        raise ValueError(f"tenant {tenant_id} has no nodes")
+    j = _TENANT_PEERS[tenant_id].index(peer_id)
+    return [nodes[(2 * j) % len(nodes)], nodes[(2 * j + 1) % len(nodes)]]
+
+
+# --- the history: one append-only fd, one write per line ------------------------------------
+# os.write on an O_APPEND fd is one syscall that gevent never yields inside, so lines from
+# different greenlets cannot interleave, and each is in the file as soon as it is written.
+
+_HISTORY_FD = os.open(os.environ["EXO_LOAD_HISTORY"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+_T0_WALL_MS = int(os.environ.get("EXO_RUN_T0_WALL_MS", str(int(time.time() * 1000))))
+# Run-relative ms from the monotonic clock, anchored once to the run's wall-clock start.
+_MONO_TO_RUN_MS = time.time() * 1000 - _T0_WALL_MS - time.monotonic() * 1000
+_index = itertools.count()
+
+
+def run_ms() -> float:
+    return round(time.monotonic() * 1000 + _MONO_TO_RUN_MS, 3)
+
+
+def record(type_: str, process: str, value: dict[str, Any]) -> None:
+    event = Event(next(_index), run_ms(), type_, F_SUBMIT, process, SCENARIO, value)
+    os.write(_HISTORY_FD, event.to_json() + b"\n")
+
+
+# --- the phase clock ---------------------------------------------------------------------------
+
+class _Clock:
+    t0: float | None = None  # monotonic start of the first phase (the shape's first tick)
+    users = len(PEERS)
+    in_flight = 0
+
+
+def elapsed_s() -> float:
+    return 0.0 if _Clock.t0 is None else time.monotonic() - _Clock.t0
+
+
+def phase_at(t: float) -> int | None:
+    """Index of the phase running ``t`` seconds after the start; None once all are over."""
+    for i, end in enumerate(PHASE_ENDS):
+        if t < end:
+            return i
+    return None
+
+
+def interval_s(phase: int) -> float:
+    """Seconds between one user's sends so that all users together send at the phase's rate."""
+    return _Clock.users / PHASES[phase]["rate_per_s"]
+
+
+class LoadShape(LoadTestShape):
+    """All users at once, for the phases in order; then stop once in-flight requests are done."""
+
+    use_common_options = True  # read --users / --spawn-rate
+
+    def tick(self):
+        if _Clock.t0 is None:
+            _Clock.t0 = time.monotonic()
+            options = self.runner.environment.parsed_options if self.runner else None
+            if options is not None and options.num_users:
+                _Clock.users = int(options.num_users)
+        options = self.runner.environment.parsed_options if self.runner else None
+        spawn_rate = float(options.spawn_rate) if options is not None and options.spawn_rate else float(_Clock.users)
+        t = elapsed_s()
+        if t < TOTAL_S or (_Clock.in_flight > 0 and t < TOTAL_S + DRAIN_S):
+            return _Clock.users, spawn_rate
+        return None
+
+
+class PeerUser(FastHttpUser):
+    """One peer of the stack: its token, its tenant, its two nodes."""
+
+    network_timeout = REQUEST_TIMEOUT_S
+    connection_timeout = min(5.0, REQUEST_TIMEOUT_S)
+    _counter = itertools.count()  # user i is PEERS[i]
+
+    def __init__(self, environment) -> None:
+        super().__init__(environment)
+        self.number = next(PeerUser._counter)
+        self.peer = PEERS[self.number % len(PEERS)]
+        self.nodes = nodes_for(self.peer.peer_id, self.peer.tenant_id)
+        self.headers = {"authorization": f"Bearer {self.peer.token}", "content-type": "application/json"}
+        self.rng = random.Random(f"{SEED}:{self.peer.peer_id}")
+        self.sent = 0
+        self.next_due: float | None = None  # monotonic time of this user's next send
+        self.due_phase: int | None = None  # the phase whose interval set next_due
+
+    # --- pacing ---------------------------------------------------------------------------
+
+    def _schedule(self, now: float) -> int | None:
+        """Bring next_due up to date with the running phase; return that phase (None: over)."""
+        phase = phase_at(elapsed_s())
+        if phase is None:
+            return None
+        if self.next_due is None:  # first send: a seeded offset within one interval
+            self.next_due = now + self.rng.random() * interval_s(phase)
+        elif phase != self.due_phase and self.due_phase is not None:
+            # keep this user's place in its cycle, in units of the new interval
+            left = min(max((self.next_due - now) / interval_s(self.due_phase), 0.0), 1.0)
+            self.next_due = now + left * interval_s(phase)
+        self.due_phase = phase
+        return phase
+
+    def wait_time(self) -> float:
+        """Sleep until the next send, but wake at a phase boundary to rescale to the new rate."""
+        now = time.monotonic()
+        phase = self._schedule(now)
+        if phase is None:
+            return IDLE_WAIT_S
+        until_phase_end = _Clock.t0 + PHASE_ENDS[phase] - now + 0.001
+        return max(min(self.next_due - now, until_phase_end), 0.0)
+
+    @task
+    def submit(self) -> None:
+        now = time.monotonic()
+        phase = self._schedule(now)
+        if phase is None or now < self.next_due:
+            return  # woken at a phase boundary, not due yet
+        self.send(PHASES[phase]["name"])
+        done = time.monotonic()
+        # Next slot one interval on; a user that fell behind catches up by at most one interval.
+        self.next_due = max(self.next_due + interval_s(phase), done - interval_s(phase))
+
+    # --- one intent -------------------------------------------------------------------------
+
+    def send(self, phase_name: str) -> None:
+        peer = self.peer
+        n = self.sent
+        self.sent += 1
+        key = f"{KEY_PREFIX}-{peer.peer_id}-{n}"
+        node_id = self.nodes[n % 2]
+        body = orjson.dumps({
+            "intent_id": key, "tenant_id": peer.tenant_id, "peer_id": peer.peer_id, "node_id": node_id,
+            "action": "block_ip", "action_class": "A1", "idempotency_key": key,
+            "parameters": {"ip": f"10.{(n >> 8) & 255}.{n & 255}.{self.number % 250 + 1}"},
+        })
+        base = {"key": key, "tenant_id": peer.tenant_id, "peer_id": peer.peer_id, "node_id": node_id}
+        record(INVOKE, peer.peer_id, {**base, "action_class": "A1", "phase": phase_name})
+        completed = False
+        _Clock.in_flight += 1
+        try:
+            with self.client.post("/v1/intents", data=body, headers=self.headers,
+                                  name=f"submit[{phase_name}]", catch_response=True) as resp:
+                type_, value = classify(resp)
+                record(type_, peer.peer_id, {**base, **value, "phase": phase_name})
+                completed = True
+                if type_ == OK:
+                    resp.success()
+                elif type_ == FAIL:
+                    resp.failure(value["reason_code"])
+                else:
+                    resp.failure(f"NO_ANSWER {value['error']}")
+        finally:
+            _Clock.in_flight -= 1
+            if not completed:  # killed or crashed mid-request: the outcome is unknown
+                record(INFO, peer.peer_id, {**base, "error": "interrupted before an answer", "phase": phase_name})
+
+
+def classify(resp) -> tuple[str, dict[str, Any]]:
+    """ok (202 accepted), fail (a refusal with a reason code) or info (no usable answer)."""
+    error = getattr(resp, "error", None)
+    status = int(getattr(resp, "status_code", 0) or 0)
+    if status == 0:
+        return INFO, {"status": 0, "error": f"{type(error).__name__}: {error}"[:300] if error else "no response"}
+    try:
+        payload = orjson.loads(resp.content or b"null")
+    except (orjson.JSONDecodeError, Exception):  # body unreadable: cut off mid-answer
+        payload = None
+    if status == 202:
+        payload = payload if isinstance(payload, dict) else {}
+        return OK, {"status": 202, "duplicate": bool(payload.get("duplicate", False)), "seq": payload.get("stream_seq")}
+    if status >= 400 and isinstance(payload, dict) and payload.get("reason_code"):
+        return FAIL, {"status": status, "reason_code": str(payload["reason_code"])}
+    return INFO, {"status": status, "error": f"HTTP {status} without a reason code"}

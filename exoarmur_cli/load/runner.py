@@ -1,0 +1,161 @@
+"""Run the load driver: Locust in a subprocess of its own, never imported here.
+
+Importing locust monkey-patches the importing process with gevent (and would starve the
+harness's asyncio), so ``run_load`` starts ``python -m locust -f locustfile.py --headless`` in
+its own process group, with a hard deadline, and always reaps it. What the run leaves behind:
+
+    <out_dir>/load-history.jsonl   invoke + ok/fail/info events per request (history.Event)
+    <out_dir>/locust_stats.csv     per request name (submit[<phase>]) and Aggregated
+    <out_dir>/locust_failures.csv  refusals grouped by reason code, per phase
+    <out_dir>/locust_stats_history.csv, locust_exceptions.csv, locust.log
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from exoarmur import stackconfig
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+DEADLINE_SLACK_S = 30.0  # spawn, drain and CSV writing on top of the phases
+TERM_GRACE_S = 5.0  # after SIGTERM (Locust writes its CSVs on it), before SIGKILL
+HISTORY_FILE = "load-history.jsonl"
+_CATCH_RESPONSE = re.compile(r"^CatchResponseError\('(.*)'\)$")
+
+
+@dataclass(frozen=True)
+class LoadPhase:
+    name: str
+    duration_s: float
+    rate_per_s: float  # target total intents per second, all users together
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    exit_code: int | None  # Locust's; None when it had to be killed and could not be reaped
+    duration_s: float
+    history_path: Path
+    stats_rows: list[dict]  # locust_stats.csv: one row per request name, then "Aggregated"
+    failures_rows: list[dict]  # locust_failures.csv, plus "reason": the unwrapped failure name
+    log_path: Path
+    pid: int = 0
+    timed_out: bool = False
+
+
+def locust_argv(api_url: str, out_dir: Path, users: int) -> list[str]:
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "--host", api_url, "--users", str(users), "--spawn-rate", str(users),
+        "--csv", str(out_dir / "locust"), "--csv-full-history", "--only-summary",
+        "--loglevel", "WARNING", "--exit-code-on-error", "0",
+    ]
+
+
+def run_load(
+    stack_dir: Path,
+    out_dir: Path,
+    phases: list[LoadPhase],
+    *,
+    t0_wall_ms: int,
+    seed: int,
+    key_prefix: str,
+    users: int = 500,
+    timeout_s: float | None = None,
+    history_path: Path | None = None,
+) -> LoadResult:
+    """Drive the phases against the stack in ``stack_dir``; block until Locust is done."""
+    if not phases:
+        raise ValueError("run_load needs at least one phase")
+    config = stackconfig.load(Path(stack_dir))
+    if not 1 <= users <= len(config.peers):
+        raise ValueError(f"users must be 1..{len(config.peers)} (one user per peer), not {users}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    history_path = Path(history_path) if history_path else out_dir / HISTORY_FILE
+    log_path = out_dir / "locust.log"
+    deadline_s = timeout_s if timeout_s is not None else sum(p.duration_s for p in phases) + DEADLINE_SLACK_S
+    env = {
+        **os.environ,
+        "EXO_STACK_CONFIG": str(config.stack_dir),
+        "EXO_LOAD_HISTORY": str(history_path),
+        "EXO_RUN_T0_WALL_MS": str(int(t0_wall_ms)),
+        "EXO_LOAD_PHASES": orjson.dumps([
+            {"name": p.name, "duration_s": p.duration_s, "rate_per_s": p.rate_per_s} for p in phases
+        ]).decode(),
+        "EXO_SEED": str(seed),
+        "EXO_KEY_PREFIX": key_prefix,
+        "PYTHONUNBUFFERED": "1",
+    }
+    began = time.monotonic()
+    timed_out = False
+    exit_code: int | None = None
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            locust_argv(config.api_url, out_dir, users), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+    try:
+        try:
+            exit_code = popen.wait(deadline_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    finally:  # on the deadline, an error or Ctrl-C alike: stop and reap what we started
+        if popen.poll() is None:
+            exit_code = _stop(popen)
+        else:
+            exit_code = popen.returncode
+    return LoadResult(
+        exit_code=exit_code,
+        duration_s=time.monotonic() - began,
+        history_path=history_path,
+        stats_rows=read_csv(out_dir / "locust_stats.csv"),
+        failures_rows=[_with_reason(row) for row in read_csv(out_dir / "locust_failures.csv")],
+        log_path=log_path,
+        pid=popen.pid,
+        timed_out=timed_out,
+    )
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # the group Popen created for this child (start_new_session)
+    except ProcessLookupError:
+        pass
+
+
+def _stop(popen: subprocess.Popen) -> int | None:
+    """SIGTERM the child's own process group (Locust then writes its CSVs), SIGKILL after a grace."""
+    _signal_group(popen.pid, signal.SIGTERM)
+    try:
+        return popen.wait(TERM_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(popen.pid, signal.SIGKILL)
+    try:
+        return popen.wait(10)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def read_csv(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
+    except OSError:
+        return []
+
+
+def _with_reason(row: dict) -> dict:
+    error = row.get("Error", "")
+    match = _CATCH_RESPONSE.match(error)
+    return {**row, "reason": match.group(1) if match else error}

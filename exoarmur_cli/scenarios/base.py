@@ -1,0 +1,142 @@
+"""What every scenario driver gets, and the small helpers they share.
+
+A driver is ``async def drive(ctx: Context) -> None``: it runs workload and faults against
+the live stack and records everything in the history. It judges nothing: checkers do that
+later, from the recorded data alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from exoarmur.contracts import ReasonCode
+from exoarmur.errors import ExoError
+from exoarmur.stackconfig import StackConfig
+from exoarmur_cli.client import AuditWatch, StackClient, Submitted, intent_body
+from exoarmur_cli.history import INFO, History
+
+
+class ScenarioNotRun(ExoError):
+    """The scenario needs something this stack cannot give (e.g. process faults on an external
+    stack). Its gates become INCOMPLETE, never green."""
+
+    reason_code = ReasonCode.STACK_UNAVAILABLE
+
+
+@dataclass
+class Context:
+    name: str
+    config: StackConfig
+    client: StackClient
+    history: History
+    watch: AuditWatch
+    nc: Any
+    js: Any
+    rng: random.Random
+    params: dict[str, Any]
+    raw_dir: Path
+    stack: Any = None  # LocalStack, or None for an external stack
+    effector_proxy: Any = None  # FaultProxy between cells and effector, when the harness placed one
+    policy: dict[str, Any] = field(default_factory=dict)
+    _serial: int = 0
+
+    # --- identities ------------------------------------------------------------------------
+
+    def key(self) -> str:
+        self._serial += 1
+        return f"{self.name}-{self._serial:05d}"
+
+    def peers_of(self, tenant_id: str) -> list[str]:
+        return [p.peer_id for p in self.config.peers.values() if p.tenant_id == tenant_id]
+
+    def nodes_of(self, tenant_id: str) -> list[str]:
+        return [n for n, t in self.config.nodes.items() if t == tenant_id]
+
+    def body(self, tenant_id: str, *, action_class: str = "A1", n: int | None = None) -> tuple[str, dict]:
+        """A fresh intent for a peer and node of ``tenant_id`` (chosen by the seeded RNG)."""
+        peer = self.rng.choice(self.peers_of(tenant_id))
+        node = self.rng.choice(self.nodes_of(tenant_id))
+        return peer, intent_body(self.config, peer, node, self.key(), action_class=action_class)
+
+    # --- faults and observations -----------------------------------------------------------
+
+    def nemesis(self, f: str, **value: Any) -> None:
+        self.history.append(INFO, f, "nemesis", {"wall_ms": int(time.time() * 1000), **value})
+
+    def observe(self, f: str, **value: Any) -> None:
+        self.history.append(INFO, f, "observer", {"wall_ms": int(time.time() * 1000), **value})
+
+    def require_stack(self, what: str):
+        if self.stack is None:
+            raise ScenarioNotRun(f"needs process control to {what}; an external stack gives none")
+        return self.stack
+
+    def timeout(self, name: str) -> float:
+        return float(self.policy["timeouts_s"][name])
+
+    # --- workload --------------------------------------------------------------------------
+
+    async def submit_all(self, items: list[tuple[str, dict]], concurrency: int = 16, tag: str = "") -> list[Submitted]:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(peer: str, body: dict) -> Submitted:
+            async with sem:
+                return await self.client.submit(peer, body, tag=tag)
+
+        return list(await asyncio.gather(*(one(p, b) for p, b in items)))
+
+    async def submit_at_rate(self, make, rate_per_s: float, duration_s: float, tag: str = "") -> list[Submitted]:
+        """Open loop: one submission every 1/rate seconds, whatever the answers."""
+        tasks = []
+        began = time.monotonic()
+        n = 0
+        while time.monotonic() - began < duration_s:
+            peer, body = make()
+            tasks.append(asyncio.create_task(self.client.submit(peer, body, tag=tag)))
+            n += 1
+            delay = began + n / rate_per_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return list(await asyncio.gather(*tasks))
+
+    async def settle(self, submitted: list[Submitted], timeout_s: float | None = None) -> list[tuple[str, str]]:
+        """Wait for a terminal record of every accepted submission; returns the ones missing."""
+        pairs = sorted({(s.tenant_id, s.key) for s in submitted if s.accepted})
+        limit = timeout_s if timeout_s is not None else self.timeout("redelivery") * 2 + 10
+        missing = await self.watch.wait_for(pairs, limit, js=self.js)
+        self.observe("settled", accepted=len(pairs), missing=len(missing))
+        return missing
+
+    async def wait_api_ready(self, timeout_s: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                async with self.client.session.get(f"{self.client.api_url}/readyz") as response:
+                    if response.status == 200:
+                        return True
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
+            await asyncio.sleep(0.1)
+        return False
+
+    async def breaker_recovered(self, tenant_id: str = "tenant-09", timeout_s: float = 10.0) -> bool:
+        """After an effector fault: submit one intent at a time until one is EXECUTED, so the next
+        scenario starts with closed breakers (the probes that close them are recorded too)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            peer, body = self.body(tenant_id)
+            sub = await self.client.submit(peer, body, tag="probe")
+            if sub.accepted:
+                await self.watch.wait_for([(sub.tenant_id, sub.key)], 6.0, js=self.js)
+                record = self.watch.record(sub.tenant_id, sub.key)
+                if record and record["outcome"] == "EXECUTED":
+                    return True
+            await asyncio.sleep(0.2)
+        return False

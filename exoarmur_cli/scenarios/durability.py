@@ -1,0 +1,175 @@
+"""Scenarios for gates 1, 2 and 4: NATS restarts, process kills mid-flight, cold start."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from exoarmur.contracts import key_digest
+from exoarmur_cli.client import intent_body
+from exoarmur_cli.export import read_stream
+from exoarmur_cli.scenarios.base import Context
+
+
+async def _snapshot(ctx: Context, label: str, keys: list[tuple[str, str]]) -> None:
+    """Record the content hash of every intent and audit message of ours, by subject."""
+    ours_intents = {f"exo.intents.{t}.{key_digest(t, k)}" for t, k in keys}
+    ours_audit = {f"exo.audit.{t}.{key_digest(t, k)}" for t, k in keys}
+    intents = {r["subject"]: hashlib.sha256(r["data"]).hexdigest()
+               for r in await read_stream(ctx.js, "INTENTS") if r["subject"] in ours_intents}
+    audit = {r["subject"]: hashlib.sha256(r["data"]).hexdigest()
+             for r in await read_stream(ctx.js, "AUDIT") if r["subject"] in ours_audit}
+    ctx.observe("stream_snapshot", label=label, intents=intents, audit=audit)
+
+
+async def persistence(ctx: Context) -> None:
+    stack = ctx.require_stack("restart nats-server")
+    tenants = ctx.config.tenants
+    accepted: list = []
+
+    async def wave(count: int) -> None:
+        items = [ctx.body(tenants[i % len(tenants)]) for i in range(count)]
+        subs = await ctx.submit_all(items)
+        accepted.extend(s for s in subs if s.accepted)
+
+    await wave(ctx.params["intents"])
+    await ctx.settle(accepted)
+    await _snapshot(ctx, "before", [(s.tenant_id, s.key) for s in accepted])
+    for mode in ("SIGTERM", "SIGKILL"):
+        # Submissions keep arriving while the server goes down: what was acked must survive.
+        flow = asyncio.create_task(ctx.submit_at_rate(
+            lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_during_restart"], 1.5))
+        await asyncio.sleep(0.3)
+        ctx.nemesis("restart_nats", mode=mode)
+        await asyncio.to_thread(stack.restart, "nats", hard=mode == "SIGKILL")
+        accepted.extend(s for s in await flow if s.accepted)
+        ctx.observe("api_ready_after_restart", mode=mode, ready=await ctx.wait_api_ready())
+        await wave(ctx.params["intents"] // 2)
+        await ctx.settle(accepted)
+        await _snapshot(ctx, f"after_{mode}", [(s.tenant_id, s.key) for s in accepted])
+
+
+async def restart(ctx: Context) -> None:
+    """SIGKILL cells and the api while intents are in flight; everything acked must converge."""
+    stack = ctx.require_stack("kill cells and the api")
+    tenants = ctx.config.tenants
+    duration = ctx.params["duration_s"]
+    flow = asyncio.create_task(ctx.submit_at_rate(
+        lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_per_s"], duration))
+    targets = ["cell-0", "api", "cell-1"] * ctx.params["rounds"]
+    gap = duration / (len(targets) + 1)
+    for target in targets:
+        await asyncio.sleep(gap * ctx.rng.uniform(0.5, 1.0))
+        ctx.nemesis("kill", target=target, signal="SIGKILL")
+        await asyncio.to_thread(stack.kill, target)
+        await asyncio.sleep(ctx.rng.uniform(0.1, 0.4))
+        await asyncio.to_thread(stack.start_component, target)
+        ctx.nemesis("start", target=target)
+        if target == "api":
+            await ctx.wait_api_ready()
+    submitted = await flow
+    await ctx.settle(submitted)
+
+
+def _exoarmur_command() -> list[str]:
+    beside = Path(sys.executable).parent / "exoarmur"
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "exoarmur_cli.main"]
+
+
+async def deployment(ctx: Context) -> None:
+    """Cold start from empty state with the documented command, one intent end to end, down."""
+    ctx.require_stack("cold-start a second stack on this machine")
+    stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-deploy-"))
+    exo = _exoarmur_command()
+    log = open(ctx.raw_dir / "deployment_stack_up.log", "wb")
+    began = time.monotonic()
+    up = subprocess.Popen(exo + ["stack", "up", "--dir", str(stack_dir), "--seed", str(ctx.rng.randint(0, 9999))],
+                          stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    result = {"ready_s": None, "status_exit": None, "down_exit": None, "first_intent_outcome": None,
+              "first_intent_terminal_s": None, "processes_left": None, "stack_up_exit": None}
+    try:
+        ready = await asyncio.to_thread(_wait_line, up, "ready in", ctx.params["ready_timeout_s"], log)
+        if ready:
+            result["ready_s"] = round(time.monotonic() - began, 3)
+            status = await asyncio.to_thread(subprocess.run, exo + ["stack", "status", "--dir", str(stack_dir)],
+                                             capture_output=True, timeout=30)
+            result["status_exit"] = status.returncode
+            result.update(await _one_intent(stack_dir))
+            pids = orjson.loads((stack_dir / "pids.json").read_bytes())
+            down = await asyncio.to_thread(subprocess.run, exo + ["stack", "down", "--dir", str(stack_dir)],
+                                           capture_output=True, timeout=60)
+            result["down_exit"] = down.returncode
+            result["stack_up_exit"] = await asyncio.to_thread(up.wait, 20)
+            result["processes_left"] = sum(_alive(rec["pid"]) for rec in pids.values())
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGINT)
+            try:
+                up.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(up.pid, signal.SIGKILL)
+                up.wait()
+        log.close()
+        shutil.rmtree(stack_dir, ignore_errors=True)
+        ctx.observe("cold_start", **result)
+
+
+def _wait_line(proc: subprocess.Popen, marker: str, timeout_s: float, log) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            return False
+        if b"token" not in line:  # the log keeps no secrets
+            log.write(line)
+        if marker.encode() in line:
+            return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def _one_intent(stack_dir: Path) -> dict:
+    from exoarmur import stackconfig
+
+    config = stackconfig.load(stack_dir)
+    peer = next(iter(config.peers.values()))
+    node = next(n for n, t in config.nodes.items() if t == peer.tenant_id)
+    body = intent_body(config, peer.peer_id, node, "deploy-first-intent")
+    headers = {"Authorization": f"Bearer {peer.token}"}
+    began = time.monotonic()
+    async with aiohttp.ClientSession(base_url=config.api_url, timeout=aiohttp.ClientTimeout(total=5)) as session:
+        async with session.post("/v1/intents", json=body, headers=headers) as response:
+            if response.status != 202:
+                return {"first_intent_outcome": f"REFUSED_{response.status}"}
+        while time.monotonic() - began < 10:
+            async with session.get(f"/v1/intents/{body['idempotency_key']}", headers=headers) as response:
+                answer = await response.json()
+            if answer.get("state") == "TERMINAL":
+                return {"first_intent_outcome": answer["record"]["outcome"],
+                        "first_intent_terminal_s": round(time.monotonic() - began, 3)}
+            await asyncio.sleep(0.05)
+    return {"first_intent_outcome": "NO_TERMINAL_RECORD"}
