@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import typer
 from rich.console import Console
 
@@ -160,6 +161,72 @@ def bench_command() -> None:
         print(f"    peak RSS {name}: {mb:.0f} MB")
     for line, ok in figures.verdicts().items():
         print(f"  {'MET ' if ok else 'MISS'} {line}")
+
+
+@app.command("run-gates")
+def run_gates_command(
+    gate: list[int] = typer.Option([], "--gate", help="run only this gate's scenarios (repeatable)"),
+    profile: str = typer.Option("full", "--profile", help="quick | full"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("artifacts"), "--out", help="bundles land in OUT/reality_run_NNN"),
+    nats_url: str = typer.Option(None, "--nats-url", help="external stack: its NATS"),
+    api_url: str = typer.Option(None, "--api-url", help="external stack: its api"),
+    stack_config: Path = typer.Option(None, "--stack-config", help="external stack: its stack.json (tokens)"),
+    junit: Path = typer.Option(None, "--junit-xml", help="also write the criteria as JUnit XML"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+) -> None:
+    """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
+    import asyncio
+
+    from exoarmur_cli import report
+    from exoarmur_cli.gates import Verdict, results_to_json
+    from exoarmur_cli.run import Run, RunOptions
+
+    if profile not in ("quick", "full"):
+        console.print(f"[red]error[/red] CONFIG_INVALID: --profile must be quick or full, not {profile!r}")
+        raise typer.Exit(EXIT_USAGE)
+    if (nats_url is None) != (api_url is None):
+        console.print("[red]error[/red] CONFIG_INVALID: an external stack needs both --nats-url and --api-url")
+        raise typer.Exit(EXIT_USAGE)
+    options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
+                         api_url=api_url, stack_config=stack_config)
+    began = time.monotonic()
+
+    def progress(line: str) -> None:
+        console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}", highlight=False)
+
+    def on_term(_sig, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    run = Run(options, progress)
+    try:
+        outcome = asyncio.run(run.execute())
+    except KeyboardInterrupt:
+        reap_all()
+        run.bundle.mark_incomplete("interrupted (Ctrl-C)", EXIT_INTERRUPTED, run.meta)
+        console.print(f"interrupted: bundle {run.bundle.path} marked INCOMPLETE")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except ExoError as exc:
+        reap_all()
+        code = exit_code_for(exc)
+        run.bundle.mark_incomplete(f"{exc.reason_code.value}: {exc}", code, run.meta)
+        fail(exc, code)
+    except Exception as exc:
+        reap_all()
+        run.bundle.mark_incomplete(f"harness crashed: {type(exc).__name__}: {exc}", EXIT_STACK, run.meta)
+        raise
+    report.render_summary(console, outcome.results, outcome.durations_s, outcome.overall, outcome.bundle)
+    console.print(f"total {time.monotonic() - began:.1f}s")
+    if junit is not None:
+        junit.write_text(report.junit_xml(outcome.results))
+    if as_json:
+        print(orjson.dumps({"bundle": str(outcome.bundle), "overall": outcome.overall.value,
+                            "root_digest": outcome.root_digest, "durations_s": outcome.durations_s,
+                            "gates": results_to_json(outcome.results)}, option=orjson.OPT_INDENT_2).decode())
+    if outcome.overall is Verdict.GREEN:
+        raise typer.Exit(EXIT_OK)
+    raise typer.Exit(EXIT_RED if outcome.overall is Verdict.RED else EXIT_STACK)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -5,6 +5,7 @@ same way, which is why a verdict can be re-derived from a bundle alone.
 
 raw/ files (one JSON object per line unless noted):
 - history.jsonl          Event (see history.py): client operations, faults, observations
+- load-history.jsonl     Events of the Locust process (scenario "load"), same schema
 - audit_export.jsonl     {"seq", "subject", "record": AuditRecordV1}  — the AUDIT stream
 - intents_export.jsonl   {"seq", "subject", "msg_id", "timestamp_ms", "intent": IntentV1}
 - events_export.jsonl    {"seq", "subject", "data": {...}} — breaker transitions, refusal counters
@@ -24,6 +25,7 @@ import orjson
 from exoarmur_cli.history import Event, read_events
 
 HISTORY = "history.jsonl"
+LOAD_HISTORY = "load-history.jsonl"  # written by the Locust process: same Event schema
 AUDIT = "audit_export.jsonl"
 INTENTS = "intents_export.jsonl"
 EVENTS = "events_export.jsonl"
@@ -64,11 +66,19 @@ def write_jsonl(path: Path, rows) -> None:
             handle.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
 
 
+def _merged_history(raw_dir: Path) -> list[Event]:
+    events: list[Event] = []
+    for name in (HISTORY, LOAD_HISTORY):
+        if (raw_dir / name).exists():
+            events.extend(read_events(raw_dir / name))
+    return sorted(events, key=lambda e: e.time_ms)
+
+
 def load(raw_dir: Path) -> Recorded:
     raw_dir = Path(raw_dir)
     params_path = raw_dir / RUN_PARAMS
     return Recorded(
-        history=list(read_events(raw_dir / HISTORY)) if (raw_dir / HISTORY).exists() else [],
+        history=_merged_history(raw_dir),
         audit=read_jsonl(raw_dir / AUDIT),
         intents=read_jsonl(raw_dir / INTENTS),
         events=read_jsonl(raw_dir / EVENTS),

@@ -184,7 +184,7 @@ class PeerUser(FastHttpUser):
         """Sleep until the next send, but wake at a phase boundary to rescale to the new rate."""
         now = time.monotonic()
         phase = self._schedule(now)
-        if phase is None:
+        if phase is None or _Clock.t0 is None:
             return IDLE_WAIT_S
         until_phase_end = _Clock.t0 + PHASE_ENDS[phase] - now + 0.001
         return max(min(self.next_due - now, until_phase_end), 0.0)
