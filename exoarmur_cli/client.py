@@ -147,7 +147,8 @@ class StackClient:
         async with self.session.put(f"{self.effector_url}/v1/faults", json=settings) as response:
             await response.read()
             ok = response.status == 200
-        self.history.append(INFO, "effector_faults", "nemesis", {**settings, "applied": ok})
+        self.history.append(INFO, "effector_faults", "nemesis",
+                            {**settings, "applied": ok, "wall_ms": int(time.time() * 1000)})
 
     async def effector_ledger(self) -> list[dict]:
         async with self.session.get(f"{self.effector_url}/v1/ledger") as response:

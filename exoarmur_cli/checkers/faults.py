@@ -69,13 +69,16 @@ def breaker(rec: Recorded) -> tuple[dict, dict]:
                   and e.value.get("down")]
     in_scenario = [t for t in transitions if down_began and t["at_ms"] >= down_began[0]]
     records = [row["record"] for row in rec.audit]
+    stored_at = {row["record"]["audit_id"]: row["timestamp_ms"] for row in rec.audit}
     open_records = [r for r in records if r["reason_code"] == "BREAKER_OPEN"]
+    # Refused at the door: the breaker was already open when the decision began.
+    fast_fails = [r for r in open_records if r["breaker_state"] == "OPEN"]
     opened_at: dict[str, list[int]] = {}
     for t in transitions:
         if t["to"] == "OPEN":
             opened_at.setdefault(t["cell_id"], []).append(t["at_ms"])
     unannounced = [r["idempotency_key"] for r in open_records
-                   if not any(at <= r["decided_at_ms"] for at in opened_at.get(r["cell_id"], []))]
+                   if not any(at <= stored_at[r["audit_id"]] for at in opened_at.get(r["cell_id"], []))]
     executed_after = sum(1 for r in records if scenario_of_key(r["idempotency_key"]) == "breaker"
                          and r["outcome"] == "EXECUTED" and recovered and r["decided_at_ms"] > recovered[0])
     return {
@@ -84,8 +87,8 @@ def breaker(rec: Recorded) -> tuple[dict, dict]:
         "breaker_closed_after_recovery": sum(1 for t in in_scenario if t["to"] == "CLOSED"
                                              and recovered and t["at_ms"] >= recovered[0]),
         "breaker_invalid_transitions": len(invalid),
-        "breaker_fast_fails": sum(1 for r in open_records if scenario_of_key(r["idempotency_key"]) == "breaker"),
-        "breaker_open_calls_attempted": sum(1 for r in open_records if r["attempts"] > 0),
+        "breaker_fast_fails": sum(1 for r in fast_fails if scenario_of_key(r["idempotency_key"]) == "breaker"),
+        "breaker_open_calls_attempted": sum(1 for r in fast_fails if r["attempts"] > 0),
         "breaker_open_without_transition": len(unannounced),
         "breaker_executed_after_recovery": executed_after,
     }, {"invalid": first(invalid), "transitions": len(transitions), "unannounced": first(unannounced)}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
 from exoarmur.contracts import ReasonCode
 from exoarmur.errors import ExoError
@@ -126,17 +127,27 @@ class Context:
             await asyncio.sleep(0.1)
         return False
 
+    async def breaker_states(self) -> dict[str, str]:
+        """Each cell's breaker state, as its audited transitions on EVENTS say."""
+        from exoarmur_cli.export import read_stream
+
+        states: dict[str, str] = {}
+        for row in await read_stream(self.js, "EVENTS"):
+            if row["subject"].startswith("exo.events.breaker."):
+                event = orjson.loads(row["data"])
+                states[event["cell_id"]] = event["to"]
+        return states
+
     async def breaker_recovered(self, tenant_id: str = "tenant-09", timeout_s: float = 10.0) -> bool:
-        """After an effector fault: submit one intent at a time until one is EXECUTED, so the next
-        scenario starts with closed breakers (the probes that close them are recorded too)."""
+        """After an effector fault: submit one intent at a time until every cell's breaker is
+        CLOSED again, so the next step starts clean (the probes that close them are recorded)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if all(state == "CLOSED" for state in (await self.breaker_states()).values()):
+                return True
             peer, body = self.body(tenant_id)
             sub = await self.client.submit(peer, body, tag="probe")
             if sub.accepted:
                 await self.watch.wait_for([(sub.tenant_id, sub.key)], 6.0, js=self.js)
-                record = self.watch.record(sub.tenant_id, sub.key)
-                if record and record["outcome"] == "EXECUTED":
-                    return True
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.1)
         return False

@@ -35,16 +35,28 @@ async def breaker(ctx: Context) -> None:
     t = ctx.config.tenants
     await ctx.client.effector_faults(down=True)
     down = []
-    for _ in range(ctx.params["intents_while_down"]):  # one at a time: the breaker sees each failure
+
+    async def one() -> None:  # one at a time: each cell's breaker sees each failure
         peer, body = ctx.body(t[3])
         sub = await ctx.client.submit(peer, body, tag="effector_down")
         down.append(sub)
         await ctx.settle([sub], timeout_s=8)
+
+    # Failures until every cell's breaker has opened (its window may hold earlier successes)...
+    for _ in range(ctx.params["max_intents_to_open"]):
+        states = await ctx.breaker_states()
+        if states and all(state == "OPEN" for state in states.values()):
+            break
+        await one()
+    ctx.observe("breakers_open", states=await ctx.breaker_states())
+    # ...then a few more while open: these must fail fast, without calling the effector.
+    for _ in range(ctx.params["intents_while_open"]):
+        await one()
     await ctx.client.effector_faults()
     ctx.nemesis("effector_recovered")
     await asyncio.sleep(ctx.policy["breaker_open_s"])
     recovered = await ctx.breaker_recovered(t[3], timeout_s=15)
-    ctx.observe("breaker_recovery", executed=recovered)
+    ctx.observe("breaker_recovery", all_closed=recovered)
     after = await ctx.submit_all([ctx.body(t[3]) for _ in range(ctx.params["intents_after"])],
                                  tag="expect:EXECUTED/OK")
     await ctx.settle(after)
