@@ -33,6 +33,7 @@ from exoarmur.contracts import (
     SubmitResponse,
     key_digest,
 )
+from exoarmur.defects import Defect
 from exoarmur.errors import DeadlineExceeded, ExoError
 from exoarmur.metrics import process_rss_bytes
 from exoarmur.reliability.bounded_queue import BOUNDS
@@ -175,7 +176,7 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI):
         state.nc = await natsio.connect(state.nats_url, state.api_id)
         state.js = state.nc.jetstream()
-        await natsio.provision(state.js)
+        await natsio.provision(state.js, memory_storage=config.has_defect(Defect.MEMORY_STORAGE))
         task = asyncio.create_task(background())
         try:
             yield
@@ -243,10 +244,13 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
             raise Refusal(404, ReasonCode.UNKNOWN_NODE, f"unknown node {intent.node_id}", tenant)
         if node_tenant != tenant:
             raise Refusal(403, ReasonCode.TENANT_MISMATCH, "node belongs to another tenant", tenant)
-        limited = state.limiter.admit(tenant, time.monotonic())
+        limited = None if config.has_defect(Defect.NO_RATE_LIMIT) else state.limiter.admit(tenant, time.monotonic())
         if limited is not None:
             raise Refusal(429, limited, "rate limit", tenant)
         if state.pending_estimate >= state.max_pending:
+            if config.has_defect(Defect.SILENT_DROP):  # "accepted", never published
+                return SubmitResponse(intent_id=intent.intent_id, tenant_id=tenant, accepted=True, duplicate=False,
+                                      idempotency_key=intent.idempotency_key, stream_seq=0)
             raise Refusal(503, ReasonCode.QUEUE_FULL, f"{state.pending_estimate} intents pending; bound {state.max_pending}", tenant)
         try:
             ack = await with_deadline(
@@ -254,7 +258,8 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
                 state.js.publish(
                     natsio.intent_subject(tenant, intent.digest()),
                     intent.canonical(),
-                    headers={"Nats-Msg-Id": natsio.msg_id(tenant, intent.idempotency_key)},
+                    headers=None if config.has_defect(Defect.NO_IDEMPOTENCY)
+                    else {"Nats-Msg-Id": natsio.msg_id(tenant, intent.idempotency_key)},
                 ),
             )
         except DeadlineExceeded:
@@ -297,7 +302,8 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
     async def audit_listing(request: Request, tenant_id: str | None = None, after_seq: int = 0, limit: int = 100) -> Any:
         tenant = scoped_tenant(authenticate(request), tenant_id)
         limit = max(1, min(limit, _bound("audit_list_page", config)))
-        records, last_seq = await list_subject(state.js, f"exo.audit.{tenant}.*", after_seq, limit)
+        scope = "*" if config.has_defect(Defect.TENANT_LEAK) else tenant
+        records, last_seq = await list_subject(state.js, f"exo.audit.{scope}.*", after_seq, limit)
         return {"tenant_id": tenant, "records": records, "next_after_seq": last_seq}
 
     @app.get("/v1/killswitches")

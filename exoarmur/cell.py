@@ -16,7 +16,8 @@ import asyncio
 import random
 import signal
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 
 import aiohttp
 import uvloop
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from exoarmur import natsio
 from exoarmur.contracts import (
     APPROVAL_REQUIRED_CLASSES,
+    ApprovalStatus,
     ApprovalV1,
     AuditRecordV1,
     EffectorReceipt,
@@ -38,6 +40,7 @@ from exoarmur.contracts import (
     audit_id_for,
 )
 from exoarmur.decision import decide
+from exoarmur.defects import Defect
 from exoarmur.errors import BreakerOpen, DeadlineExceeded, ExoError, RetryExhausted
 from exoarmur.reliability.bounded_queue import BOUNDS
 from exoarmur.reliability.breaker import BREAKER_POLICIES, CircuitBreaker, Transition
@@ -70,6 +73,7 @@ class Execution:
     reason_code: ReasonCode
     receipt: EffectorReceipt | None
     attempts: int
+    breaker_state: str | None = None  # as the first call found it
 
 
 def _now_ms() -> int:
@@ -101,7 +105,7 @@ class Cell:
     async def run(self) -> None:
         self.nc = await natsio.connect(self.nats_url, self.cell_id)
         self.js = self.nc.jetstream()
-        await natsio.provision(self.js)
+        await natsio.provision(self.js, memory_storage=self.config.has_defect(Defect.MEMORY_STORAGE))
         self.http = aiohttp.ClientSession(
             base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=_bound(self.config, "cell_inflight")))
         sub = await self.js.pull_subscribe_bind(natsio.CELLS_CONSUMER, stream=natsio.INTENTS_STREAM)
@@ -138,9 +142,15 @@ class Cell:
 
     async def _guarded(self, msg) -> None:
         try:
-            await with_deadline(TimeoutCategory.EXECUTION_INTENT, self.handle(msg))
+            if self.defect(Defect.NO_TIMEOUT):
+                await self.handle(msg)
+            else:
+                await with_deadline(TimeoutCategory.EXECUTION_INTENT, self.handle(msg))
         except Exception:  # unacked: JetStream redelivers it, and the steps above converge
             pass
+
+    def defect(self, defect: Defect) -> bool:
+        return self.config.has_defect(defect)
 
     # --- one intent ------------------------------------------------------------------------
 
@@ -150,32 +160,40 @@ class Cell:
         except ValidationError:
             await msg.term()  # the api validated it; a bad message here can never succeed
             return
+        if self.defect(Defect.ACK_BEFORE_DURABLE):
+            await msg.ack()
         digest = intent.digest()
         subject = natsio.audit_subject(intent.tenant_id, digest)
-        if await self._already_recorded(subject):
+        if not self.defect(Defect.NO_IDEMPOTENCY) and await self._already_recorded(subject):
             await msg.ack()
             return
-        snapshot = await self.read_snapshot(intent, int(msg.metadata.timestamp.timestamp() * 1000))
+        submitted_at_ms = int(msg.metadata.timestamp.timestamp() * 1000)
+        snapshot = await self.read_snapshot(intent, submitted_at_ms)
         decision = decide(intent, snapshot)
+        if self.defect(Defect.NONDETERMINISTIC_DECISION):  # decides on the clock, records another time
+            decision = decide(intent, snapshot.model_copy(update={"now_ms": _now_ms()}))
+            snapshot = snapshot.model_copy(update={"now_ms": submitted_at_ms})
         if decision.outcome is Outcome.PENDING_APPROVAL:
             await self._announce_pending(intent, digest)
             await msg.nak(delay=APPROVAL_POLL_S)
             return
-        breaker_state = self.breaker.state(time.monotonic()).value
         execution = Execution(decision.outcome, decision.reason_code, None, 0)
         if decision.execute:
-            execution = await self.execute(intent)
+            delivery = f"#{msg.metadata.sequence.stream}.{msg.metadata.num_delivered}"
+            execution = await self.execute(intent, delivery if self.defect(Defect.NO_IDEMPOTENCY) else "")
         record = AuditRecordV1(
             audit_id=audit_id_for(intent.tenant_id, intent.idempotency_key),
             tenant_id=intent.tenant_id, intent_id=intent.intent_id,
             idempotency_key=intent.idempotency_key, intent_hash=intent.intent_hash(),
             node_id=intent.node_id, action=intent.action, action_class=intent.action_class,
             outcome=execution.outcome, reason_code=execution.reason_code, decision=decision, snapshot=snapshot,
-            breaker_state=breaker_state, attempts=execution.attempts, receipt=execution.receipt,
+            breaker_state=execution.breaker_state or self.breaker.state(time.monotonic()).value,
+            attempts=execution.attempts, receipt=execution.receipt,
             cell_id=self.cell_id, decided_at_ms=snapshot.now_ms,
         ).sealed()
         await self._record(subject, record)
-        await msg.ack_sync(timeout=deadline_s(TimeoutCategory.NATS_PUBLISH))
+        if not self.defect(Defect.ACK_BEFORE_DURABLE):
+            await msg.ack_sync(timeout=deadline_s(TimeoutCategory.NATS_PUBLISH))
 
     async def _already_recorded(self, subject: str) -> bool:
         try:
@@ -216,6 +234,8 @@ class Cell:
                 natsio.read_key(self.js, natsio.SAFETY_BUCKET, natsio.GLOBAL_SWITCH_KEY, TimeoutCategory.KV_GET),
                 natsio.read_key(self.js, natsio.SAFETY_BUCKET, natsio.tenant_switch_key(intent.tenant_id), TimeoutCategory.KV_GET),
             ]
+            if self.defect(Defect.KILLSWITCH_IGNORED):
+                reads[:2] = [_absent(), _absent()]
             if intent.action_class in APPROVAL_REQUIRED_CLASSES:
                 key = natsio.approval_key(intent.tenant_id, intent.digest())
                 reads.append(natsio.read_key(self.js, natsio.APPROVALS_BUCKET, key, TimeoutCategory.APPROVAL_CHECK))
@@ -225,6 +245,8 @@ class Cell:
             if len(results) > 2 and results[2][0] is not None:
                 approval = ApprovalV1.model_validate_json(results[2][0])
                 a_rev = results[2][1]
+                if self.defect(Defect.APPROVAL_BYPASS):  # "there is an approval record" taken as yes
+                    approval = approval.model_copy(update={"status": ApprovalStatus.APPROVED})
             return SafetySnapshot(
                 readable=True,
                 global_switch=_engaged(g_raw), global_revision=g_rev,
@@ -232,51 +254,66 @@ class Cell:
                 approval=approval, approval_revision=a_rev, now_ms=_now_ms(), **base,
             )
         except (ExoError, ValidationError, ValueError):  # fail closed: unknown state is not "off"
-            return SafetySnapshot(readable=False, now_ms=_now_ms(), **base)
+            return SafetySnapshot(readable=self.defect(Defect.KILLSWITCH_FAIL_OPEN), now_ms=_now_ms(), **base)
 
     # --- the effector ----------------------------------------------------------------------
 
-    async def execute(self, intent: IntentV1) -> Execution:
+    async def execute(self, intent: IntentV1, key_suffix: str = "") -> Execution:
         attempts = 0
+        first_seen: list[str] = []
+        breaker = not self.defect(Defect.NO_BREAKER)
+        policy = RETRY_POLICIES["effector_call"]
+        if self.defect(Defect.UNBOUNDED_RETRY):
+            policy = replace(policy, attempts=1_000_000)
 
         async def attempt(index: int) -> EffectorReceipt:
             nonlocal attempts
-            if not self.breaker.allow(time.monotonic()):
+            now = time.monotonic()
+            if not first_seen:  # the state the call met, read at the same instant as allow()
+                first_seen.append(self.breaker.state(now).value)
+            if breaker and not self.breaker.allow(now):
                 raise BreakerOpen("effector breaker is open")
             attempts += 1
+            suffix = f"{key_suffix}~{uuid.uuid4().hex}" if self.defect(Defect.FRESH_EFFECTOR_KEY) else key_suffix
             try:
-                receipt = await self._call_effector(intent)
+                receipt = await self._call_effector(intent, suffix)
             except BaseException:  # every allowed call must be recorded, or a probe slot leaks
-                self.breaker.record_failure(time.monotonic())
+                if breaker:
+                    self.breaker.record_failure(time.monotonic())
                 raise
-            self.breaker.record_success(time.monotonic())
+            if breaker:
+                self.breaker.record_success(time.monotonic())
             return receipt
 
+        attempts_all = retry_async(attempt, policy, self.rng,
+                                   is_retryable=lambda e: isinstance(e, (EffectorFault, DeadlineExceeded)))
         try:
-            receipt, _ = await with_deadline(
-                TimeoutCategory.EXECUTION_CONTAINMENT,
-                retry_async(attempt, RETRY_POLICIES["effector_call"], self.rng,
-                            is_retryable=lambda e: isinstance(e, (EffectorFault, DeadlineExceeded))),
-            )
+            if self.defect(Defect.NO_TIMEOUT):
+                receipt, _ = await attempts_all
+            else:
+                receipt, _ = await with_deadline(TimeoutCategory.EXECUTION_CONTAINMENT, attempts_all)
         except RetryExhausted as exc:
             last = exc.last_error
             reason = last.reason_code if isinstance(last, DeadlineExceeded) else ReasonCode.RETRY_EXHAUSTED
-            return Execution(Outcome.FAILED, reason, None, attempts)
+            return Execution(Outcome.FAILED, reason, None, attempts, _first(first_seen))
         except ExoError as exc:  # breaker open, containment deadline, rejected request
-            return Execution(Outcome.FAILED, exc.reason_code, None, attempts)
-        return Execution(Outcome.EXECUTED, ReasonCode.OK, receipt, attempts)
+            return Execution(Outcome.FAILED, exc.reason_code, None, attempts, _first(first_seen))
+        return Execution(Outcome.EXECUTED, ReasonCode.OK, receipt, attempts, _first(first_seen))
 
-    async def _call_effector(self, intent: IntentV1) -> EffectorReceipt:
+    async def _call_effector(self, intent: IntentV1, key_suffix: str = "") -> EffectorReceipt:
         body = {"intent_ref": natsio.msg_id(intent.tenant_id, intent.idempotency_key), "tenant_id": intent.tenant_id, "node_id": intent.node_id, "action": intent.action,
                 "parameters": intent.parameters}
-        headers = {"Idempotency-Key": natsio.msg_id(intent.tenant_id, intent.idempotency_key)}
+        headers = {"Idempotency-Key": natsio.msg_id(intent.tenant_id, intent.idempotency_key) + key_suffix}
 
         async def post() -> tuple[int, bytes]:
             async with self.http.post("/v1/effects", json=body, headers=headers) as response:
                 return response.status, await response.read()
 
         try:
-            status, content = await with_deadline(TimeoutCategory.EFFECTOR_CALL, post())
+            if self.defect(Defect.NO_TIMEOUT):
+                status, content = await post()
+            else:
+                status, content = await with_deadline(TimeoutCategory.EFFECTOR_CALL, post())
         except aiohttp.ClientError as exc:
             raise EffectorFault(f"effector unreachable: {type(exc).__name__}") from None
         if status >= 500:
@@ -293,6 +330,14 @@ class Cell:
             task = asyncio.get_running_loop().create_task(
                 self.js.publish(f"exo.events.breaker.{self.cell_id}", orjson.dumps(event)))
             task.add_done_callback(lambda t: t.exception())  # audited best-effort; never crashes a cell
+
+
+def _first(values: list[str]) -> str | None:
+    return values[0] if values else None
+
+
+async def _absent() -> tuple[None, int]:
+    return None, 0
 
 
 def _engaged(raw: bytes | None) -> bool:

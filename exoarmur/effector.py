@@ -73,6 +73,9 @@ class FaultSettings(BaseModel):
     latency_ms: float = Field(default=0.0, ge=0)
     jitter_ms: float = Field(default=0.0, ge=0)
     error_rate: float = Field(default=0.0, ge=0, le=1)
+    # Applied, then the answer is lost (503 after the ledger write): the caller cannot tell
+    # this from a failure before the write, so only the idempotency key keeps it to one effect.
+    lose_response_rate: float = Field(default=0.0, ge=0, le=1)
     hang: bool = False
     down: bool = False
     seed: int | None = None
@@ -280,6 +283,9 @@ def create_app(ledger_path: str | os.PathLike[str], seed: int) -> FastAPI:
             return _error(500, ReasonCode.EFFECTOR_ERROR, "injected error")
 
         receipt = await writer.apply(key, req)
+        if faults.lose_response_rate > 0 and state["rng"].random() < faults.lose_response_rate:
+            stats["faulted"] += 1
+            return _error(503, ReasonCode.EFFECTOR_ERROR, "applied, response lost")
         stats["replayed" if receipt.replayed else "applied"] += 1
         return JSONResponse(content=receipt.model_dump(mode="json"))
 

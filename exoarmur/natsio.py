@@ -126,9 +126,12 @@ def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE) -> lis
     ]
 
 
-async def provision(js: JetStreamContext) -> None:
-    """Create or update every stream, consumer and bucket. Safe to run on every start."""
-    for config in stream_configs():
+async def provision(js: JetStreamContext, *, memory_storage: bool = False) -> None:
+    """Create or update every stream, consumer and bucket. Safe to run on every start.
+
+    ``memory_storage`` is the injectable memory-storage defect: nothing survives a restart."""
+    storage = js_api.StorageType.MEMORY if memory_storage else js_api.StorageType.FILE
+    for config in stream_configs(storage):
         await with_deadline(TimeoutCategory.NATS_STREAM_CREATE, _add_or_update(js, config))
     await with_deadline(
         TimeoutCategory.NATS_STREAM_CREATE,
@@ -149,7 +152,7 @@ async def provision(js: JetStreamContext) -> None:
         await with_deadline(
             TimeoutCategory.KV_CREATE,
             js.create_key_value(
-                js_api.KeyValueConfig(bucket=bucket, history=5, storage=js_api.StorageType.FILE, direct=True)
+                js_api.KeyValueConfig(bucket=bucket, history=5, storage=storage, direct=True)
             ),
         )
 

@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from exoarmur.errors import ConfigError
 
@@ -46,6 +46,19 @@ class StackConfig(BaseModel):
     # Per-stack overrides of named policy numbers (e.g. {"approval_wait_ms": 2000}); the
     # defaults live in the reliability tables, never here.
     overrides: dict[str, float] = {}
+    # Deliberately injected defects (exoarmur.defects); empty on every real stack.
+    defects: list[str] = []
+
+    @field_validator("defects")
+    @classmethod
+    def _known_defects(cls, value: list[str]) -> list[str]:
+        from exoarmur.defects import parse
+
+        parse(value)
+        return value
+
+    def has_defect(self, defect) -> bool:
+        return defect.value in self.defects
 
     @property
     def nats_url(self) -> str:
@@ -85,6 +98,7 @@ class StackConfig(BaseModel):
             "peers": len(self.peers),
             "nodes": len(self.nodes),
             "overrides": dict(self.overrides),
+            "defects_injected": list(self.defects),
         }
 
 
@@ -105,6 +119,7 @@ def generate(
     seed: int = 0,
     sync_interval: str = "always",
     overrides: dict[str, float] | None = None,
+    defects: list[str] | None = None,
 ) -> StackConfig:
     tenant_ids = [f"tenant-{t:02d}" for t in range(tenants)]
     nodes = {
@@ -131,6 +146,7 @@ def generate(
         peers=peers,
         operator_token="op-" + secrets.token_hex(16),
         overrides=overrides or {},
+        defects=defects or [],
     )
     save(config)
     return config

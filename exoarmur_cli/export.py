@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 
 from exoarmur_cli import recorded
 
@@ -20,8 +21,13 @@ FETCH_BATCH = 1000
 
 
 async def read_stream(js, stream: str) -> list[dict]:
-    """Every message of a stream, in sequence order, as {seq, subject, timestamp_ms, data, headers}."""
-    info = await js.stream_info(stream)
+    """Every message of a stream, in sequence order, as {seq, subject, timestamp_ms, data, headers}.
+
+    A stream that no longer exists reads as empty: that is evidence (of loss), not an error."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return []
     last_seq = info.state.last_seq
     if info.state.messages == 0:
         return []

@@ -174,6 +174,8 @@ def run_gates_command(
     stack_config: Path = typer.Option(None, "--stack-config", help="external stack: its stack.json (tokens)"),
     junit: Path = typer.Option(None, "--junit-xml", help="also write the criteria as JUnit XML"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+    inject_defect: list[str] = typer.Option([], "--inject-defect",
+                                            help="run against a stack with this deliberate defect (repeatable)"),
 ) -> None:
     """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
     import asyncio
@@ -188,8 +190,20 @@ def run_gates_command(
     if (nats_url is None) != (api_url is None):
         console.print("[red]error[/red] CONFIG_INVALID: an external stack needs both --nats-url and --api-url")
         raise typer.Exit(EXIT_USAGE)
+    from exoarmur.defects import parse as parse_defects
+
+    try:
+        parse_defects(inject_defect)
+    except ValueError as exc:
+        console.print(f"[red]error[/red] CONFIG_INVALID: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+    if inject_defect and api_url is not None:
+        console.print("[red]error[/red] CONFIG_INVALID: defects are injected into the embedded stack only")
+        raise typer.Exit(EXIT_USAGE)
     options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
-                         api_url=api_url, stack_config=stack_config)
+                         api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect))
+    if inject_defect:
+        console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
     began = time.monotonic()
 
     def progress(line: str) -> None:
@@ -227,6 +241,37 @@ def run_gates_command(
     if outcome.overall is Verdict.GREEN:
         raise typer.Exit(EXIT_OK)
     raise typer.Exit(EXIT_RED if outcome.overall is Verdict.RED else EXIT_STACK)
+
+
+@app.command("replay-verify")
+def replay_verify_command(
+    bundle: str = typer.Argument("latest", help="a reality_run_NNN directory, or 'latest' under --out"),
+    live: bool = typer.Option(False, "--live", help="also re-submit recorded intents to a fresh embedded stack"),
+    live_limit: int = typer.Option(200, "--live-limit", min=1, help="--live: the first N replayable records"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
+    out: Path = typer.Option(Path("artifacts"), "--out", help="where 'latest' looks for bundles"),
+) -> None:
+    """Check a bundle alone: file digests and audit seals, every decision, every verdict (and --live).
+
+    Exit 0 every check holds · 1 a difference (listed) · 2 not a bundle · 3 --live found no stack.
+    """
+    from exoarmur_cli.bundle import BundleError
+    from exoarmur_cli.stack import StackError
+    from exoarmur_cli.verify import resolve, verify
+
+    try:
+        report = verify(resolve(bundle, out), live=live, live_limit=live_limit,
+                        progress=lambda line: console.print(f"[dim]{line}[/dim]", highlight=False))
+    except (BundleError, StackError) as exc:
+        reap_all()
+        console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE if isinstance(exc, BundleError) else EXIT_STACK)
+    if as_json:
+        print(orjson.dumps({**report.to_json(), "exit_code": EXIT_OK if report.valid else EXIT_RED},
+                           option=orjson.OPT_INDENT_2).decode())
+    else:
+        print("\n".join(report.lines()))
+    raise typer.Exit(EXIT_OK if report.valid else EXIT_RED)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -56,6 +56,7 @@ class RunOptions:
     nats_url: str | None = None
     api_url: str | None = None
     stack_config: Path | None = None
+    defects: tuple[str, ...] = ()  # deliberately injected (exoarmur.defects): never a clean run
     project_dir: Path = PROJECT_DIR
 
 
@@ -151,7 +152,8 @@ class Run:
         self.progress = progress
         self.bundle = Bundle.create(options.out)
         self.outcome = RunOutcome(self.bundle.path)
-        self.meta: dict[str, Any] = {"seed": options.seed, "profile": options.profile, "started_wall_ms": None}
+        self.meta: dict[str, Any] = {"seed": options.seed, "profile": options.profile, "started_wall_ms": None,
+                                     "defects_injected": list(options.defects)}
 
     async def execute(self) -> RunOutcome:
         options = self.options
@@ -205,7 +207,8 @@ class Run:
         from exoarmur_cli.faults.proxy import FaultProxy
 
         stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
-        config = stackconfig.generate(stack_dir, seed=options.seed, overrides=overrides)
+        config = stackconfig.generate(stack_dir, seed=options.seed, overrides=overrides,
+                                      defects=list(options.defects))
         proxy = FaultProxy(config.host, config.effector_port, seed=options.seed, name="cells->effector")
         await proxy.start()
         stack = LocalStack(config, proxies={"cell": ["--effector-url", proxy.url()]})
@@ -277,9 +280,7 @@ class Run:
     def _judge(self, all_gates: dict, names: list[str]) -> None:
         self.progress("judging")
         data = recorded.load(self.bundle.raw_dir)
-        metrics, evidence = measure(data)
-        results = [gates.evaluate_gate(all_gates[g], metrics, data.scenarios_run())
-                   for g in sorted(self.options.gates or all_gates)]
+        results, metrics, evidence = judge(data, all_gates, self.options.gates or all_gates)
         for number, topic in (("02", "timeout"), ("04", "retry"), ("06", "backpressure"), ("08", "breaker")):
             name = f"{number}_{'circuit_breaker' if topic == 'breaker' else topic}_test_outputs.txt"
             self.bundle.write_text(name, report.test_outputs_txt(topic, results, all_gates))
@@ -294,8 +295,21 @@ class Run:
         self.meta["durations_s"] = self.outcome.durations_s
         # Evidence is for humans: made JSON-safe (tuple keys, ints as keys) before it is stored.
         self.meta["evidence"] = orjson.loads(orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS, default=str))
-        self.outcome.root_digest = self.bundle.finalize(self.meta, results, overall, [])
+        self.outcome.root_digest = self.bundle.finalize(self.meta, results, overall, list(self.options.defects))
         self.outcome.results, self.outcome.overall, self.outcome.metrics = results, overall, metrics
+
+
+def judge(data: recorded.Recorded, all_gates: dict[int, gates.Gate],
+          gate_ids) -> tuple[list[gates.GateResult], dict, dict]:
+    """Measure what was recorded and judge each gate in ``gate_ids``: (results, metrics, evidence).
+
+    Pure: the one judging path, used by a run and by ``replay-verify`` (with the gate files
+    embedded in the bundle) alike, so a re-derived verdict has no second implementation.
+    """
+    metrics, evidence = measure(data)
+    scenarios_run = data.scenarios_run()
+    results = [gates.evaluate_gate(all_gates[g], metrics, scenarios_run) for g in sorted(gate_ids)]
+    return results, metrics, evidence
 
 
 def measure(data: recorded.Recorded) -> tuple[dict, dict]:

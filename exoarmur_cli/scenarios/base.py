@@ -110,7 +110,8 @@ class Context:
     async def settle(self, submitted: list[Submitted], timeout_s: float | None = None) -> list[tuple[str, str]]:
         """Wait for a terminal record of every accepted submission; returns the ones missing."""
         pairs = sorted({(s.tenant_id, s.key) for s in submitted if s.accepted})
-        limit = timeout_s if timeout_s is not None else self.timeout("redelivery") * 2 + 10
+        # Long enough for one redelivery after a crash (ack_wait) plus its processing.
+        limit = timeout_s if timeout_s is not None else self.timeout("redelivery") * 1.5 + 5
         missing = await self.watch.wait_for(pairs, limit, js=self.js)
         self.observe("settled", accepted=len(pairs), missing=len(missing))
         return missing

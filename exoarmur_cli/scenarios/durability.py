@@ -65,6 +65,8 @@ async def restart(ctx: Context) -> None:
     stack = ctx.require_stack("kill cells and the api")
     tenants = ctx.config.tenants
     duration = ctx.params["duration_s"]
+    # A slower effector keeps intents in flight, so every kill lands on work half-done.
+    await ctx.client.effector_faults(latency_ms=ctx.params["effector_latency_ms"], seed=ctx.rng.randint(0, 2**31))
     flow = asyncio.create_task(ctx.submit_at_rate(
         lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_per_s"], duration))
     targets = ["cell-0", "api", "cell-1"] * ctx.params["rounds"]
@@ -79,6 +81,7 @@ async def restart(ctx: Context) -> None:
         if target == "api":
             await ctx.wait_api_ready()
     submitted = await flow
+    await ctx.client.effector_faults()
     await ctx.settle(submitted)
 
 

@@ -23,7 +23,9 @@ async def timeout(ctx: Context) -> None:
 
 async def retry(ctx: Context) -> None:
     t = ctx.config.tenants
-    await ctx.client.effector_faults(error_rate=ctx.params["error_rate"], seed=ctx.rng.randint(0, 2**31))
+    await ctx.client.effector_faults(error_rate=ctx.params["error_rate"],
+                                     lose_response_rate=ctx.params["lose_response_rate"],
+                                     seed=ctx.rng.randint(0, 2**31))
     subs = await ctx.submit_all([ctx.body(t[ctx.rng.randrange(len(t))]) for _ in range(ctx.params["intents"])],
                                 concurrency=ctx.params["concurrency"], tag="flaky")
     await ctx.settle(subs)

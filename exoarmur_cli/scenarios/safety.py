@@ -27,7 +27,10 @@ async def replay(ctx: Context) -> None:
     await ctx.settle(subs)
     await ctx.client.set_switch(False)
     subs += await _approval_paths(ctx, t[3], ctx.params["per_path"])
-    await ctx.settle(subs)
+    for _ in range(ctx.params["per_path"]):  # no approval ever comes: expires after the wait
+        peer, body = ctx.body(t[3], action_class="A2")
+        subs.append(await ctx.client.submit(peer, body, tag="expect:EXPIRED/APPROVAL_EXPIRED"))
+    await ctx.settle(subs, timeout_s=ctx.policy["approval_wait_s"] + 15)
 
 
 async def _approval_paths(ctx: Context, tenant: str, count: int) -> list:

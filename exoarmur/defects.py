@@ -1,0 +1,54 @@
+"""Deliberately injectable defects: realistic bugs, off unless a stack config names them.
+
+They exist to prove that every gate can go red: the harness runs a scenario against a stack
+carrying one of these and requires the threatened gate to fail. The stack's code takes the
+defective path itself; no scenario, checker or criterion knows which defect is injected.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Defect(str, Enum):
+    NO_IDEMPOTENCY = "no-idempotency"
+    FRESH_EFFECTOR_KEY = "fresh-effector-key"
+    NO_TIMEOUT = "no-timeout"
+    UNBOUNDED_RETRY = "unbounded-retry"
+    NO_BREAKER = "no-breaker"
+    KILLSWITCH_IGNORED = "killswitch-ignored"
+    KILLSWITCH_FAIL_OPEN = "killswitch-fail-open"
+    APPROVAL_BYPASS = "approval-bypass"
+    TENANT_LEAK = "tenant-leak"
+    ACK_BEFORE_DURABLE = "ack-before-durable"
+    MEMORY_STORAGE = "memory-storage"
+    SILENT_DROP = "silent-drop"
+    NONDETERMINISTIC_DECISION = "nondeterministic-decision"
+    NO_RATE_LIMIT = "no-rate-limit"
+
+
+DESCRIPTIONS: dict[Defect, str] = {
+    Defect.NO_IDEMPOTENCY: "api publishes without Nats-Msg-Id; cells execute every delivery under a per-delivery key",
+    Defect.FRESH_EFFECTOR_KEY: "cells send a new Idempotency-Key on each effector attempt",
+    Defect.NO_TIMEOUT: "cells call the effector with no deadline at all",
+    Defect.UNBOUNDED_RETRY: "cells retry effector errors forever",
+    Defect.NO_BREAKER: "the effector breaker never opens",
+    Defect.KILLSWITCH_IGNORED: "cells never read the kill switches",
+    Defect.KILLSWITCH_FAIL_OPEN: "an unreadable safety state is taken as 'no switch engaged'",
+    Defect.APPROVAL_BYPASS: "any approval record, even DENIED, authorises",
+    Defect.TENANT_LEAK: "the audit listing ignores the caller's tenant",
+    Defect.ACK_BEFORE_DURABLE: "cells ack an intent before its outcome is durable",
+    Defect.MEMORY_STORAGE: "streams use memory storage",
+    Defect.SILENT_DROP: "a full queue answers 202 and drops the intent",
+    Defect.NONDETERMINISTIC_DECISION: "the decision reads the wall clock instead of its recorded input",
+    Defect.NO_RATE_LIMIT: "token buckets disabled",
+}
+
+
+def parse(names: list[str]) -> list[Defect]:
+    """Defects named in a config; an unknown name is a ValueError naming the known ones."""
+    known = {d.value: d for d in Defect}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown defect {unknown[0]!r}; known: {', '.join(known)}")
+    return [known[n] for n in names]

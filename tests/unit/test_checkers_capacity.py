@@ -1,0 +1,100 @@
+"""capacity checkers: load coverage counts only executed work; depth and memory are bounded."""
+
+from __future__ import annotations
+
+from builders import Hist, quick_record, recorded
+
+from exoarmur_cli.checkers.capacity import backpressure, load, resources
+
+BOUND = {"params": {"policy": {"pending_bound": 100}}}
+
+
+def sample(time_ms: float, kind: str, value: float, process: str = "nats") -> dict:
+    return {"time_ms": time_ms, "kind": kind, "process": process, "value": value}
+
+
+# --- load -----------------------------------------------------------------------------------
+
+
+def test_coverage_counts_only_accepted_submissions_that_executed():
+    hist = Hist()
+    hist.observe("load_plan", "load", capacity_per_s=10.0, phases=[{"name": "overload"}])
+    hist.submit("load-p1-1", "t1", peer="p1", node="n1")  # executed: covers n1, p1, t1
+    hist.submit("load-p2-1", "t2", peer="p2", node="n2")  # denied: covers nothing
+    hist.submit("load-p3-1", "t3", peer="p3", node="n3", answer="fail", status=429, reason="RATE_LIMITED_GLOBAL")
+    hist.submit("load-p4-1", "t4", peer="p4", node="n4")  # accepted, no record yet: covers nothing
+    hist.submit("load-p5-1", "t5", peer="p5", node="n5", answer=None)
+    records = [quick_record("load-p1-1", "t1", node="n1"),
+               quick_record("load-p2-1", "t2", node="n2", snap_fields={"tenant_switch": True}),
+               quick_record("load-p3-1", "t3", node="n3")]  # refused at the door: its record cannot count
+    metrics, evidence = load(recorded(hist, records=records))
+    assert metrics["load_submissions"] == 5
+    assert (metrics["nodes_covered"], metrics["peers_covered"], metrics["tenants_covered"]) == (1, 1, 1)
+    assert metrics["load_unanswered"] == 1
+    assert evidence["refusals_by_reason"] == {"RATE_LIMITED_GLOBAL": 1}
+    assert metrics["overload_offered_per_s"] is None  # no overload phase ran
+
+
+def test_overload_offered_rate_against_capacity():
+    hist = Hist()
+    hist.observe("load_plan", "load", capacity_per_s=10.0, phases=[])
+    for n in range(21):  # 21 submissions over 1 s: 21/s
+        answer = "fail" if n % 2 else "ok"
+        hist.submit(f"load-p1-{n}", time_ms=10_000 + 50 * n, phase="overload", answer=answer, status=429,
+                    reason="RATE_LIMITED_GLOBAL")
+    metrics, _ = load(recorded(hist))
+    assert metrics["overload_offered_per_s"] == 21.0
+    assert metrics["overload_offered_vs_capacity"] == 2.1
+    assert metrics["overload_refused"] == 10
+
+
+# --- backpressure ---------------------------------------------------------------------------
+
+
+def backpressure_run() -> Hist:
+    hist = Hist()
+    hist.add("info", "stall_cells", "nemesis", "backpressure", time_ms=1_000)
+    hist.submit("backpressure-00001", answer="fail", status=503, reason="QUEUE_FULL")
+    hist.submit("backpressure-00002")
+    hist.add("ok", "scenario_done", "harness", "backpressure", time_ms=5_000)
+    return hist
+
+
+def test_pending_within_bound_and_refusals_reasoned():
+    samples = [sample(2_000, "pending", 80), sample(3_000, "pending", 105), sample(9_000, "pending", 500)]
+    metrics, evidence = backpressure(recorded(backpressure_run(), samples=samples, **BOUND))
+    assert metrics == {"queue_full_refusals": 1, "backpressure_pending_peak": 105, "pending_peak_vs_bound": 1.05,
+                       "backpressure_refused_without_reason": 0}
+    assert evidence["pending_samples"] == 2  # the sample outside the scenario's window is not its
+
+
+def test_pending_above_bound():
+    samples = [sample(2_000, "pending", 80), sample(3_000, "pending", 120)]
+    metrics, _ = backpressure(recorded(backpressure_run(), samples=samples, **BOUND))
+    assert metrics["pending_peak_vs_bound"] == 1.2
+    assert metrics["pending_peak_vs_bound"] > 1.1
+
+
+def test_backpressure_refusal_without_reason_and_no_samples():
+    hist = backpressure_run()
+    hist.submit("backpressure-00003", answer="fail", status=503, reason=None)
+    metrics, _ = backpressure(recorded(hist, **BOUND))
+    assert metrics["backpressure_refused_without_reason"] == 1
+    assert metrics["pending_peak_vs_bound"] is None  # nothing sampled: missing, never "in bound"
+
+
+# --- resources ------------------------------------------------------------------------------
+
+
+def test_peak_rss_is_the_largest_of_any_process():
+    samples = [sample(1, "rss_mb", 80.5, "api"), sample(2, "rss_mb", 120.0, "api"),
+               sample(3, "rss_mb", 210.25, "cell-0"), sample(4, "rss_mb", 90.0, "cell-0"),
+               sample(5, "pending", 50)]
+    metrics, evidence = resources(recorded(samples=samples, **BOUND))
+    assert metrics == {"peak_rss_mb_max": 210.25, "run_pending_peak_vs_bound": 0.5, "samples_taken": 5}
+    assert evidence["peak_rss_mb"] == {"api": 120.0, "cell-0": 210.25}
+
+
+def test_no_rss_samples_is_missing():
+    metrics, _ = resources(recorded())
+    assert metrics["peak_rss_mb_max"] is None
