@@ -274,6 +274,45 @@ def replay_verify_command(
     raise typer.Exit(EXIT_OK if report.valid else EXIT_RED)
 
 
+@app.command("self-test")
+def self_test_command(
+    defect: list[str] = typer.Option([], "--defect", help="only these defects (default: all)"),
+    clean_runs: int = typer.Option(5, "--clean-runs", min=0, help="quick clean runs that must all be green"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("artifacts/self-test"), "--out"),
+) -> None:
+    """Show every gate can go red: each defect must turn its gate RED; clean runs must stay GREEN."""
+    from rich.table import Table
+
+    from exoarmur.defects import parse as parse_defects
+    from exoarmur_cli.selftest import EXPECTED, matrix_rows, self_test
+
+    try:
+        chosen = parse_defects(defect) if defect else list(EXPECTED)
+    except ValueError as exc:
+        console.print(f"[red]error[/red] CONFIG_INVALID: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+    began = time.monotonic()
+    try:
+        result = self_test(out, chosen, clean_runs, seed,
+                           lambda line: console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}"))
+    except KeyboardInterrupt:
+        reap_all()
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except ExoError as exc:
+        reap_all()
+        fail(exc, exit_code_for(exc))
+    table = Table("defect", *[f"G{g}" for g in range(1, 9)], "expected criterion", "result",
+                  title="Defect × gate (self-test)")
+    for row in matrix_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    for n, (verdict, bundle) in enumerate(result.clean_runs, 1):
+        console.print(f"clean run {n}: {verdict}  {bundle}")
+    console.print(f"self-test {'PASSED' if result.ok else 'FAILED'} in {time.monotonic() - began:.0f}s")
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_RED)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -143,13 +143,13 @@ def check_live(bundle: Path, audit_rows: list[dict], intent_rows: list[dict], li
         text = "no replayable intent recorded, nothing re-submitted"
         return Check("live", not audit_rows, text, {"compared": 0, "skipped": sum(live.skipped.values())})
     stack = start_stack(params, progress)
-    keep = False
+    keep = True  # the fresh stack's logs are kept unless every intent compared equal
     try:
-        problems = identity_problems(stack.config, params, live)
+        equal, problems = 0, identity_problems(stack.config, params, live)
         if not problems:
             batches = live.batches()
             progress(f"live: re-submitting {len(live.items)} intents in {len(batches)} batches")
-            problems = asyncio.run(_replay(stack.config, batches))
+            equal, problems = asyncio.run(_replay(stack.config, batches))
         keep = bool(problems)
     finally:
         stack.stop()
@@ -157,13 +157,13 @@ def check_live(bundle: Path, audit_rows: list[dict], intent_rows: list[dict], li
             shutil.rmtree(stack.dir, ignore_errors=True)
     skipped = sum(live.skipped.values())
     why = "; ".join(f"{reason} {n}" for reason, n in live.skipped.items())
-    summary = (f"{len(live.items)} intents re-submitted to a fresh stack, {len(live.items) - len(problems)} equal, "
+    summary = (f"{len(live.items)} intents re-submitted to a fresh stack, {equal} equal, "
                f"{len(problems)} differences; {skipped} skipped" + (f" ({why})" if why else ""))
     if keep:
         summary += f"; stack logs kept in {stack.dir / 'logs'}"
-    counts = {"compared": len(live.items), "equal": len(live.items) - len(problems),
-              "differences": len(problems), "skipped": skipped, **{f"skipped: {k}": v for k, v in live.skipped.items()}}
-    return Check("live", not problems, summary, counts, tuple(problems))
+    counts = {"compared": len(live.items), "equal": equal, "differences": len(problems), "skipped": skipped,
+              "skipped_by_reason": dict(live.skipped)}
+    return Check("live", not problems and equal == len(live.items), summary, counts, tuple(problems))
 
 
 def start_stack(params: dict, progress: Callable[[str], None]) -> LocalStack:
@@ -200,71 +200,87 @@ def identity_problems(config: StackConfig, params: dict, live: LivePlan) -> list
     return problems[:50]
 
 
-async def _replay(config: StackConfig, batches: list[list[LiveItem]]) -> list[dict]:
-    nc = await natsio.connect(config.nats_url, "exoarmur-replay-verify")
-    watch = AuditWatch()
-    await watch.start(nc)
-    operator = {"Authorization": f"Bearer {config.operator_token}"}
-    switches: dict[str, bool] = {}  # as set on the fresh stack; everything starts disengaged
-    problems: list[dict] = []
-    gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
+async def _replay(config: StackConfig, batches: list[list[LiveItem]]) -> tuple[int, list[dict]]:
+    """(how many terminal records equal the recorded ones, every difference)."""
     try:
+        nc = await natsio.connect(config.nats_url, "exoarmur-replay-verify")
+    except (ExoError, OSError) as exc:
+        raise StackError(f"the fresh stack's NATS is unreachable: {type(exc).__name__}: {exc}") from exc
+    equal, problems = 0, []
+    try:
+        watch = AuditWatch()
+        await watch.start(nc)
         async with httpx.AsyncClient(base_url=config.api_url, timeout=10.0) as http:
+            fresh = _FreshStack(config, http, nc.jetstream(), watch)
             for batch in batches:
-                for scope, engaged in {k: v for item in batch for k, v in item.needs.items()}.items():
-                    if switches.get(scope, False) != engaged:
-                        path = "/v1/killswitches/global" if scope == "global" else f"/v1/killswitches/tenants/{scope}"
-                        await _expect_ok(http.put(path, json={"engaged": engaged}, headers=operator), path)
-                        switches[scope] = engaged
-                for item in batch:
-                    approval = item.record.snapshot.approval
-                    if approval is not None and item.record.action_class in APPROVAL_REQUIRED_CLASSES:
-                        body = {"tenant_id": approval.tenant_id, "idempotency_key": approval.idempotency_key,
-                                "intent_hash": approval.intent_hash, "status": approval.status.value,
-                                "ttl_s": APPROVAL_TTL_S}
-                        await _expect_ok(http.post("/v1/approvals", json=body, headers=operator), "/v1/approvals")
-
-                async def submit(item: LiveItem) -> tuple[LiveItem, int, Any]:
-                    async with gate:
-                        return (item, *await _submit(http, config, item))
-
-                answers = await asyncio.gather(*(submit(item) for item in batch))
-                accepted = []
-                for item, status, answer in answers:
-                    if status == 202:
-                        accepted.append(item)
-                    else:
-                        problems.append(_problem(item, None, f"refused at admission: {status} {answer}"))
-                missing = set(await watch.wait_for([i.pair for i in accepted], TERMINAL_TIMEOUT_S, nc.jetstream()))
-                for item in accepted:
-                    got = watch.record(*item.pair)
-                    if item.pair in missing or got is None:
-                        problems.append(_problem(item, None, f"no terminal record within {TERMINAL_TIMEOUT_S:.0f}s"))
-                    elif (got["outcome"], got["reason_code"]) != (item.record.outcome.value,
-                                                                  item.record.reason_code.value):
-                        problems.append(_problem(item, got))
+                got_equal, got_problems = await fresh.replay(batch)
+                equal, problems = equal + got_equal, problems + got_problems
     except (httpx.HTTPError, ExoError, OSError) as exc:
         problems.append({"kind": "error", "text": f"live replay stopped: {type(exc).__name__}: {exc}"})
     finally:
         await nc.close()
-    return problems
+    return equal, problems
 
 
-async def _expect_ok(call, what: str) -> None:
-    response = await call
-    if response.status_code != 200:
-        raise StackError(f"{what} answered {response.status_code}: {response.text[:200]}")
+class _FreshStack:
+    """The fresh stack as the operator and the recorded peers see it, one batch at a time."""
 
+    def __init__(self, config: StackConfig, http: httpx.AsyncClient, js, watch: AuditWatch) -> None:
+        self.config, self.http, self.js, self.watch = config, http, js, watch
+        self.operator = {"Authorization": f"Bearer {config.operator_token}"}
+        self.switches: dict[str, bool] = {}  # as set so far; a fresh stack starts with all disengaged
+        self.gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
 
-async def _submit(http: httpx.AsyncClient, config: StackConfig, item: LiveItem) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {config.peers[item.intent['peer_id']].token}"}
-    deadline = time.monotonic() + ADMISSION_RETRY_S
-    while True:
-        response = await http.post("/v1/intents", json=item.intent, headers=headers)
-        if response.status_code not in (429, 503) or time.monotonic() > deadline:
-            answer = response.json() if response.content else None
-            return response.status_code, (answer or {}).get("reason_code") if isinstance(answer, dict) else answer
-        await asyncio.sleep(0.1)
+    async def replay(self, batch: list[LiveItem]) -> tuple[int, list[dict]]:
+        await self._set_switches(batch)
+        await self._set_approvals(batch)
+        answers = await asyncio.gather(*(self._submit(item) for item in batch))
+        problems = [_problem(item, None, f"refused at admission: {status} {answer}")
+                    for item, (status, answer) in zip(batch, answers) if status != 202]
+        accepted = [item for item, (status, _) in zip(batch, answers) if status == 202]
+        missing = set(await self.watch.wait_for([i.pair for i in accepted], TERMINAL_TIMEOUT_S, self.js))
+        equal = 0
+        for item in accepted:
+            got = None if item.pair in missing else self.watch.record(*item.pair)
+            if got is None:
+                problems.append(_problem(item, None, f"no terminal record within {TERMINAL_TIMEOUT_S:.0f}s"))
+            elif (got["outcome"], got["reason_code"]) != (item.record.outcome.value, item.record.reason_code.value):
+                problems.append(_problem(item, got))
+            else:
+                equal += 1
+        return equal, problems
+
+    async def _set_switches(self, batch: list[LiveItem]) -> None:
+        for scope, engaged in {k: v for item in batch for k, v in item.needs.items()}.items():
+            if self.switches.get(scope, False) != engaged:
+                path = "/v1/killswitches/global" if scope == "global" else f"/v1/killswitches/tenants/{scope}"
+                await self._operator("PUT", path, {"engaged": engaged})
+                self.switches[scope] = engaged
+
+    async def _set_approvals(self, batch: list[LiveItem]) -> None:
+        for item in batch:
+            approval = item.record.snapshot.approval
+            if approval is not None and item.record.action_class in APPROVAL_REQUIRED_CLASSES:
+                await self._operator("POST", "/v1/approvals", {
+                    "tenant_id": approval.tenant_id, "idempotency_key": approval.idempotency_key,
+                    "intent_hash": approval.intent_hash, "status": approval.status.value, "ttl_s": APPROVAL_TTL_S})
+
+    async def _operator(self, method: str, path: str, body: dict) -> None:
+        response = await self.http.request(method, path, json=body, headers=self.operator)
+        if response.status_code != 200:
+            raise StackError(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
+
+    async def _submit(self, item: LiveItem) -> tuple[int, Any]:
+        """Submit as the recorded peer: (status, reason code or body). 429/503 are retried."""
+        headers = {"Authorization": f"Bearer {self.config.peers[item.intent['peer_id']].token}"}
+        deadline = time.monotonic() + ADMISSION_RETRY_S
+        async with self.gate:
+            while True:
+                response = await self.http.post("/v1/intents", json=item.intent, headers=headers)
+                if response.status_code not in (429, 503) or time.monotonic() > deadline:
+                    answer = response.json() if response.content else None
+                    return response.status_code, answer.get("reason_code") if isinstance(answer, dict) else answer
+                await asyncio.sleep(0.1)
 
 
 def _problem(item: LiveItem, got: dict | None, why: str = "") -> dict:

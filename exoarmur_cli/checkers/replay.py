@@ -56,7 +56,7 @@ def replay_decisions(audit_rows: list[dict], intent_rows: list[dict]) -> ReplayR
         replayed += 1
         reasons.add(again.reason_code.value)
         consistent = again == record.decision and (
-            record.outcome.value in ("EXECUTED", "FAILED") if again.execute
+            _execution_consistent(record) if again.execute
             else (record.outcome, record.reason_code) == (again.outcome, again.reason_code))
         if not consistent:
             mismatches.append({
@@ -66,3 +66,10 @@ def replay_decisions(audit_rows: list[dict], intent_rows: list[dict]) -> ReplayR
                 "replayed": again.model_dump(mode="json"),
             })
     return ReplayResult(replayed, mismatches, hash_bad, seal_bad, missing, unreadable, tuple(sorted(reasons)))
+
+
+def _execution_consistent(record: AuditRecordV1) -> bool:
+    """An allowed intent ends EXECUTED with OK, or FAILED with the reason it failed."""
+    if record.outcome.value == "EXECUTED":
+        return record.reason_code.value == "OK"
+    return record.outcome.value == "FAILED" and record.reason_code.value != "OK"

@@ -144,7 +144,7 @@ def test_an_edited_reason_code_fails_its_seal_even_when_rehashed(bundle: Path) -
     found = checks(verify(bundle))
     integrity = found["integrity"]
     assert [p["kind"] for p in integrity.problems] == ["seal"]
-    assert "row 2" in texts(integrity)
+    assert f"{AUDIT_PATH} seq 2 (" in texts(integrity)
     assert key in texts(found["decisions"])  # and the decision replay names the intent
     assert "audit_seal_failures" in texts(found["verdicts"])
 
@@ -244,3 +244,15 @@ def test_cli_exit_codes(bundle: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     tampered = runner.invoke(cli.app, ["replay-verify", str(bundle)])
     assert tampered.exit_code == 1
     assert "FAIL  integrity" in tampered.stdout and "changed: 00_reliability_surface.md" in tampered.stdout
+
+
+def test_an_incomplete_bundle_is_checked_and_a_run_in_progress_is_not_a_bundle(tmp_path: Path) -> None:
+    in_progress = Bundle.create(tmp_path)  # PASS_FAIL says INCOMPLETE, there is no 13 yet
+    with pytest.raises(BundleError):
+        verify(in_progress.path)
+    in_progress.write_json(f"raw/{RUN_PARAMS}", {"seed": 0})
+    in_progress.mark_incomplete("interrupted (Ctrl-C)", 130, {"seed": 0})
+    report = verify(in_progress.path)
+    assert report.valid and report.recorded_status == "INCOMPLETE", "\n".join(report.lines())
+    (in_progress.path / PASS_FAIL).write_text("FINAL: GREEN\n")
+    assert not checks(verify(in_progress.path))["integrity"].valid

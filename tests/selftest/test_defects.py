@@ -1,0 +1,24 @@
+"""Every gate can go red: each injected defect turns the gate it threatens RED, naming the
+expected criterion. Slow (a quick gate run per defect): run with ``pytest -m selftest``."""
+
+from __future__ import annotations
+
+import pytest
+
+from exoarmur.defects import Defect
+from exoarmur_cli.selftest import EXPECTED, run_defect
+
+pytestmark = pytest.mark.selftest
+
+
+def test_every_defect_has_an_expected_gate() -> None:
+    assert set(EXPECTED) == set(Defect)
+
+
+@pytest.mark.parametrize("defect", list(EXPECTED), ids=lambda d: d.value)
+def test_defect_turns_its_gate_red(defect: Defect, tmp_path) -> None:
+    outcome = run_defect(defect, tmp_path, seed=0, progress=lambda _line: None)
+    assert outcome.verdict == "RED", outcome
+    assert outcome.expected_metric in outcome.failed_metrics, outcome
+    pass_fail = (tmp_path / outcome.bundle.split("/")[-1] / "PASS_FAIL.txt").read_text()
+    assert "NOT A CLEAN RUN" in pass_fail and defect.value in pass_fail
