@@ -36,7 +36,6 @@ from exoarmur.contracts import (
 from exoarmur.defects import Defect
 from exoarmur.errors import DeadlineExceeded, ExoError
 from exoarmur.metrics import process_rss_bytes
-from exoarmur.reliability.bounded_queue import BOUNDS
 from exoarmur.reliability.rate_limit import RATE_LIMITS, RateLimitPolicy, TenantLimiter
 from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
 from exoarmur.stackconfig import Peer, StackConfig
@@ -79,10 +78,6 @@ def _rate_policy(name: str, config: StackConfig) -> RateLimitPolicy:
     )
 
 
-def _bound(name: str, config: StackConfig) -> int:
-    return int(config.overrides.get(name, BOUNDS[name].limit))
-
-
 class ApiState:
     """What one api process holds: its NATS connection, limiter and refusal counters."""
 
@@ -92,7 +87,7 @@ class ApiState:
         self.api_id = f"api-{os.getpid()}"
         self.peers_by_token = config.peer_by_token()
         self.limiter = TenantLimiter(_rate_policy("tenant", config), _rate_policy("global", config))
-        self.max_pending = _bound("pending_intents", config)
+        self.max_pending = config.bound("pending_intents")
         self.pending_estimate = 0
         self.refusals: dict[tuple[str, ReasonCode], int] = {}
         self.refusals_total: dict[tuple[str, str], int] = {}
@@ -160,7 +155,7 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
     state = ApiState(config, nats_url)
 
     async def background() -> None:
-        flush_s = _bound("refusal_flush_interval_ms", config) / 1000
+        flush_s = config.bound("refusal_flush_interval_ms") / 1000
         last_flush = time.monotonic()
         while True:
             await asyncio.sleep(PENDING_REFRESH_S)
@@ -213,7 +208,7 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
 
     async def read_json(request: Request, tenant_id: str = "-") -> Any:
         body = await request.body()
-        limit = _bound("http_body_bytes", config)
+        limit = config.bound("http_body_bytes")
         if len(body) > limit:
             raise Refusal(413, ReasonCode.INVALID_INTENT, f"body is {len(body)} bytes; the bound is {limit}", tenant_id)
         try:
@@ -301,22 +296,24 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
     @app.get("/v1/audit")
     async def audit_listing(request: Request, tenant_id: str | None = None, after_seq: int = 0, limit: int = 100) -> Any:
         tenant = scoped_tenant(authenticate(request), tenant_id)
-        limit = max(1, min(limit, _bound("audit_list_page", config)))
+        limit = max(1, min(limit, config.bound("audit_list_page")))
         scope = "*" if config.has_defect(Defect.TENANT_LEAK) else tenant
         records, last_seq = await list_subject(state.js, f"exo.audit.{scope}.*", after_seq, limit)
         return {"tenant_id": tenant, "records": records, "next_after_seq": last_seq}
 
     @app.get("/v1/killswitches")
     async def get_switches(request: Request) -> Any:
+        """Each switch as stored; one that cannot be read says so (cells deny while it is)."""
         require_operator(request)
-        kv = await state.js.key_value(natsio.SAFETY_BUCKET)
         out = {}
         for key in [natsio.GLOBAL_SWITCH_KEY] + [natsio.tenant_switch_key(t) for t in config.tenants]:
             try:
-                entry = await with_deadline(TimeoutCategory.KV_GET, kv.get(key))
-                out[key] = {"revision": entry.revision, **orjson.loads(entry.value)}
-            except Exception:
-                out[key] = {"revision": 0, "engaged": False}
+                raw, revision = await natsio.read_key(state.js, natsio.SAFETY_BUCKET, key, TimeoutCategory.KV_GET)
+                switch = KillSwitchState.model_validate_json(raw) if raw is not None else KillSwitchState(engaged=False)
+                out[key] = {"readable": True, "revision": revision, **switch.model_dump()}
+            except (ExoError, ValidationError) as exc:
+                out[key] = {"readable": False, "reason_code": ReasonCode.SAFETY_STATE_UNAVAILABLE.value,
+                            "detail": type(exc).__name__}
         return out
 
     async def put_switch(key: str, request: Request) -> Any:

@@ -42,7 +42,6 @@ from exoarmur.contracts import (
 from exoarmur.decision import decide
 from exoarmur.defects import Defect
 from exoarmur.errors import BreakerOpen, DeadlineExceeded, ExoError, RetryExhausted
-from exoarmur.reliability.bounded_queue import BOUNDS
 from exoarmur.reliability.breaker import BREAKER_POLICIES, CircuitBreaker, Transition
 from exoarmur.reliability.retry import RETRY_POLICIES, retry_async
 from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_deadline
@@ -80,10 +79,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _bound(config: StackConfig, name: str) -> int:
-    return int(config.overrides.get(name, BOUNDS[name].limit))
-
-
 class Cell:
     def __init__(self, config: StackConfig, cell_id: str, nats_url: str | None, effector_url: str | None) -> None:
         self.config = config
@@ -92,8 +87,8 @@ class Cell:
         self.effector_url = effector_url or config.effector_url
         self.rng = random.Random(f"{config.seed}:{cell_id}")
         self.breaker = CircuitBreaker(BREAKER_POLICIES["effector"], on_transition=self._on_transition)
-        self.inflight = asyncio.Semaphore(_bound(config, "cell_inflight"))
-        self.approval_wait_ms = _bound(config, "approval_wait_ms")
+        self.inflight = asyncio.Semaphore(config.bound("cell_inflight"))
+        self.approval_wait_ms = config.bound("approval_wait_ms")
         self.tasks: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()
         self.nc = None
@@ -107,7 +102,7 @@ class Cell:
         self.js = self.nc.jetstream()
         await natsio.provision(self.js, memory_storage=self.config.has_defect(Defect.MEMORY_STORAGE))
         self.http = aiohttp.ClientSession(
-            base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=_bound(self.config, "cell_inflight")))
+            base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=self.config.bound("cell_inflight")))
         sub = await self.js.pull_subscribe_bind(natsio.CELLS_CONSUMER, stream=natsio.INTENTS_STREAM)
         try:
             while not self.stopping.is_set():

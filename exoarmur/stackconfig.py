@@ -57,6 +57,12 @@ class StackConfig(BaseModel):
         parse(value)
         return value
 
+    def bound(self, name: str) -> int:
+        """A bound from the reliability table (``BOUNDS``), unless this stack overrides it."""
+        from exoarmur.reliability.bounded_queue import BOUNDS
+
+        return int(self.overrides.get(name, BOUNDS[name].limit))
+
     def has_defect(self, defect) -> bool:
         return defect.value in self.defects
 

@@ -72,6 +72,9 @@ def test_garbage_in_the_safety_bucket_fails_closed(exo):
             assert (record["outcome"], record["reason_code"]) == ("DENIED", "SAFETY_STATE_UNAVAILABLE"), record
             assert record["snapshot"]["readable"] is False
         assert exo.ledger() == rows_before
+        # The operator's view must not report an unreadable switch as "off".
+        view = exo.api.get("/v1/killswitches", headers=exo.operator).json()[natsio.GLOBAL_SWITCH_KEY]
+        assert view["readable"] is False and view["reason_code"] == "SAFETY_STATE_UNAVAILABLE"
     finally:
         exo.nats(lambda js: put_global(js, KillSwitchState(engaged=False).canonical()))
     assert exo.run_one(peer)["outcome"] == "EXECUTED"
