@@ -159,7 +159,11 @@ class Cell:
             await msg.ack()
         digest = intent.digest()
         subject = natsio.audit_subject(intent.tenant_id, digest)
-        if not self.defect(Defect.NO_IDEMPOTENCY) and await self._already_recorded(subject):
+        # On a first delivery the check is skipped: the audit subject accepts one record and the
+        # effector one application per key, so a rare resubmission after the duplicate window
+        # still converges; redeliveries (a crash mid-way) are where the check saves work.
+        redelivered = msg.metadata.num_delivered > 1
+        if redelivered and not self.defect(Defect.NO_IDEMPOTENCY) and await self._already_recorded(subject):
             await msg.ack()
             return
         submitted_at_ms = int(msg.metadata.timestamp.timestamp() * 1000)

@@ -26,7 +26,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exoarmur.contracts import EffectorReceipt, ReasonCode, sha256_hex
@@ -287,7 +287,7 @@ def create_app(ledger_path: str | os.PathLike[str], seed: int) -> FastAPI:
             stats["faulted"] += 1
             return _error(503, ReasonCode.EFFECTOR_ERROR, "applied, response lost")
         stats["replayed" if receipt.replayed else "applied"] += 1
-        return JSONResponse(content=receipt.model_dump(mode="json"))
+        return Response(receipt.canonical(), media_type="application/json")
 
     return app
 

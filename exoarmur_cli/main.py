@@ -28,8 +28,14 @@ console = Console(stderr=True)
 
 
 def fail(exc: ExoError, code: int) -> None:
-    console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}")
+    console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def usage_error(message: str) -> None:
+    """A usage or config mistake: one line with its reason code, exit 2, nothing created."""
+    console.print(f"[red]error[/red] CONFIG_INVALID: {message}", soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
 
 
 def exit_code_for(exc: ExoError) -> int:
@@ -49,8 +55,7 @@ def stack_up(
 
     stack_dir = stack_dir.resolve()
     if read_pids(stack_dir):
-        console.print(f"[red]error[/red] CONFIG_INVALID: a stack is already recorded in {stack_dir}; run `exoarmur stack down --dir {stack_dir}`")
-        raise typer.Exit(EXIT_USAGE)
+        usage_error(f"a stack is already recorded in {stack_dir}; run `exoarmur stack down --dir {stack_dir}`")
     stack = LocalStack.create(stack_dir, cells=cells, seed=seed)
     stopping = False
 
@@ -180,26 +185,28 @@ def run_gates_command(
     """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
     import asyncio
 
-    from exoarmur_cli import report
+    from exoarmur_cli import gates, report
     from exoarmur_cli.gates import Verdict, results_to_json
-    from exoarmur_cli.run import Run, RunOptions
+    from exoarmur_cli.run import PROJECT_DIR, Run, RunOptions
 
     if profile not in ("quick", "full"):
-        console.print(f"[red]error[/red] CONFIG_INVALID: --profile must be quick or full, not {profile!r}")
-        raise typer.Exit(EXIT_USAGE)
+        usage_error(f"--profile must be quick or full, not {profile!r}")
+    try:  # an unknown gate is a usage error like the rest: refused before a bundle is created
+        known = sorted(gates.load_gates(PROJECT_DIR / "gates"))
+    except ExoError as exc:
+        fail(exc, EXIT_USAGE)
+    if unknown := [g for g in gate if g not in known]:
+        usage_error(f"no gate {unknown[0]}; gates are {known}")
     if (nats_url is None) != (api_url is None):
-        console.print("[red]error[/red] CONFIG_INVALID: an external stack needs both --nats-url and --api-url")
-        raise typer.Exit(EXIT_USAGE)
+        usage_error("an external stack needs both --nats-url and --api-url")
     from exoarmur.defects import parse as parse_defects
 
     try:
         parse_defects(inject_defect)
     except ValueError as exc:
-        console.print(f"[red]error[/red] CONFIG_INVALID: {exc}")
-        raise typer.Exit(EXIT_USAGE)
+        usage_error(f"{exc}")
     if inject_defect and api_url is not None:
-        console.print("[red]error[/red] CONFIG_INVALID: defects are injected into the embedded stack only")
-        raise typer.Exit(EXIT_USAGE)
+        usage_error("defects are injected into the embedded stack only")
     options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
                          api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect))
     if inject_defect:
@@ -290,8 +297,7 @@ def self_test_command(
     try:
         chosen = parse_defects(defect) if defect else list(EXPECTED)
     except ValueError as exc:
-        console.print(f"[red]error[/red] CONFIG_INVALID: {exc}")
-        raise typer.Exit(EXIT_USAGE)
+        usage_error(f"{exc}")
     began = time.monotonic()
     try:
         result = self_test(out, chosen, clean_runs, seed,

@@ -11,6 +11,7 @@ import asyncio
 import importlib.metadata
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -175,9 +176,9 @@ class Run:
         history = History(raw / recorded.HISTORY)
         t0_wall_ms = int(time.time() * 1000) - int(history.now_ms())
         external = options.api_url is not None
-        overrides = {} if external else dict(RUN_STACK_OVERRIDES)
+        config, stack, proxy = await self._bring_up(dict(RUN_STACK_OVERRIDES))
+        overrides = dict(config.overrides)  # an external stack's own, as its stack.json records them
         policy = policy_view(tables, overrides)
-        config, stack, proxy = await self._bring_up(overrides)
         self.meta.update(started_wall_ms=t0_wall_ms, versions=versions(), stack=config.public_view(),
                          external_stack=external, scenarios=names, gates_selected=list(options.gates or all_gates))
         run_params = {"t0_wall_ms": t0_wall_ms, "seed": options.seed, "profile": options.profile,
@@ -193,6 +194,8 @@ class Run:
                 await asyncio.to_thread(stack.stop)
             if proxy is not None:
                 await proxy.stop()
+        if stack is not None:  # its logs are in raw/ now; the store and config go
+            shutil.rmtree(config.stack_dir, ignore_errors=True)
         self._judge(all_gates, names)
         return self.outcome
 
@@ -201,9 +204,7 @@ class Run:
         if options.api_url is not None:
             if options.stack_config is None:
                 raise stackconfig.ConfigError("an external stack needs --stack-config (its stack.json: tokens, nodes)")
-            config = stackconfig.load(options.stack_config)
-            config = config.model_copy(update={})
-            return config, None, None
+            return stackconfig.load(options.stack_config), None, None
         from exoarmur_cli.faults.proxy import FaultProxy
 
         stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
