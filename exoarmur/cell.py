@@ -49,6 +49,7 @@ from exoarmur.stackconfig import StackConfig
 
 FETCH_BATCH = 16
 FETCH_WAIT_S = 0.5
+FETCH_MORE_WAIT_S = 0.02
 APPROVAL_POLL_S = 0.25  # how often a pending A2/A3 intent re-checks for its approval
 # JetStream error codes meaning "this subject already holds its one record".
 ALREADY_RECORDED = {10071, 10077}
@@ -87,7 +88,8 @@ class Cell:
         self.effector_url = effector_url or config.effector_url
         self.rng = random.Random(f"{config.seed}:{cell_id}")
         self.breaker = CircuitBreaker(BREAKER_POLICIES["effector"], on_transition=self._on_transition)
-        self.inflight = asyncio.Semaphore(config.bound("cell_inflight"))
+        self.max_inflight = config.bound("cell_inflight")
+        self.inflight = asyncio.Semaphore(self.max_inflight)
         self.approval_wait_ms = config.bound("approval_wait_ms")
         self.tasks: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()
@@ -109,7 +111,7 @@ class Cell:
                 await self.inflight.acquire()
                 self.inflight.release()
                 try:
-                    msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+                    msgs = await self._pull(sub)
                 except (asyncio.TimeoutError, Exception):  # nothing to do, or NATS away: poll again
                     await asyncio.sleep(0.05 if not self.nc.is_connected else 0)
                     continue
@@ -130,6 +132,20 @@ class Cell:
             except Exception:
                 pass
             await self.nc.drain()
+
+    async def _pull(self, sub) -> list:
+        """The first message as soon as there is one, then as many as the stream says are
+        already waiting. A lingering fetch of a whole batch holds its first message until the
+        batch fills or expires (measured: p99 79 ms at half load, against 24 ms single)."""
+        msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+        free = self.max_inflight - len(self.tasks) - 1
+        waiting = min(msgs[0].metadata.num_pending, FETCH_BATCH, free)
+        if waiting > 0:
+            try:  # they are there now; a short expiry bounds the wait if another cell took them
+                msgs += await sub.fetch(waiting, timeout=FETCH_MORE_WAIT_S)
+            except asyncio.TimeoutError:
+                pass
+        return msgs
 
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
@@ -192,7 +208,9 @@ class Cell:
         ).sealed()
         await self._record(subject, record)
         if not self.defect(Defect.ACK_BEFORE_DURABLE):
-            await msg.ack_sync(timeout=deadline_s(TimeoutCategory.NATS_PUBLISH))
+            # The outcome is durable (its publish was acked): a lost ack only means a redelivery,
+            # which finds the record and acks again — so no need to wait for this one.
+            await msg.ack()
 
     async def _already_recorded(self, subject: str) -> bool:
         try:

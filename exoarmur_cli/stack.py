@@ -7,6 +7,7 @@ with its own log, and can stop, SIGKILL, pause (SIGSTOP/SIGCONT) and restart any
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import tempfile
@@ -35,8 +36,9 @@ class StackError(ExoError):
 
 
 class LocalStack:
-    def __init__(self, config: StackConfig, proxies: dict[str, str] | None = None) -> None:
+    def __init__(self, config: StackConfig, proxies: dict[str, str] | None = None, *, temporary: bool = False) -> None:
         self.config = config
+        self.temporary = temporary  # its directory was made for it: removed when it stops
         self.dir = Path(config.stack_dir)
         self.proxies = proxies or {}  # component -> extra argv (e.g. --effector-url through a proxy)
         self.children: dict[str, Child] = {}
@@ -45,8 +47,9 @@ class LocalStack:
 
     @classmethod
     def create(cls, stack_dir: Path | None = None, **generate_kwargs) -> "LocalStack":
+        temporary = stack_dir is None
         stack_dir = Path(stack_dir or tempfile.mkdtemp(prefix="exoarmur-stack-"))
-        return cls(stackconfig.generate(stack_dir, **generate_kwargs))
+        return cls(stackconfig.generate(stack_dir, **generate_kwargs), temporary=temporary)
 
     def component_names(self) -> list[str]:
         return ["nats", "effector", "api"] + [f"cell-{i}" for i in range(self.config.cells)]
@@ -118,6 +121,8 @@ class LocalStack:
         for name in reversed(list(self.children)):
             self.children[name].stop()
         (self.dir / PIDS_FILE).unlink(missing_ok=True)
+        if self.temporary:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- faults ----------------------------------------------------------------------------
 
