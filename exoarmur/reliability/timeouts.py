@@ -65,7 +65,7 @@ _TABLE: tuple[tuple[TimeoutCategory, float, str], ...] = (
     (TimeoutCategory.KV_GET, 1.0, "one KV read (kill switch, approval, node owner)"),
     (TimeoutCategory.KV_PUT, 1.0, "one KV write"),
     (TimeoutCategory.KV_DELETE, 1.0, "one KV delete"),
-    (TimeoutCategory.EXECUTION_INTENT, 4.0, "a cell handling one intent end to end, incl. retries"),
+    (TimeoutCategory.EXECUTION_INTENT, 3.5, "a cell handling one intent end to end, incl. retries"),
     (TimeoutCategory.EXECUTION_CONTAINMENT, 3.0, "all effector attempts and backoff, one action"),
     (TimeoutCategory.APPROVAL_CHECK, 1.0, "reading an intent's approval before deciding"),
     (TimeoutCategory.APPROVAL_GRANT, 2.0, "recording an operator's approval decision"),

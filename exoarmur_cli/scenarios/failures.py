@@ -91,8 +91,9 @@ async def chaos(ctx: Context) -> None:
     began = time.monotonic()
     kinds = ["kill_cell", "latency", "reset_peer", "pause_cell"]
     step = 0
-    while time.monotonic() - began < duration - 1.0:
-        kind = kinds[step % len(kinds)] if step < len(kinds) else ctx.rng.choice(kinds)
+    ctx.rng.shuffle(kinds)
+    while time.monotonic() - began < duration - 1.0 or step < len(kinds):  # every kind at least once
+        kind = kinds[step] if step < len(kinds) else ctx.rng.choice(kinds)
         step += 1
         hold = ctx.rng.uniform(0.5, 1.2)
         target = ctx.rng.choice(cells)
