@@ -158,3 +158,16 @@ def test_live_resubmission_reproduces_every_outcome(bundle: Path) -> None:
     counts = live["counts"]
     assert 0 < counts["compared"] <= 30 and counts["differences"] == 0
     assert counts["compared"] + counts["skipped"] == len(audit_rows(bundle))  # each skip counted with its reason
+
+
+def test_a_run_with_a_nondeterministic_decision_fails_decision_replay(tmp_path: Path) -> None:
+    """The decision read the wall clock instead of its recorded input: the bundle's integrity holds,
+    but replaying the recorded inputs does not give the recorded decisions."""
+    out = tmp_path / "artifacts"
+    run = exoarmur("run-gates", "--profile", "quick", "--gate", "3", "--out", str(out),
+                   "--inject-defect", "nondeterministic-decision", timeout_s=180)
+    assert run.returncode == 1, run.stderr[-2000:]
+    verify = exoarmur("replay-verify", str(out / "reality_run_001"))
+    assert verify.returncode == EXIT_DIFFERS, verify.stdout
+    assert re.search(r"PASS\s+integrity", verify.stdout), verify.stdout
+    assert re.search(r"FAIL\s+decisions: \d+ replayed, [1-9]\d* mismatch", verify.stdout), verify.stdout
