@@ -35,6 +35,7 @@ from exoarmur.contracts import (
 )
 from exoarmur.defects import Defect
 from exoarmur.errors import DeadlineExceeded, ExoError
+from exoarmur.hotpath import HotPath
 from exoarmur.metrics import process_rss_bytes
 from exoarmur.reliability.rate_limit import RATE_LIMITS, RateLimitPolicy, TenantLimiter
 from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
@@ -157,7 +158,7 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
+def create_app(config: StackConfig, nats_url: str | None = None) -> HotPath:
     state = ApiState(config, nats_url)
 
     async def background() -> None:
@@ -189,13 +190,16 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
     app = FastAPI(title="ExoArmur API", version="1.0", lifespan=lifespan)
     app.state.exo = state
 
-    @app.exception_handler(Refusal)
-    async def _on_refusal(_request: Request, exc: Refusal) -> JSONResponse:
-        return state.refuse(exc)
+    # How errors become answers: one table, used by the app and by the hot path alike.
+    errors = {
+        Refusal: state.refuse,
+        DeadlineExceeded: lambda exc: _error(503, exc.reason_code, str(exc)),
+    }
+    for kind, to_response in errors.items():
+        async def handler(_request: Request, exc: Exception, to_response=to_response) -> Response:
+            return to_response(exc)
 
-    @app.exception_handler(DeadlineExceeded)
-    async def _on_deadline(_request: Request, exc: DeadlineExceeded) -> JSONResponse:
-        return _error(503, exc.reason_code, str(exc))
+        app.add_exception_handler(kind, handler)
 
     def authenticate(request: Request) -> Peer | str:
         token = _bearer(request)
@@ -381,7 +385,7 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> FastAPI:
             lines.append(f'exoarmur_api_refusals_total{{tenant="{tenant}",reason="{reason}"}} {count}')
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
-    return app
+    return HotPath(app, "POST", "/v1/intents", submit_intent, errors)
 
 
 async def list_subject(js, subject_filter: str, after_seq: int, limit: int) -> tuple[list[dict], int]:

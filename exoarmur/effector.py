@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exoarmur.contracts import EffectorReceipt, ReasonCode, sha256_hex
+from exoarmur.hotpath import HotPath
 
 HANG_S = 3600.0  # a hung effector answers only when the caller's deadline has given up on it
 HANG_POLL_S = 0.05
@@ -216,7 +217,7 @@ def _error(status: int, code: ReasonCode, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"reason_code": code.value, "detail": detail})
 
 
-def create_app(ledger_path: str | os.PathLike[str], seed: int) -> FastAPI:
+def create_app(ledger_path: str | os.PathLike[str], seed: int) -> HotPath:
     """An effector app over the ledger at ``ledger_path``; ``seed`` seeds the fault RNG."""
     ledger = Ledger(ledger_path)
     writer = GroupCommit(ledger)
@@ -289,7 +290,7 @@ def create_app(ledger_path: str | os.PathLike[str], seed: int) -> FastAPI:
         stats["replayed" if receipt.replayed else "applied"] += 1
         return Response(receipt.canonical(), media_type="application/json")
 
-    return app
+    return HotPath(app, "POST", "/v1/effects", post_effect)
 
 
 def run_effector(host: str, port: int, ledger_path: str, seed: int) -> None:

@@ -118,7 +118,7 @@ async def _submit(client: aiohttp.ClientSession, token: str, body: dict) -> int:
         return -1
 
 
-async def measure_closed_loop(config, watch: TerminalWatch, bodies, count: int, concurrency: int = 64) -> float:
+async def measure_closed_loop(config, watch: TerminalWatch, bodies, count: int, concurrency: int = 128) -> float:
     """(b): as fast as the pipeline goes; the clock stops when the last terminal record lands."""
     subjects: list[str] = []
     began = time.perf_counter()

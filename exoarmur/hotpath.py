@@ -1,0 +1,28 @@
+"""A hot route served straight to its endpoint (shared by the api and the effector)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+
+
+class HotPath:
+    """Serve one hot route straight to its endpoint, around the framework's middleware stack.
+
+    Profiling showed FastAPI/Starlette layers (exception middleware, routing, dependency
+    solving) costing ~40% of the api's CPU per intent (0.37 -> 0.22 ms measured). The endpoint
+    function, its OpenAPI entry and its error mapping are the same ones the app uses; only the
+    layers in between are skipped. Every other request goes to the app unchanged."""
+
+    def __init__(self, app: FastAPI, method: str, path: str, endpoint, errors: dict | None = None) -> None:
+        self.app, self.method, self.path, self.endpoint = app, method, path, endpoint
+        self.errors = errors or {}
+        self.state = app.state  # tests reach the app's state through the served object
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != self.method or scope["path"] != self.path:
+            return await self.app(scope, receive, send)
+        try:
+            response = await self.endpoint(Request(scope, receive))
+        except tuple(self.errors) as exc:  # an empty tuple catches nothing
+            response = next(handler(exc) for kind, handler in self.errors.items() if isinstance(exc, kind))
+        await response(scope, receive, send)
