@@ -181,7 +181,7 @@ async def run_bench(stack: LocalStack) -> Figures:
         await watch.start(nc)
         bodies = _intent_bodies(config)
         await measure_closed_loop(config, watch, bodies, 300)  # warm-up: connections, caches
-        figures.intents_per_s = await measure_closed_loop(config, watch, bodies, 3000)
+        figures.intents_per_s = await measure_closed_loop(config, watch, bodies, 6000)
 
         figures.half_load_per_s = figures.intents_per_s / 2
         sent_at: dict[str, float] = {}
