@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -251,9 +252,10 @@ def create_app(ledger_path: str | os.PathLike[str], seed: int) -> HotPath:
     async def get_stats() -> dict[str, int]:
         return dict(stats)
 
-    @app.get("/v1/ledger")
-    async def get_ledger() -> list[dict[str, Any]]:
-        return ledger.rows()
+    @app.get("/v1/ledger", response_model=list[dict[str, Any]])
+    async def get_ledger() -> Response:
+        # Serialised directly: FastAPI's encoder took ~1 s for a 10,000-row ledger.
+        return Response(orjson.dumps(await asyncio.to_thread(ledger.rows)), media_type="application/json")
 
     @app.post("/v1/effects")
     async def post_effect(request: Request) -> JSONResponse:

@@ -39,8 +39,11 @@ async def read_stream(js, stream: str) -> list[dict]:
     rows: list[dict] = []
     try:
         while True:
+            # Ask for no more than remain: a lingering fetch waits out its expiry for a batch
+            # that cannot fill.
+            want = min(FETCH_BATCH, max(1, info.state.messages - len(rows)))
             try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=2.0)
+                msgs = await sub.fetch(want, timeout=2.0)
             except asyncio.TimeoutError:
                 break
             for msg in msgs:
@@ -59,16 +62,15 @@ async def read_stream(js, stream: str) -> list[dict]:
 
 async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None) -> dict:
     """Write every raw export; returns counts for the run metadata."""
-    audit = await read_stream(js, "AUDIT")
+    audit, intents, events = await asyncio.gather(
+        read_stream(js, "AUDIT"), read_stream(js, "INTENTS"), read_stream(js, "EVENTS"))
     recorded.write_jsonl(raw_dir / recorded.AUDIT, (
         {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "record": orjson.loads(r["data"])}
         for r in audit))
-    intents = await read_stream(js, "INTENTS")
     recorded.write_jsonl(raw_dir / recorded.INTENTS, (
         {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"],
          "msg_id": r["headers"].get("Nats-Msg-Id"), "intent": orjson.loads(r["data"])}
         for r in intents))
-    events = await read_stream(js, "EVENTS")
     recorded.write_jsonl(raw_dir / recorded.EVENTS, (
         {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "data": orjson.loads(r["data"])}
         for r in events))

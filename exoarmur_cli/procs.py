@@ -58,15 +58,22 @@ class Child:
 
     def stop(self, timeout_s: float = 5.0) -> int | None:
         """SIGTERM, then SIGKILL once the grace period is over; always reaps."""
-        if self.popen is None:
-            return None
+        self.request_stop()
+        return self.finish_stop(timeout_s)
+
+    def request_stop(self) -> None:
+        """SIGTERM without waiting, so several children can shut down at once."""
         if self.alive():
             self.signal(signal.SIGCONT)  # a paused child cannot act on SIGTERM
             self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
+
+    def finish_stop(self, timeout_s: float = 5.0) -> int | None:
+        if self.popen is None:
+            return None
+        try:
+            self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
         return self._reap()
 
     def kill(self) -> int | None:

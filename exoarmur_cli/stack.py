@@ -118,8 +118,13 @@ class LocalStack:
                 raise StackError(f"{name} exited with {child.popen.returncode}; see {child.log_path}")
 
     def stop(self) -> None:
-        for name in reversed(list(self.children)):
-            self.children[name].stop()
+        # Everything that talks to NATS stops together (each drains its own work), NATS last.
+        clients = [child for name, child in self.children.items() if name != "nats"]
+        for child in clients:
+            child.request_stop()
+        for child in clients:
+            child.finish_stop()
+        self.children["nats"].stop()
         (self.dir / PIDS_FILE).unlink(missing_ok=True)
         if self.temporary:
             shutil.rmtree(self.dir, ignore_errors=True)
