@@ -23,6 +23,7 @@ async def timeout(ctx: Context) -> None:
 
 async def retry(ctx: Context) -> None:
     t = ctx.config.tenants
+    await ctx.breaker_recovered()  # start with closed breakers, or open ones would mask retries
     await ctx.client.effector_faults(error_rate=ctx.params["error_rate"],
                                      lose_response_rate=ctx.params["lose_response_rate"],
                                      seed=ctx.rng.randint(0, 2**31))
