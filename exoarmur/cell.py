@@ -18,10 +18,11 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass, replace
+from urllib.parse import quote
 
 import aiohttp
-import uvloop
 import orjson
+import uvloop
 from nats.js.errors import APIError, NotFoundError
 from pydantic import ValidationError
 
@@ -309,13 +310,32 @@ class Cell:
                 receipt, _ = await attempts_all
             else:
                 receipt, _ = await with_deadline(TimeoutCategory.EXECUTION_CONTAINMENT, attempts_all)
-        except RetryExhausted as exc:
-            last = exc.last_error
-            reason = last.reason_code if isinstance(last, DeadlineExceeded) else ReasonCode.RETRY_EXHAUSTED
-            return Execution(Outcome.FAILED, reason, None, attempts, _first(first_seen))
-        except ExoError as exc:  # breaker open, containment deadline, rejected request
-            return Execution(Outcome.FAILED, exc.reason_code, None, attempts, _first(first_seen))
+        except ExoError as exc:  # retries exhausted, breaker open, containment deadline, rejected
+            reason = exc.reason_code
+            if isinstance(exc, RetryExhausted):
+                last = exc.last_error
+                reason = last.reason_code if isinstance(last, DeadlineExceeded) else ReasonCode.RETRY_EXHAUSTED
+            # An attempt may have been applied with its answer lost: ask before recording FAILED.
+            applied = await self._applied_receipt(intent, key_suffix) if attempts else None
+            if applied is None:
+                return Execution(Outcome.FAILED, reason, None, attempts, _first(first_seen))
+            receipt = applied
         return Execution(Outcome.EXECUTED, ReasonCode.OK, receipt, attempts, _first(first_seen))
+
+    async def _applied_receipt(self, intent: IntentV1, key_suffix: str) -> EffectorReceipt | None:
+        """The effector's receipt for this intent's key if it applied it, else None (also when the
+        effector cannot say: the record then says FAILED, the honest 'not known to be applied')."""
+        key = quote(natsio.msg_id(intent.tenant_id, intent.idempotency_key) + key_suffix, safe="")
+
+        async def get() -> tuple[int, bytes]:
+            async with self.http.get(f"/v1/effects/{key}") as response:
+                return response.status, await response.read()
+
+        try:
+            status, content = await with_deadline(TimeoutCategory.EFFECTOR_CALL, get())
+        except (aiohttp.ClientError, ExoError):
+            return None
+        return EffectorReceipt.model_validate_json(content) if status == 200 else None
 
     async def _call_effector(self, intent: IntentV1, key_suffix: str = "") -> EffectorReceipt:
         body = {"intent_ref": natsio.msg_id(intent.tenant_id, intent.idempotency_key), "tenant_id": intent.tenant_id, "node_id": intent.node_id, "action": intent.action,

@@ -154,6 +154,17 @@ class Ledger:
                 raise
         return receipts
 
+    def receipt(self, key: str) -> EffectorReceipt | None:
+        """What was applied under ``key`` (a read: ``calls`` does not change), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT receipt_id, first_applied_at_ms, calls FROM ledger WHERE idempotency_key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        return EffectorReceipt(idempotency_key=key, receipt_id=row[0], first_applied_at_ms=row[1], calls=row[2],
+                               replayed=True)
+
     def rows(self) -> list[dict[str, Any]]:
         with self._lock:
             cur = self._conn.execute(
@@ -251,6 +262,16 @@ def create_app(ledger_path: str | os.PathLike[str], seed: int) -> HotPath:
     @app.get("/v1/stats")
     async def get_stats() -> dict[str, int]:
         return dict(stats)
+
+    @app.get("/v1/effects/{key}", response_model=EffectorReceipt)
+    async def get_effect(key: str) -> Response:
+        """Was this key applied? Lets a caller whose answers were lost learn the truth."""
+        if state["faults"].down:
+            return _error(503, ReasonCode.EFFECTOR_ERROR, "down")
+        receipt = await asyncio.to_thread(ledger.receipt, key)
+        if receipt is None:
+            return _error(404, ReasonCode.NOT_FOUND, "no effect under that key")
+        return Response(receipt.canonical(), media_type="application/json")
 
     @app.get("/v1/ledger", response_model=list[dict[str, Any]])
     async def get_ledger() -> Response:

@@ -156,3 +156,18 @@ def test_ledger_survives_reopen(tmp_path):
     assert again["receipt_id"] == first["receipt_id"]
     assert again["first_applied_at_ms"] == first["first_applied_at_ms"]
     assert (again["calls"], again["replayed"]) == (2, True)
+
+
+def test_an_applied_key_can_be_looked_up_without_applying_again(client):
+    """A caller whose answer was lost asks whether its key was applied; asking changes nothing."""
+    assert client.get("/v1/effects/t1%3Ak-lost").status_code == 404
+    client.put("/v1/faults", json={"lose_response_rate": 1.0})
+    lost = post(client, "t1:k-lost")
+    assert lost.status_code == 503 and lost.json()["detail"] == "applied, response lost"
+    client.put("/v1/faults", json={})
+    found = client.get("/v1/effects/t1%3Ak-lost")
+    assert found.status_code == 200
+    receipt = EffectorReceipt.model_validate(found.json())
+    assert receipt.calls == 1 and receipt.idempotency_key == "t1:k-lost"
+    assert client.get("/v1/effects/t1%3Ak-lost").json()["calls"] == 1  # a read, not a call
+    assert [row["calls"] for row in client.get("/v1/ledger").json()] == [1]
