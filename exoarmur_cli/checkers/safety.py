@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from exoarmur_cli.checkers.common import first, quantile, submissions, audit_time_by_pair, wall_ms
+from dataclasses import dataclass
+
+from exoarmur_cli.checkers.common import (
+    audit_time_by_pair, first, quantile, records_by_pair, submissions, wall_ms,
+)
 from exoarmur_cli.checkers.replay import replay_decisions
 from exoarmur_cli.history import OK
 from exoarmur_cli.recorded import Recorded
@@ -23,53 +27,136 @@ def decision_replay(rec: Recorded) -> tuple[dict, dict]:
         "seal_failures": first(result.seal_failures), "missing_intents": first(result.missing_intents)}
 
 
-def _switch_windows(rec: Recorded, scope: str, scenario: str) -> list[tuple[int, int, int]]:
-    """(engaged ack wall ms, disengage invoke wall ms, revision) for each engagement."""
-    windows, start = [], None
+@dataclass(frozen=True)
+class SwitchWindow:
+    """One engagement of a switch, as the operator's history saw it.
+
+    A decision is placed in a window by causal order, not by comparing clocks: an intent whose
+    submission was invoked after the engage was acknowledged was decided by a read that began
+    after the ack, so it must not execute unless its read saw the release (a revision at or past
+    ``release_revision``). Intents already in flight at the ack are judged at effect time instead.
+    """
+
+    scope: str
+    engaged_index: int  # history index of the engage's ok
+    acked_wall_ms: int
+    revision: int
+    release_index: int | None  # history index of the release's invoke
+    release_invoked_wall_ms: int | None
+    release_revision: int | None  # None: the release's revision is unknown (nothing counts as released)
+
+    def covers_submission(self, invoke_index: int) -> bool:
+        return invoke_index > self.engaged_index and (self.release_index is None or invoke_index < self.release_index)
+
+    def saw_release(self, revision: int) -> bool:
+        return self.release_revision is not None and revision >= self.release_revision
+
+
+def _switch_windows(rec: Recorded, scope: str, scenario: str) -> list[SwitchWindow]:
+    """Each engagement of ``scope`` in ``scenario``, from ack to the invoke of its release."""
+    windows, engaged, release_invoke = [], None, None
     for e in rec.history:
         if e.f != "killswitch" or e.scenario != scenario or e.value.get("scope") != scope:
             continue
         if e.type == OK and e.value["engaged"]:
-            start = (e.value["acked_wall_ms"], e.value["revision"])
-        elif e.type == "invoke" and not e.value["engaged"] and start is not None:
-            windows.append((start[0], e.value["invoked_wall_ms"], start[1]))
-            start = None
+            engaged = e
+        elif e.type == "invoke" and not e.value["engaged"] and engaged is not None:
+            release_invoke = e
+        elif e.type == OK and not e.value["engaged"] and engaged is not None and release_invoke is not None:
+            windows.append(_window(scope, engaged, release_invoke, e.value.get("revision")))
+            engaged = release_invoke = None
+    if engaged is not None:  # never released (or its release never answered): open to the end
+        windows.append(_window(scope, engaged, release_invoke, None))
     return windows
+
+
+def _window(scope: str, engaged, release_invoke, release_revision) -> SwitchWindow:
+    return SwitchWindow(scope, engaged.index, engaged.value["acked_wall_ms"], engaged.value["revision"],
+                        release_invoke.index if release_invoke else None,
+                        release_invoke.value["invoked_wall_ms"] if release_invoke else None, release_revision)
 
 
 def _records(rec: Recorded) -> list[dict]:
     return [row["record"] for row in rec.audit]
 
 
+def _switch_scopes(rec: Recorded, scenario: str) -> set[str]:
+    return {e.value.get("scope") for e in rec.history if e.f == "killswitch" and e.scenario == scenario} - {None}
+
+
+def _executed_after_ack(rec: Recorded, window: SwitchWindow, revision_field: str) -> list[str]:
+    """Intents submitted after the engage's ack that executed without having seen the release."""
+    by_pair = records_by_pair(rec)
+    leaks = []
+    for sub in submissions(rec.history):
+        if not window.covers_submission(sub.invoke.index):
+            continue
+        if window.scope != "global" and sub.tenant_id != window.scope:
+            continue
+        for r in by_pair.get(sub.pair, []):
+            if r["outcome"] == "EXECUTED" and not window.saw_release(r["snapshot"][revision_field]):
+                leaks.append(r["idempotency_key"])
+    return leaks
+
+
+def _effects_past_bound(rec: Recorded, window: SwitchWindow, bound_ms: float) -> list[str]:
+    """Effects the effector applied later than ack + bound while the switch was still engaged."""
+    end = window.release_invoked_wall_ms if window.release_invoked_wall_ms is not None else float("inf")
+    return [row["intent_ref"] for row in rec.ledger
+            if (window.scope == "global" or row["tenant_id"] == window.scope)
+            and window.acked_wall_ms + bound_ms < row["first_applied_at_ms"] < end]
+
+
+def _propagation(records: list[dict], window: SwitchWindow) -> float | None:
+    seen = [r["snapshot"]["now_ms"] for r in records
+            if r["snapshot"]["global_switch"] and r["snapshot"]["global_revision"] >= window.revision]
+    return max(0, min(seen) - window.acked_wall_ms) if seen else None
+
+
+def _corrupt_windows(rec: Recorded) -> list[SwitchWindow]:
+    """Corruptions of the global switch, as windows: from the corrupting write's ack to the repair.
+
+    The repair is the operator's release of the global switch after the corruption ended; a
+    decision that saw its revision read the repaired state."""
+    windows, begin = [], None
+    for e in rec.history:
+        if e.f == "corrupt_safety_state" and e.value.get("begin"):
+            begin, repair = e, None
+        elif begin is not None and e.f == "killswitch" and e.value.get("scope") == "global":
+            if e.type == "invoke":
+                repair = e
+            elif e.type == OK and repair is not None:
+                windows.append(SwitchWindow("global", begin.index, begin.value["wall_ms"], 0, repair.index,
+                                            repair.value["invoked_wall_ms"], e.value.get("revision")))
+                begin = None
+    if begin is not None:
+        windows.append(SwitchWindow("global", begin.index, begin.value["wall_ms"], 0, None, None, None))
+    return windows
+
+
 def killswitch(rec: Recorded) -> tuple[dict, dict]:
     records = _records(rec)
+    bound_ms = rec.params.get("scenario_params", {}).get("killswitch", {}).get("switch_effect_bound_ms")
     global_windows = _switch_windows(rec, "global", "killswitch")
-    executed_in_window, propagation, unseen = [], [], 0
-    for begin, end, revision in global_windows:
-        executed_in_window += [r["idempotency_key"] for r in records
-                               if r["outcome"] == "EXECUTED" and begin <= r["snapshot"]["now_ms"] <= end]
-        seen = [r["snapshot"]["now_ms"] for r in records
-                if r["snapshot"]["global_switch"] and r["snapshot"]["global_revision"] >= revision]
-        if seen:
-            propagation.append(max(0, min(seen) - begin))
-        else:
-            unseen += 1
-    tenant_leaks = []
-    for scope in {e.value.get("scope") for e in rec.history if e.f == "killswitch" and e.scenario == "killswitch"} - {"global", None}:
-        for begin, end, _ in _switch_windows(rec, scope, "killswitch"):
-            tenant_leaks += [r["idempotency_key"] for r in records if r["tenant_id"] == scope
-                             and r["outcome"] == "EXECUTED" and begin <= r["snapshot"]["now_ms"] <= end]
-    corrupt = [e.value for e in rec.history if e.f == "corrupt_safety_state"]
-    fail_open, fail_closed = [], 0
-    for begin, end in zip([c["wall_ms"] for c in corrupt if c["begin"]], [c["wall_ms"] for c in corrupt if not c["begin"]]):
-        window = [r for r in records if begin <= r["snapshot"]["now_ms"] <= end]
-        fail_open += [r["idempotency_key"] for r in window if r["outcome"] == "EXECUTED"]
-        fail_closed += sum(1 for r in window if r["reason_code"] == "SAFETY_STATE_UNAVAILABLE")
+    tenant_windows = [w for scope in _switch_scopes(rec, "killswitch") - {"global"}
+                      for w in _switch_windows(rec, scope, "killswitch")]
+    executed_in_window = [k for w in global_windows for k in _executed_after_ack(rec, w, "global_revision")]
+    tenant_leaks = [k for w in tenant_windows for k in _executed_after_ack(rec, w, "tenant_revision")]
+    late_effects = None if bound_ms is None else \
+        [k for w in global_windows + tenant_windows for k in _effects_past_bound(rec, w, bound_ms)]
+    propagation = [p for p in (_propagation(records, w) for w in global_windows) if p is not None]
+    unseen = len(global_windows) - len(propagation)
+    corrupt = _corrupt_windows(rec)
+    fail_open = [k for w in corrupt for k in _executed_after_ack(rec, w, "global_revision")]
+    fail_closed = sum(1 for w in corrupt for sub in submissions(rec.history) if w.covers_submission(sub.invoke.index)
+                      for r in records_by_pair(rec).get(sub.pair, []) if r["reason_code"] == "SAFETY_STATE_UNAVAILABLE")
     unapproved = [r["idempotency_key"] for r in records
                   if r["action_class"] in APPROVAL_CLASSES and r["outcome"] == "EXECUTED" and not _approved(r)]
     return {
         "global_switch_cycles": len(global_windows),
+        "tenant_switch_cycles": len(tenant_windows),
         "executions_while_global_engaged": len(executed_in_window),
+        "effects_past_switch_bound": None if late_effects is None else len(late_effects),
         "killswitch_propagation_p99_ms": quantile(propagation, 0.99) if propagation and not unseen else None,
         "killswitch_cycles_unobserved": unseen,
         "tenant_switch_leaks": len(tenant_leaks),
@@ -77,6 +164,7 @@ def killswitch(rec: Recorded) -> tuple[dict, dict]:
         "fail_closed_denials": fail_closed,
         "unapproved_a2a3_executed": len(unapproved),
     }, {"propagation_ms": propagation, "executed_while_engaged": first(executed_in_window),
+        "effects_past_switch_bound": first(late_effects or []), "switch_effect_bound_ms": bound_ms,
         "tenant_leaks": first(tenant_leaks), "fail_open": first(fail_open), "unapproved": first(unapproved)}
 
 

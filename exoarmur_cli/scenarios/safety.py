@@ -52,14 +52,15 @@ async def _approval_paths(ctx: Context, tenant: str, count: int) -> list:
 async def killswitch(ctx: Context) -> None:
     t = ctx.config.tenants
     # 1. Global switch toggled under a steady flow: measure how soon decisions reflect it.
+    engaged_s, released_s = ctx.params["engaged_s"], ctx.params["released_s"]
     flow = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[4]), ctx.params["flow_rate_per_s"],
-                                                  ctx.params["cycles"] * 0.6 + 0.4))
+                                                  ctx.params["cycles"] * (engaged_s + released_s) + 0.4))
     await asyncio.sleep(0.2)
     for _ in range(ctx.params["cycles"]):
         await ctx.client.set_switch(True)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(engaged_s)
         await ctx.client.set_switch(False)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(released_s)
     subs = await flow
     # 2. A tenant switch stops that tenant only.
     await ctx.client.set_switch(True, tenant_id=t[5])
@@ -70,8 +71,8 @@ async def killswitch(ctx: Context) -> None:
     await ctx.client.set_switch(False, tenant_id=t[5])
     # 3. Unreadable safety state fails closed: the global switch's value is corrupted in NATS.
     kv = await ctx.js.key_value("safety")
-    ctx.nemesis("corrupt_safety_state", key="global", begin=True)
     await kv.put("global", b"\x00 not json")
+    ctx.nemesis("corrupt_safety_state", key="global", begin=True)  # recorded once the corrupt write is acked
     subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(ctx.params["per_check"])],
                                  tag="expect:DENIED/SAFETY_STATE_UNAVAILABLE")
     await ctx.settle(subs)

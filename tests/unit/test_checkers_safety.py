@@ -11,10 +11,13 @@ RELEASE = T0_WALL_MS + 2_000  # and the operator began releasing it at this one
 
 
 def engaged_window(hist: Hist, scope: str = "global", revision: int = 5, ack: int = ACK,
-                   release: int = RELEASE) -> None:
+                   release: int = RELEASE, inside: tuple[str, ...] = ()) -> None:
+    """Engage (ack at ``ack``, ``revision``), submit ``inside`` keys, release (``revision + 1``)."""
     hist.add("invoke", "killswitch", "operator", "killswitch", scope=scope, engaged=True, invoked_wall_ms=ack - 5)
     hist.add("ok", "killswitch", "operator", "killswitch", scope=scope, engaged=True, status=200,
              acked_wall_ms=ack, revision=revision)
+    for key in inside:
+        hist.submit(key)
     hist.add("invoke", "killswitch", "operator", "killswitch", scope=scope, engaged=False, invoked_wall_ms=release)
     hist.add("ok", "killswitch", "operator", "killswitch", scope=scope, engaged=False, status=200,
              acked_wall_ms=release + 5, revision=revision + 1)
@@ -27,29 +30,85 @@ def denied_by_global(key: str, now_ms: int, revision: int = 5) -> dict:
 # --- killswitch -----------------------------------------------------------------------------
 
 
+BOUND = {"params": {"scenario_params": {"killswitch": {"switch_effect_bound_ms": 250}}}}
+
+
+def executed(key: str, tenant: str = "t1", *, revision: int = 0, field: str = "global_revision",
+             now_ms: int = ACK + 10) -> dict:
+    node = "n1" if tenant == "t1" else "n2"
+    return quick_record(key, tenant, node=node, now_ms=now_ms, snap_fields={field: revision})
+
+
+def applied(key: str, tenant: str = "t1", at_ms: int = ACK + 10) -> dict:
+    return {**ledger_row(key, tenant, node="n1" if tenant == "t1" else "n2"), "first_applied_at_ms": at_ms}
+
+
 def test_global_switch_holds_and_propagation_is_measured():
     hist = Hist()
-    engaged_window(hist)
-    records = [quick_record("killswitch-00001", now_ms=ACK - 50),  # before: may execute
+    hist.submit("killswitch-00001")  # before the engage: may execute
+    engaged_window(hist, inside=("killswitch-00002", "killswitch-00003"))
+    records = [executed("killswitch-00001", now_ms=ACK - 50),
                denied_by_global("killswitch-00002", ACK + 30),
-               denied_by_global("killswitch-00003", ACK + 80),
-               quick_record("killswitch-00004", now_ms=RELEASE + 50)]  # after release: may execute
-    metrics, evidence = killswitch(recorded(hist, records=records))
+               denied_by_global("killswitch-00003", ACK + 80)]
+    ledger = [applied("killswitch-00001", at_ms=ACK + 40)]  # in flight at the ack, applied within the bound
+    metrics, evidence = killswitch(recorded(hist, records=records, ledger=ledger, **BOUND))
     assert metrics["global_switch_cycles"] == 1
     assert metrics["executions_while_global_engaged"] == 0
+    assert metrics["effects_past_switch_bound"] == 0
     assert metrics["killswitch_propagation_p99_ms"] == 30.0  # first reflecting decision, not the last
     assert metrics["killswitch_cycles_unobserved"] == 0
     assert metrics["fail_closed_executions"] is None  # no corruption was injected: nothing measured
     assert evidence["propagation_ms"] == [30]
 
 
-def test_execution_inside_a_global_window():
+def test_execution_of_an_intent_submitted_after_the_ack():
+    hist = Hist()
+    engaged_window(hist, inside=("killswitch-00001",))
+    records = [executed("killswitch-00001", revision=4)]  # read an older revision: a stale read
+    metrics, evidence = killswitch(recorded(hist, records=records, **BOUND))
+    assert metrics["executions_while_global_engaged"] == 1
+    assert evidence["executed_while_engaged"] == ["killswitch-00001"]
+
+
+def test_a_decision_that_read_the_release_may_execute_even_if_submitted_inside():
+    hist = Hist()
+    engaged_window(hist, revision=5, inside=("killswitch-00001",))  # the release is revision 6
+    released = executed("killswitch-00001", revision=6, now_ms=RELEASE + 1)  # decided after the release landed
+    metrics, _ = killswitch(recorded(hist, records=[released], **BOUND))
+    assert metrics["executions_while_global_engaged"] == 0
+    saw_engage = executed("killswitch-00001", revision=5, now_ms=RELEASE + 1)
+    metrics, _ = killswitch(recorded(hist, records=[saw_engage], **BOUND))
+    assert metrics["executions_while_global_engaged"] == 1  # it read the engaged revision and still executed
+
+
+def test_a_clock_tie_with_the_ack_is_not_a_violation():
+    """The false red of issue 13: a read of revision 4 whose now_ms equals the engage's ack."""
+    hist = Hist()
+    hist.submit("killswitch-00001")  # submitted (and read) before the ack
+    engaged_window(hist)
+    metrics, _ = killswitch(recorded(hist, records=[executed("killswitch-00001", revision=4, now_ms=ACK)],
+                                     ledger=[applied("killswitch-00001", at_ms=ACK + 3)], **BOUND))
+    assert metrics["executions_while_global_engaged"] == 0
+    assert metrics["effects_past_switch_bound"] == 0
+
+
+def test_an_effect_applied_past_the_bound_while_engaged():
+    hist = Hist()
+    hist.submit("killswitch-00001")  # in flight at the ack: its effect must land within the bound
+    engaged_window(hist)
+    ledger = [applied("killswitch-00001", at_ms=ACK + 400)]
+    metrics, evidence = killswitch(recorded(hist, records=[executed("killswitch-00001", now_ms=ACK - 1)],
+                                            ledger=ledger, **BOUND))
+    assert metrics["executions_while_global_engaged"] == 0
+    assert metrics["effects_past_switch_bound"] == 1
+    assert evidence["effects_past_switch_bound"] == ["t1:killswitch-00001"]
+
+
+def test_effect_bound_missing_is_a_missing_measurement():
     hist = Hist()
     engaged_window(hist)
-    records = [denied_by_global("killswitch-00001", ACK + 10), quick_record("killswitch-00002", now_ms=ACK + 500)]
-    metrics, evidence = killswitch(recorded(hist, records=records))
-    assert metrics["executions_while_global_engaged"] == 1
-    assert evidence["executed_while_engaged"] == ["killswitch-00002"]
+    metrics, _ = killswitch(recorded(hist))
+    assert metrics["effects_past_switch_bound"] is None
 
 
 def test_propagation_p99_over_several_cycles():
@@ -89,27 +148,58 @@ def test_one_unobserved_cycle_spoils_the_whole_propagation_measure():
     assert metrics["killswitch_cycles_unobserved"] == 1
 
 
+def tenant_window_with(hist: Hist) -> None:
+    hist.add("invoke", "killswitch", "operator", "killswitch", scope="t1", engaged=True, invoked_wall_ms=ACK - 5)
+    hist.add("ok", "killswitch", "operator", "killswitch", scope="t1", engaged=True, status=200,
+             acked_wall_ms=ACK, revision=3)
+    hist.submit("killswitch-00001", "t1")
+    hist.submit("killswitch-00002", "t2", node="n2")  # another tenant: may execute
+    hist.add("invoke", "killswitch", "operator", "killswitch", scope="t1", engaged=False, invoked_wall_ms=RELEASE)
+    hist.add("ok", "killswitch", "operator", "killswitch", scope="t1", engaged=False, status=200,
+             acked_wall_ms=RELEASE + 5, revision=4)
+
+
 def test_tenant_switch_leak():
     hist = Hist()
-    engaged_window(hist, scope="t1")
-    records = [quick_record("killswitch-00001", "t1", now_ms=ACK + 10),
-               quick_record("killswitch-00002", "t2", node="n2", now_ms=ACK + 10)]  # other tenant: fine
-    metrics, evidence = killswitch(recorded(hist, records=records))
+    tenant_window_with(hist)
+    records = [executed("killswitch-00001", "t1", field="tenant_revision", revision=2),
+               executed("killswitch-00002", "t2", field="tenant_revision")]
+    ledger = [applied("killswitch-00001", "t1", at_ms=ACK + 300), applied("killswitch-00002", "t2", at_ms=ACK + 300)]
+    metrics, evidence = killswitch(recorded(hist, records=records, ledger=ledger, **BOUND))
+    assert metrics["tenant_switch_cycles"] == 1
     assert metrics["tenant_switch_leaks"] == 1
     assert evidence["tenant_leaks"] == ["killswitch-00001"]
+    assert metrics["effects_past_switch_bound"] == 1  # the t1 effect; t2's is not under t1's switch
     assert metrics["global_switch_cycles"] == 0
 
 
-def corrupted(hist: Hist, begin: int = ACK, end: int = RELEASE) -> None:
-    hist.nemesis("corrupt_safety_state", "killswitch", wall_ms=begin, key="global", begin=True)
-    hist.nemesis("corrupt_safety_state", "killswitch", wall_ms=end, key="global", begin=False)
+def test_tenant_switch_holds():
+    hist = Hist()
+    tenant_window_with(hist)
+    records = [quick_record("killswitch-00001", now_ms=ACK + 10, snap_fields={"tenant_switch": True,
+                                                                           "tenant_revision": 3}),
+               executed("killswitch-00002", "t2", field="tenant_revision")]
+    metrics, _ = killswitch(recorded(hist, records=records, ledger=[applied("killswitch-00002", "t2")], **BOUND))
+    assert metrics["tenant_switch_leaks"] == 0
+    assert metrics["effects_past_switch_bound"] == 0
+
+
+def corrupted(hist: Hist, *, submit: tuple[str, ...] = ("killswitch-00001",), repair_revision: int = 9) -> None:
+    hist.nemesis("corrupt_safety_state", "killswitch", wall_ms=ACK, key="global", begin=True)
+    for key in submit:
+        hist.submit(key)
+    hist.add("invoke", "killswitch", "operator", "killswitch", scope="global", engaged=False, invoked_wall_ms=RELEASE)
+    hist.add("ok", "killswitch", "operator", "killswitch", scope="global", engaged=False, status=200,
+             acked_wall_ms=RELEASE + 5, revision=repair_revision)
+    hist.nemesis("corrupt_safety_state", "killswitch", wall_ms=RELEASE + 6, key="global", begin=False)
+    hist.submit("killswitch-00002")  # after the repair: may execute
 
 
 def test_unreadable_state_fails_closed():
     hist = Hist()
     corrupted(hist)
     records = [quick_record("killswitch-00001", now_ms=ACK + 10, snap_fields={"readable": False}),
-               quick_record("killswitch-00002", now_ms=RELEASE + 10)]  # after repair: may execute
+               executed("killswitch-00002", revision=9, now_ms=RELEASE + 10)]
     metrics, _ = killswitch(recorded(hist, records=records))
     assert metrics["fail_closed_executions"] == 0
     assert metrics["fail_closed_denials"] == 1
@@ -118,7 +208,7 @@ def test_unreadable_state_fails_closed():
 def test_execution_while_state_unreadable():
     hist = Hist()
     corrupted(hist)
-    metrics, evidence = killswitch(recorded(hist, records=[quick_record("killswitch-00001", now_ms=ACK + 10)]))
+    metrics, evidence = killswitch(recorded(hist, records=[executed("killswitch-00001", revision=0)]))
     assert metrics["fail_closed_executions"] == 1
     assert metrics["fail_closed_denials"] == 0
     assert evidence["fail_open"] == ["killswitch-00001"]
