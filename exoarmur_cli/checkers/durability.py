@@ -34,6 +34,8 @@ def persistence(rec: Recorded) -> tuple[dict, dict]:
         "intents_changed_or_lost": len(changed["intents"]) if snapshots else None,
         "audit_records_changed_or_lost": len(changed["audit"]) if snapshots else None,
         "audit_records_compared": compared,
+        "intents_compared": len(snapshots[0]["intents"]) if snapshots else None,
+        "acked_intents_checked": len(acked),
         "nats_restarts_sigterm": restarts.count("SIGTERM"),
         "nats_restarts_sigkill": restarts.count("SIGKILL"),
     }

@@ -46,6 +46,8 @@ def exactly_once(rec: Recorded) -> tuple[dict, dict]:
         "unanswered_submissions": len(unanswered),
         "accepted_submissions": len(accepted),
         "terminal_records": sum(len(rs) for rs in records.values()),
+        "executed_records": len(executed),
+        "effects_checked": len(rec.ledger),
     }
     for scenario in {e.scenario for e in rec.history}:
         metrics[f"{scenario}_acked_without_terminal"] = by_scenario.get(scenario, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exoarmur_cli.checkers.common import (
-    audit_time_by_pair, first, quantile, records_by_pair, submissions, wall_ms,
+    Submission, audit_time_by_pair, first, quantile, records_by_pair, submissions, wall_ms,
 )
 from exoarmur_cli.checkers.replay import replay_decisions
 from exoarmur_cli.history import OK
@@ -84,19 +84,16 @@ def _switch_scopes(rec: Recorded, scenario: str) -> set[str]:
     return {e.value.get("scope") for e in rec.history if e.f == "killswitch" and e.scenario == scenario} - {None}
 
 
-def _executed_after_ack(rec: Recorded, window: SwitchWindow, revision_field: str) -> list[str]:
+def _judged(subs: list[Submission], window: SwitchWindow) -> list[Submission]:
+    """The submissions a window judges: invoked inside it, on its scope."""
+    return [sub for sub in subs if window.covers_submission(sub.invoke.index)
+            and (window.scope == "global" or sub.tenant_id == window.scope)]
+
+
+def _executed_after_ack(subs: list[Submission], by_pair: dict, window: SwitchWindow, revision_field: str) -> list[str]:
     """Intents submitted after the engage's ack that executed without having seen the release."""
-    by_pair = records_by_pair(rec)
-    leaks = []
-    for sub in submissions(rec.history):
-        if not window.covers_submission(sub.invoke.index):
-            continue
-        if window.scope != "global" and sub.tenant_id != window.scope:
-            continue
-        for r in by_pair.get(sub.pair, []):
-            if r["outcome"] == "EXECUTED" and not window.saw_release(r["snapshot"][revision_field]):
-                leaks.append(r["idempotency_key"])
-    return leaks
+    return [r["idempotency_key"] for sub in _judged(subs, window) for r in by_pair.get(sub.pair, [])
+            if r["outcome"] == "EXECUTED" and not window.saw_release(r["snapshot"][revision_field])]
 
 
 def _effects_past_bound(rec: Recorded, window: SwitchWindow, bound_ms: float) -> list[str]:
@@ -135,25 +132,29 @@ def _corrupt_windows(rec: Recorded) -> list[SwitchWindow]:
 
 
 def killswitch(rec: Recorded) -> tuple[dict, dict]:
-    records = _records(rec)
+    records, subs, by_pair = _records(rec), submissions(rec.history), records_by_pair(rec)
     bound_ms = rec.params.get("scenario_params", {}).get("killswitch", {}).get("switch_effect_bound_ms")
     global_windows = _switch_windows(rec, "global", "killswitch")
     tenant_windows = [w for scope in _switch_scopes(rec, "killswitch") - {"global"}
                       for w in _switch_windows(rec, scope, "killswitch")]
-    executed_in_window = [k for w in global_windows for k in _executed_after_ack(rec, w, "global_revision")]
-    tenant_leaks = [k for w in tenant_windows for k in _executed_after_ack(rec, w, "tenant_revision")]
+    corrupt = _corrupt_windows(rec)
+    executed_in_window = [k for w in global_windows for k in _executed_after_ack(subs, by_pair, w, "global_revision")]
+    tenant_leaks = [k for w in tenant_windows for k in _executed_after_ack(subs, by_pair, w, "tenant_revision")]
+    fail_open = [k for w in corrupt for k in _executed_after_ack(subs, by_pair, w, "global_revision")]
     late_effects = None if bound_ms is None else \
         [k for w in global_windows + tenant_windows for k in _effects_past_bound(rec, w, bound_ms)]
     propagation = [p for p in (_propagation(records, w) for w in global_windows) if p is not None]
     unseen = len(global_windows) - len(propagation)
-    corrupt = _corrupt_windows(rec)
-    fail_open = [k for w in corrupt for k in _executed_after_ack(rec, w, "global_revision")]
-    fail_closed = sum(1 for w in corrupt for sub in submissions(rec.history) if w.covers_submission(sub.invoke.index)
-                      for r in records_by_pair(rec).get(sub.pair, []) if r["reason_code"] == "SAFETY_STATE_UNAVAILABLE")
-    unapproved = [r["idempotency_key"] for r in records
-                  if r["action_class"] in APPROVAL_CLASSES and r["outcome"] == "EXECUTED" and not _approved(r)]
+    fail_closed = sum(1 for w in corrupt for sub in _judged(subs, w) for r in by_pair.get(sub.pair, [])
+                      if r["reason_code"] == "SAFETY_STATE_UNAVAILABLE")
+    a2a3_executed = [r for r in records if r["action_class"] in APPROVAL_CLASSES and r["outcome"] == "EXECUTED"]
+    unapproved = [r["idempotency_key"] for r in a2a3_executed if not _approved(r)]
     return {
         "global_switch_cycles": len(global_windows),
+        "submissions_after_global_ack": sum(len(_judged(subs, w)) for w in global_windows),
+        "tenant_switch_submissions": sum(len(_judged(subs, w)) for w in tenant_windows),
+        "fail_closed_submissions": sum(len(_judged(subs, w)) for w in corrupt),
+        "a2a3_executed": len(a2a3_executed),
         "tenant_switch_cycles": len(tenant_windows),
         "executions_while_global_engaged": len(executed_in_window),
         "effects_past_switch_bound": None if late_effects is None else len(late_effects),
@@ -197,6 +198,8 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
     noisy_limited = sum(1 for s in subs if s.tag == "noisy" and s.reason == "RATE_LIMITED_TENANT")
     return {
         "cross_tenant_attempts": len(cross),
+        "bad_input_attempts": len(bad),
+        "quiet_submissions": sum(1 for s in subs if s.tag.startswith("quiet")),
         "cross_tenant_accepted": sum(1 for s in cross if s.accepted or s.done is None),
         "cross_tenant_reads": sum(1 for e in reads if e.value["target_tenant"] != e.value["caller_tenant"]),
         "cross_tenant_reads_leaked": len(leaked_reads),

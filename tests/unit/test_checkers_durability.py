@@ -40,7 +40,8 @@ def test_unchanged_content_across_restarts():
     intents, audit = exported()
     metrics, evidence = persistence(recorded(run(intents, audit), intents=intents, audit=audit))
     assert metrics == {"acked_intents_lost": 0, "intents_changed_or_lost": 0, "audit_records_changed_or_lost": 0,
-                       "audit_records_compared": 3, "nats_restarts_sigterm": 1, "nats_restarts_sigkill": 1}
+                       "audit_records_compared": 3, "nats_restarts_sigterm": 1, "nats_restarts_sigkill": 1,
+                       "intents_compared": 3, "acked_intents_checked": 3}
     assert evidence["snapshots"] == ["before", "after_SIGTERM", "after_SIGKILL"]
 
 

@@ -23,7 +23,7 @@ def test_exactly_once_healthy_run_is_all_zero():
     assert metrics == {
         "acked_without_terminal": 0, "multi_terminal_records": 0, "duplicate_effects": 0,
         "executed_without_effect": 0, "effects_not_recorded_executed": 0, "unanswered_submissions": 0,
-        "accepted_submissions": 1, "terminal_records": 1,
+        "accepted_submissions": 1, "terminal_records": 1, "executed_records": 1, "effects_checked": 1,
         "restart_acked_without_terminal": 0, "restart_accepted": 1,
     }
 

@@ -53,6 +53,7 @@ def test_global_switch_holds_and_propagation_is_measured():
     ledger = [applied("killswitch-00001", at_ms=ACK + 40)]  # in flight at the ack, applied within the bound
     metrics, evidence = killswitch(recorded(hist, records=records, ledger=ledger, **BOUND))
     assert metrics["global_switch_cycles"] == 1
+    assert metrics["submissions_after_global_ack"] == 2  # the set the next criterion ranges over
     assert metrics["executions_while_global_engaged"] == 0
     assert metrics["effects_past_switch_bound"] == 0
     assert metrics["killswitch_propagation_p99_ms"] == 30.0  # first reflecting decision, not the last
@@ -167,6 +168,7 @@ def test_tenant_switch_leak():
     ledger = [applied("killswitch-00001", "t1", at_ms=ACK + 300), applied("killswitch-00002", "t2", at_ms=ACK + 300)]
     metrics, evidence = killswitch(recorded(hist, records=records, ledger=ledger, **BOUND))
     assert metrics["tenant_switch_cycles"] == 1
+    assert metrics["tenant_switch_submissions"] == 1  # t2's submission is not under t1's switch
     assert metrics["tenant_switch_leaks"] == 1
     assert evidence["tenant_leaks"] == ["killswitch-00001"]
     assert metrics["effects_past_switch_bound"] == 1  # the t1 effect; t2's is not under t1's switch
@@ -202,6 +204,7 @@ def test_unreadable_state_fails_closed():
                executed("killswitch-00002", revision=9, now_ms=RELEASE + 10)]
     metrics, _ = killswitch(recorded(hist, records=records))
     assert metrics["fail_closed_executions"] == 0
+    assert metrics["fail_closed_submissions"] == 1
     assert metrics["fail_closed_denials"] == 1
 
 
@@ -225,6 +228,7 @@ def test_a2_executed_with_its_approval():
     metrics, _ = killswitch(recorded(records=[a2_executed("killswitch-00001"),
                                               quick_record("killswitch-00002")]))  # A1 needs none
     assert metrics["unapproved_a2a3_executed"] == 0
+    assert metrics["a2a3_executed"] == 1
 
 
 def test_a2_a3_executed_without_a_valid_approval():
