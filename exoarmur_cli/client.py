@@ -83,11 +83,16 @@ class StackClient:
     # --- peers -----------------------------------------------------------------------------
 
     async def submit(self, peer_id: str, body: dict, *, token: str | None = None, raw: bytes | None = None,
-                     tag: str = "") -> Submitted:
-        """Submit as ``peer_id`` (or with an explicit token) and record invoke + completion."""
+                     tag: str = "", probe: str | None = None) -> Submitted:
+        """Submit as ``peer_id`` (or with an explicit token) and record invoke + completion.
+
+        ``probe`` names the path a submission exercises (e.g. an approval path), for checkers
+        that judge each path on its own."""
         token = self.config.peers[peer_id].token if token is None else token
         ident = {"key": body.get("idempotency_key"), "tenant_id": body.get("tenant_id"), "peer_id": peer_id,
                  "node_id": body.get("node_id"), "action_class": body.get("action_class"), "tag": tag}
+        if probe is not None:
+            ident["probe"] = probe
         self.history.append(INVOKE, "submit", peer_id, ident)
         try:
             status, answer = await self._call("POST", f"{self.api_url}/v1/intents", token, body, raw)
@@ -134,13 +139,26 @@ class StackClient:
         return answer
 
     async def approve(self, body: dict, status: str, *, hash_override: str | None = None, ttl_s: float = 300) -> None:
+        """Grant (or deny) an approval as the operator. The history keeps exactly what was granted:
+        tenant, key, hash, status, and the window its expiry must fall in (invoke + ttl .. ack + ttl),
+        which is what the approval oracle judges executions against."""
         payload = {"tenant_id": body["tenant_id"], "idempotency_key": body["idempotency_key"],
                    "intent_hash": hash_override or intent_hash(body), "status": status, "ttl_s": ttl_s}
-        self.history.append(INVOKE, "approval", "operator", {"key": body["idempotency_key"], "status": status,
-                                                             "matching_hash": hash_override is None})
+        granted = {"key": body["idempotency_key"], "tenant_id": body["tenant_id"], "status": status,
+                   "intent_hash": payload["intent_hash"], "matching_hash": hash_override is None, "ttl_s": ttl_s}
+        self.history.append(INVOKE, "approval", "operator", {**granted, "invoked_wall_ms": int(time.time() * 1000)})
         code, answer = await self._call("POST", f"{self.api_url}/v1/approvals", self.config.operator_token, payload)
         self.history.append(OK if code == 200 else FAIL, "approval", "operator",
-                            {"key": body["idempotency_key"], "status_code": code})
+                            {**granted, "status_code": code, "acked_wall_ms": int(time.time() * 1000)})
+
+    async def operator_probe(self, method: str, path: str, token: str | None, body: dict, *, as_whom: str) -> int:
+        """Call an operator-only endpoint with a token that is not the operator's; record the answer."""
+        value = {"method": method, "path": path, "as": as_whom}
+        self.history.append(INVOKE, "operator_probe", as_whom, value)
+        code, answer = await self._call(method, self.api_url + path, token, body)
+        self.history.append(OK if 200 <= code < 300 else FAIL, "operator_probe", as_whom,
+                            {**value, "status": code, "reason_code": (answer or {}).get("reason_code")})
+        return code
 
     async def effector_faults(self, **settings: Any) -> None:
         """Set the effector's fault settings (a nemesis action, recorded as such)."""

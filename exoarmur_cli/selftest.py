@@ -25,7 +25,7 @@ EXPECTED: dict[Defect, tuple[int, str]] = {
     Defect.NONDETERMINISTIC_DECISION: (3, "decision_mismatches"),
     Defect.KILLSWITCH_IGNORED: (5, "executions_while_global_engaged"),
     Defect.KILLSWITCH_FAIL_OPEN: (5, "fail_closed_executions"),
-    Defect.APPROVAL_BYPASS: (5, "killswitch_expectations_unmet"),
+    Defect.APPROVAL_BYPASS: (5, "approval_denied_executed"),
     Defect.TENANT_LEAK: (6, "cross_tenant_reads_leaked"),
     Defect.NO_RATE_LIMIT: (6, "noisy_tenant_rate_limited"),
     Defect.NO_IDEMPOTENCY: (7, "chaos_duplicates_accepted_as_new"),

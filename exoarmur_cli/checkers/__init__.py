@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from exoarmur_cli.checkers import capacity, durability, faults, integrity, safety
+from exoarmur_cli.checkers import approvals, capacity, durability, faults, integrity, safety
 from exoarmur_cli.recorded import Recorded
 
 Checker = Callable[[Recorded], tuple[dict, dict]]
@@ -23,6 +23,8 @@ CHECKERS: dict[str, Checker] = {
     "cold_start": durability.cold_start,
     "decision_replay": safety.decision_replay,
     "killswitch": safety.killswitch,
+    "approvals": approvals.approvals,
+    "operator_door": approvals.operator_door,
     "tenancy": safety.tenancy,
     "timeouts": faults.timeouts,
     "retries": faults.retries,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from exoarmur_cli.client import intent_hash
 from exoarmur_cli.scenarios.base import Context
 
 
@@ -26,27 +27,64 @@ async def replay(ctx: Context) -> None:
                                  tag="expect:DENIED/KILL_SWITCH_GLOBAL")
     await ctx.settle(subs)
     await ctx.client.set_switch(False)
-    subs += await _approval_paths(ctx, t[3], ctx.params["per_path"])
-    for _ in range(ctx.params["per_path"]):  # no approval ever comes: expires after the wait
-        peer, body = ctx.body(t[3], action_class="A2")
-        subs.append(await ctx.client.submit(peer, body, tag="expect:EXPIRED/APPROVAL_EXPIRED"))
+    subs += await _approval_paths(ctx, t[3], ctx.params["per_path"], unapproved=ctx.params["per_path"])
     await ctx.settle(subs, timeout_s=ctx.policy["approval_wait_s"] + 15)
 
 
-async def _approval_paths(ctx: Context, tenant: str, count: int) -> list:
-    """A2/A3 intents whose approvals arrive after submission: approved, denied, mismatched."""
-    plans = [("APPROVED", None, "expect:EXECUTED/OK", "A2"), ("APPROVED", None, "expect:EXECUTED/OK", "A3"),
-             ("DENIED", None, "expect:DENIED/APPROVAL_DENIED", "A2"),
-             ("APPROVED", "0" * 64, "expect:DENIED/APPROVAL_MISMATCH", "A2")]
+# Every path an A2/A3 intent can take through approval: (probe, expectation). The approval
+# oracle (checkers/approvals.py) judges each path by its probe name, so a self-test "caught"
+# names the path that broke.
+APPROVAL_PATHS = {
+    "approved": "expect:EXECUTED/OK",
+    "denied": "expect:DENIED/APPROVAL_DENIED",
+    "wrong_hash": "expect:DENIED/APPROVAL_MISMATCH",
+    "changed_params": "expect:DENIED/APPROVAL_MISMATCH",
+    "other_tenant": "expect:EXPIRED/APPROVAL_EXPIRED",
+    "expired_ttl": "expect:EXPIRED/APPROVAL_EXPIRED",
+    "late_grant": "expect:EXPIRED/APPROVAL_EXPIRED",
+    "none": "expect:EXPIRED/APPROVAL_EXPIRED",  # no approval ever comes: expires after the wait
+}
+SHORT_TTL_S = 0.2  # an approval that has run out before its intent is submitted
+
+
+async def _approval_paths(ctx: Context, tenant: str, count: int, *, unapproved: int) -> list:
+    """A2/A3 intents down every approval path (``count`` each, ``unapproved`` that never get one);
+    most approvals arrive after submission."""
+    other = next(t for t in ctx.config.tenants if t != tenant)
     subs = []
-    for status, wrong_hash, tag, action_class in plans:
+    expired = [ctx.body(tenant, action_class="A2") for _ in range(count)]
+    for _, body in expired:  # granted first, with a TTL that runs out before the intent arrives
+        await ctx.client.approve(body, "APPROVED", ttl_s=SHORT_TTL_S)
+    await asyncio.sleep(SHORT_TTL_S * 2)
+    for peer, body in expired:
+        subs.append(await ctx.client.submit(peer, body, tag=APPROVAL_PATHS["expired_ttl"], probe="expired_ttl"))
+    for path, action_class in (("approved", "A2"), ("approved", "A3"), ("denied", "A2"), ("wrong_hash", "A2"),
+                               ("changed_params", "A2"), ("other_tenant", "A2"), ("late_grant", "A2")):
         for _ in range(count):
             peer, body = ctx.body(tenant, action_class=action_class)
-            sub = await ctx.client.submit(peer, body, tag=tag)
+            sub = await ctx.client.submit(peer, body, tag=APPROVAL_PATHS[path], probe=path)
             subs.append(sub)
             if sub.accepted:
-                await ctx.client.approve(body, status, hash_override=wrong_hash)
+                await _grant(ctx, path, body, other)
+    for _ in range(unapproved):
+        peer, body = ctx.body(tenant, action_class="A2")
+        subs.append(await ctx.client.submit(peer, body, tag=APPROVAL_PATHS["none"], probe="none"))
     return subs
+
+
+async def _grant(ctx: Context, path: str, body: dict, other_tenant: str) -> None:
+    if path == "denied":
+        await ctx.client.approve(body, "DENIED")
+    elif path == "wrong_hash":
+        await ctx.client.approve(body, "APPROVED", hash_override="0" * 64)
+    elif path == "changed_params":  # same key, the hash of an intent with other parameters
+        await ctx.client.approve({**body, "parameters": {**body["parameters"], "changed": True}}, "APPROVED")
+    elif path == "other_tenant":  # the right key and hash, granted under another tenant
+        await ctx.client.approve({**body, "tenant_id": other_tenant}, "APPROVED", hash_override=intent_hash(body))
+    elif path == "late_grant":  # granted after its TTL ran out
+        await ctx.client.approve(body, "APPROVED", ttl_s=-1.0)
+    else:
+        await ctx.client.approve(body, "APPROVED")
 
 
 async def killswitch(ctx: Context) -> None:
@@ -79,11 +117,33 @@ async def killswitch(ctx: Context) -> None:
     await ctx.client.set_switch(False)  # an operator repairs the state through the api
     ctx.nemesis("corrupt_safety_state", key="global", begin=False)
     # 4. A2/A3 need an approval bound to the intent's hash; unapproved ones expire.
-    subs += await _approval_paths(ctx, t[7], 1)
-    for _ in range(ctx.params["per_check"]):
-        peer, body = ctx.body(t[7], action_class="A2")
-        subs.append(await ctx.client.submit(peer, body, tag="expect:EXPIRED/APPROVAL_EXPIRED"))
+    subs += await _approval_paths(ctx, t[7], 1, unapproved=ctx.params["per_check"])
     await ctx.settle(subs, timeout_s=ctx.policy["approval_wait_s"] + 15)
+    # 5. Only the operator writes switches and approvals: every other kind of caller is refused.
+    await _operator_probes(ctx, t[8], t[9])
+
+
+async def _kv_last_seqs(ctx: Context) -> dict[str, int]:
+    """The last sequence of each safety bucket's stream: any write moves it."""
+    return {bucket: (await ctx.js.stream_info(f"KV_{bucket}")).state.last_seq for bucket in ("safety", "approvals")}
+
+
+async def _operator_probes(ctx: Context, own: str, other: str) -> None:
+    peer, body = ctx.body(own, action_class="A2")
+    callers = {"peer-own-tenant": ctx.config.peers[peer].token,
+               "peer-other-tenant": ctx.config.peers[ctx.peers_of(other)[0]].token,
+               "no-token": None, "wrong-token": "not-a-token"}
+    approval = {"tenant_id": own, "idempotency_key": body["idempotency_key"], "intent_hash": intent_hash(body),
+                "status": "APPROVED", "ttl_s": 300}
+    targets = [("PUT", "/v1/killswitches/global", {"engaged": True}),
+               ("PUT", f"/v1/killswitches/tenants/{own}", {"engaged": True}),
+               ("PUT", f"/v1/killswitches/tenants/{other}", {"engaged": True}),
+               ("POST", "/v1/approvals", approval)]
+    before = await _kv_last_seqs(ctx)
+    for as_whom, token in callers.items():
+        for method, path, payload in targets:
+            await ctx.client.operator_probe(method, path, token, payload, as_whom=as_whom)
+    ctx.observe("safety_kv_writes", before=before, after=await _kv_last_seqs(ctx))
 
 
 async def tenancy(ctx: Context) -> None:
