@@ -100,7 +100,10 @@ async def killswitch(ctx: Context) -> None:
         await ctx.client.set_switch(False)
         await asyncio.sleep(released_s)
     subs = await flow
-    # 2. A tenant switch stops that tenant only.
+    # 2. Tenant switches under flow: two tenants submit throughout and already have decisions
+    # when their switch is engaged (a cached switch would show), and it is released under flow.
+    subs += await _tenant_switches_under_flow(ctx, [t[5], t[6]], engaged_s, released_s)
+    # A tenant switch stops that tenant only.
     await ctx.client.set_switch(True, tenant_id=t[5])
     subs += await ctx.submit_all([ctx.body(t[5]) for _ in range(ctx.params["per_check"])],
                                  tag="expect:DENIED/KILL_SWITCH_TENANT")
@@ -121,6 +124,20 @@ async def killswitch(ctx: Context) -> None:
     await ctx.settle(subs, timeout_s=ctx.policy["approval_wait_s"] + 15)
     # 5. Only the operator writes switches and approvals: every other kind of caller is refused.
     await _operator_probes(ctx, t[8], t[9])
+
+
+async def _tenant_switches_under_flow(ctx: Context, tenants: list[str], engaged_s: float, released_s: float) -> list:
+    lead_s = 0.3
+    duration_s = lead_s + len(tenants) * (engaged_s + released_s) + 0.2
+    flows = [asyncio.create_task(ctx.submit_at_rate(lambda tenant=tenant: ctx.body(tenant),
+                                                    ctx.params["flow_rate_per_s"], duration_s)) for tenant in tenants]
+    await asyncio.sleep(lead_s)
+    for tenant in tenants:
+        await ctx.client.set_switch(True, tenant_id=tenant)
+        await asyncio.sleep(engaged_s)
+        await ctx.client.set_switch(False, tenant_id=tenant)
+        await asyncio.sleep(released_s)
+    return [sub for flow in flows for sub in await flow]
 
 
 async def _kv_last_seqs(ctx: Context) -> dict[str, int]:
