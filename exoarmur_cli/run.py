@@ -99,6 +99,8 @@ def policy_view(tables: dict, overrides: dict) -> dict:
         "approval_wait_s": overrides.get("approval_wait_ms", bounds["approval_wait_ms"]) / 1000,
         "rate_tenant_per_s": overrides.get("rate_tenant_per_s", rates["tenant"]["rate_per_s"]),
         "rate_global_per_s": overrides.get("rate_global_per_s", rates["global"]["rate_per_s"]),
+        "rate_tenant_burst": overrides.get("rate_tenant_burst", rates["tenant"]["burst"]),
+        "rate_global_burst": overrides.get("rate_global_burst", rates["global"]["burst"]),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from exoarmur_cli.checkers import approvals, capacity, durability, faults, integrity, safety
+from exoarmur_cli.checkers import admission, approvals, capacity, durability, faults, integrity, safety
 from exoarmur_cli.recorded import Recorded
 
 Checker = Callable[[Recorded], tuple[dict, dict]]
@@ -32,6 +32,7 @@ CHECKERS: dict[str, Checker] = {
     "chaos": faults.chaos,
     "backpressure": capacity.backpressure,
     "load": capacity.load,
+    "admitted_rates": admission.admitted_rates,
     "resources": capacity.resources,
 }
 

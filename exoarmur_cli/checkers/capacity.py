@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from exoarmur_cli.checkers.common import first, records_by_pair, scenario_window_ms, submissions
+from exoarmur_cli.checkers.common import first, intent_ref, scenario_of_key, scenario_window_ms, submissions
+from exoarmur_cli.history import INFO
 from exoarmur_cli.recorded import Recorded
 
 
@@ -23,10 +24,20 @@ def backpressure(rec: Recorded) -> tuple[dict, dict]:
         "pending_samples": len(pending)}
 
 
+def _load_coverage(rec: Recorded) -> tuple[set, set, set]:
+    """(nodes, peers, tenants) the stack recorded executing load intents for: nodes and tenants
+    from the effector's ledger, peers from the intent stream — never from what the client meant to send."""
+    executed = {intent_ref(r["tenant_id"], r["idempotency_key"]) for row in rec.audit for r in (row["record"],)
+                if r["outcome"] == "EXECUTED" and scenario_of_key(r["idempotency_key"]) == "load"}
+    effects = [row for row in rec.ledger if row["intent_ref"] in executed]
+    peers = {row["intent"]["peer_id"] for row in rec.intents
+             if intent_ref(row["intent"]["tenant_id"], row["intent"]["idempotency_key"]) in executed}
+    return {row["node_id"] for row in effects}, peers, {row["tenant_id"] for row in effects}
+
+
 def load(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "load")
-    records = records_by_pair(rec)
-    executed = [s for s in subs if s.accepted and any(r["outcome"] == "EXECUTED" for r in records.get(s.pair, []))]
+    nodes, peers, tenants = _load_coverage(rec)
     plan = [e.value for e in rec.history if e.f == "load_plan"]
     capacity = plan[-1]["capacity_per_s"] if plan else None
     over = [s for s in subs if s.invoke.value.get("phase") == "overload"]
@@ -34,10 +45,12 @@ def load(rec: Recorded) -> tuple[dict, dict]:
     offered = len(over) / span_s if span_s else None
     return {
         "load_submissions": len(subs),
-        "nodes_covered": len({s.invoke.value["node_id"] for s in executed}),
-        "peers_covered": len({s.invoke.process for s in executed}),
-        "tenants_covered": len({s.tenant_id for s in executed}),
+        "nodes_covered": len(nodes),
+        "peers_covered": len(peers),
+        "tenants_covered": len(tenants),
         "load_unanswered": sum(1 for s in subs if s.done is None),
+        # Timeouts and bare 4xx/5xx (no reason code) are failures, not an unread "unknown" bucket.
+        "load_unknown_outcomes": sum(1 for s in subs if s.done is not None and s.done.type == INFO),
         "overload_refused": sum(1 for s in over if s.refused and s.reason),
         "overload_offered_per_s": offered,
         "overload_offered_vs_capacity": offered / capacity if offered and capacity else None,

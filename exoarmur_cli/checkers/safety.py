@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exoarmur_cli.checkers.common import (
-    Submission, audit_time_by_pair, first, quantile, records_by_pair, submissions, wall_ms,
+    Submission, audit_time_by_pair, first, intent_ref, quantile, records_by_pair, submissions, wall_ms,
 )
 from exoarmur_cli.checkers.replay import replay_decisions
 from exoarmur_cli.history import OK
@@ -187,6 +187,10 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
     foreign_effects = [row["idempotency_key"] for row in rec.ledger if owners.get(row["node_id"]) != row["tenant_id"]]
     foreign_records = [r["idempotency_key"] for r in _records(rec)
                        if r["outcome"] == "EXECUTED" and owners.get(r["node_id"]) != r["tenant_id"]]
+    targets = {intent_ref(row["intent"]["tenant_id"], row["intent"]["idempotency_key"]):
+               (row["intent"]["tenant_id"], row["intent"]["node_id"]) for row in rec.intents}
+    off_target = [row["intent_ref"] for row in rec.ledger
+                  if targets.get(row["intent_ref"]) != (row["tenant_id"], row["node_id"])]
     arrived = audit_time_by_pair(rec)
 
     def p99(tag: str) -> float | None:
@@ -204,6 +208,7 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
         "cross_tenant_reads": sum(1 for e in reads if e.value["target_tenant"] != e.value["caller_tenant"]),
         "cross_tenant_reads_leaked": len(leaked_reads),
         "cross_tenant_effects": len(foreign_effects) + len(foreign_records) if owners else None,
+        "effects_off_their_intent": len(off_target),
         "bad_input_not_refused_4xx": sum(1 for s in bad if not (s.refused and 400 <= s.done.value["status"] < 500
                                                                   and s.reason)),
         "quiet_tenant_p99_ms_baseline": baseline,
@@ -212,4 +217,5 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
         "quiet_tenant_refused": quiet_refused,
         "noisy_tenant_rate_limited": noisy_limited,
     }, {"leaked_reads": first(leaked_reads), "foreign_effects": first(foreign_effects),
+        "effects_off_their_intent": first(off_target),
         "foreign_records": first(foreign_records)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders import Hist, quick_record, recorded
+from builders import Hist, intent, intent_row, ledger_row, quick_record, recorded
 
 from exoarmur_cli.checkers.capacity import backpressure, load, resources
 
@@ -25,14 +25,33 @@ def test_coverage_counts_only_accepted_submissions_that_executed():
     hist.submit("load-p4-1", "t4", peer="p4", node="n4")  # accepted, no record yet: covers nothing
     hist.submit("load-p5-1", "t5", peer="p5", node="n5", answer=None)
     records = [quick_record("load-p1-1", "t1", node="n1"),
-               quick_record("load-p2-1", "t2", node="n2", snap_fields={"tenant_switch": True}),
-               quick_record("load-p3-1", "t3", node="n3")]  # refused at the door: its record cannot count
-    metrics, evidence = load(recorded(hist, records=records))
+               quick_record("load-p2-1", "t2", node="n2", snap_fields={"tenant_switch": True})]
+    intents = [intent_row(intent(k, t, node=n)) for k, t, n in (("load-p1-1", "t1", "n1"), ("load-p2-1", "t2", "n2"))]
+    ledger = [ledger_row("load-p1-1", "t1", node="n1"),
+              ledger_row("load-p9-1", "t9", node="n9")]  # an effect without an EXECUTED record: covers nothing
+    metrics, evidence = load(recorded(hist, records=records, intents=intents, ledger=ledger))
     assert metrics["load_submissions"] == 5
     assert (metrics["nodes_covered"], metrics["peers_covered"], metrics["tenants_covered"]) == (1, 1, 1)
     assert metrics["load_unanswered"] == 1
+    assert metrics["load_unknown_outcomes"] == 0
     assert evidence["refusals_by_reason"] == {"RATE_LIMITED_GLOBAL": 1}
     assert metrics["overload_offered_per_s"] is None  # no overload phase ran
+
+
+def test_coverage_comes_from_the_stacks_records_not_the_clients_plan():
+    hist = Hist()
+    hist.submit("load-p1-1", "t1", peer="p1", node="n1")
+    records = [quick_record("load-p1-1", "t1", node="n1")]
+    metrics, _ = load(recorded(hist, records=records))  # executed, but no effect in the ledger and no intent
+    assert (metrics["nodes_covered"], metrics["peers_covered"], metrics["tenants_covered"]) == (0, 0, 0)
+
+
+def test_timeouts_and_bare_http_errors_are_unknown_outcomes():
+    hist = Hist()
+    hist.submit("load-p1-1", answer="info")
+    hist.submit("load-p1-2", answer="fail", status=503, reason="QUEUE_FULL")
+    metrics, _ = load(recorded(hist))
+    assert metrics["load_unknown_outcomes"] == 1
 
 
 def test_overload_offered_rate_against_capacity():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from builders import T0_WALL_MS, Hist, approval, intent, ledger_row, quick_record, record, recorded, snapshot
+from builders import (
+    T0_WALL_MS, Hist, approval, intent, intent_row, ledger_row, quick_record, record, recorded, snapshot,
+)
 
 from exoarmur_cli.checkers.safety import killswitch, tenancy
 
@@ -309,6 +311,21 @@ def test_effect_on_another_tenants_node():
     assert metrics["cross_tenant_effects"] == 2  # the ledger row and the EXECUTED record
     assert evidence["foreign_effects"] == ["t1:tenancy-00009"]
     assert evidence["foreign_records"] == ["tenancy-00009"]
+
+
+def test_effect_on_another_node_of_the_same_tenant():
+    the_intent = intent("tenancy-00009", "t1", node="n1")
+    rows = [intent_row(the_intent)]
+    metrics, _ = tenancy(recorded(tenancy_run(), intents=rows, ledger=[ledger_row("tenancy-00009")], **OWNERS))
+    assert metrics["effects_off_their_intent"] == 0
+    moved = {**ledger_row("tenancy-00009"), "node_id": "n3"}  # n3 is t1's too in this test's world
+    metrics, evidence = tenancy(recorded(tenancy_run(), intents=rows, ledger=[moved],
+                                         params={"node_owners": {"n1": "t1", "n3": "t1"}}))
+    assert metrics["effects_off_their_intent"] == 1
+    assert metrics["cross_tenant_effects"] == 0  # same tenant: only the intent oracle sees it
+    assert evidence["effects_off_their_intent"] == ["t1:tenancy-00009"]
+    metrics, _ = tenancy(recorded(tenancy_run(), ledger=[ledger_row("tenancy-00010")], **OWNERS))
+    assert metrics["effects_off_their_intent"] == 1  # an effect for an intent the stream never held
 
 
 def test_effects_unmeasured_without_node_owners():
