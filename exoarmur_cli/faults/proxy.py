@@ -25,6 +25,8 @@ import socket
 import struct
 from dataclasses import dataclass, field, fields
 
+from exoarmur_cli.faults.wiretap import Wiretap
+
 CHUNK_BYTES = 64 * 1024
 THROTTLE_SLICE_S = 0.05  # bandwidth is enforced in slices this long, so the flow stays smooth
 
@@ -79,6 +81,7 @@ class _Conn:
     pipes: list[asyncio.Task] = field(default_factory=list)
     hung: bool = False
     cut: bool = False
+    tap_id: int = 0  # this connection in the wiretap, when one is attached
 
     def abort(self, *, rst: bool = False) -> None:
         """Drop both sides now (RST to the client if ``rst``) and stop forwarding."""
@@ -99,8 +102,9 @@ class FaultProxy:
     """Listens on ``listen_host:listen_port`` and forwards to the upstream through ``Toxics``."""
 
     def __init__(self, upstream_host: str, upstream_port: int, *, listen_host: str = "127.0.0.1",
-                 listen_port: int = 0, seed: int = 0, name: str = "proxy") -> None:
+                 listen_port: int = 0, seed: int = 0, name: str = "proxy", wiretap: Wiretap | None = None) -> None:
         self.upstream_host, self.upstream_port = upstream_host, upstream_port
+        self.wiretap = wiretap  # sees every forwarded byte (HTTP exchanges), before any toxic
         self.listen_host, self.name = listen_host, name
         self._listen_port = listen_port
         self._rng = random.Random(seed)
@@ -191,6 +195,8 @@ class FaultProxy:
     async def _serve(self, conn: _Conn, client_reader: asyncio.StreamReader) -> None:
         """Connect to the upstream and pump both directions until both end or the conn is cut."""
         self._conns.add(conn)
+        if self.wiretap is not None:
+            conn.tap_id = self.wiretap.open_conn()
         try:
             if self._toxics.down:
                 self._counts["refused"] += 1
@@ -208,6 +214,8 @@ class FaultProxy:
             await asyncio.gather(*conn.pipes, return_exceptions=True)
         finally:
             self._conns.discard(conn)
+            if self.wiretap is not None:
+                self.wiretap.close_conn(conn.tap_id)
             for writer in (conn.client, conn.upstream):
                 if writer is not None:
                     writer.close()  # flushes what is buffered; a no-op after abort()
@@ -221,6 +229,8 @@ class FaultProxy:
         first = True
         try:
             while chunk := await reader.read(CHUNK_BYTES):
+                if self.wiretap is not None:  # what the caller sent / what came back, faults or not
+                    (self.wiretap.upstream if upstream else self.wiretap.downstream)(conn.tap_id, chunk)
                 toxics = self._toxics
                 if toxics.timeout:  # swallow it; set_toxics closes us when the toxic goes
                     if not conn.hung:
