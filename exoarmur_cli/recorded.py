@@ -11,6 +11,7 @@ raw/ files (one JSON object per line unless noted):
 - events_export.jsonl    {"seq", "subject", "data": {...}} — breaker transitions, refusal counters
 - effector_ledger.jsonl  the effector's ledger rows
 - samples.jsonl          {"time_ms", "kind", "process", "value"} — RSS, pending depth, ...
+- effector_wire.jsonl    {"event", "conn", "key", "wall_ms", ...} — cells -> effector HTTP as the proxy saw it
 - run_params.json        (one object) seed, profile, policy tables, scenario parameters, stack view
 """
 
@@ -31,6 +32,7 @@ INTENTS = "intents_export.jsonl"
 EVENTS = "events_export.jsonl"
 LEDGER = "effector_ledger.jsonl"
 SAMPLES = "samples.jsonl"
+WIRE = "effector_wire.jsonl"
 RUN_PARAMS = "run_params.json"
 
 
@@ -42,6 +44,7 @@ class Recorded:
     events: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    wire: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
 
     def scenario_events(self, scenario: str) -> list[Event]:
@@ -84,5 +87,6 @@ def load(raw_dir: Path) -> Recorded:
         events=read_jsonl(raw_dir / EVENTS),
         ledger=read_jsonl(raw_dir / LEDGER),
         samples=read_jsonl(raw_dir / SAMPLES),
+        wire=read_jsonl(raw_dir / WIRE),
         params=orjson.loads(params_path.read_bytes()) if params_path.exists() else {},
     )

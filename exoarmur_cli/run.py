@@ -99,6 +99,8 @@ def policy_view(tables: dict, overrides: dict) -> dict:
         "approval_wait_s": overrides.get("approval_wait_ms", bounds["approval_wait_ms"]) / 1000,
         "rate_tenant_per_s": overrides.get("rate_tenant_per_s", rates["tenant"]["rate_per_s"]),
         "rate_global_per_s": overrides.get("rate_global_per_s", rates["global"]["rate_per_s"]),
+        "effector_retry_cap_s": {row["name"]: row for row in tables["retry"]}["effector_call"]["cap_s"],
+        "breaker_half_open_max_probes": breaker["half_open_max_probes"],
         "rate_tenant_burst": overrides.get("rate_tenant_burst", rates["tenant"]["burst"]),
         "rate_global_burst": overrides.get("rate_global_burst", rates["global"]["burst"]),
     }
@@ -197,6 +199,7 @@ class Run:
                 await asyncio.to_thread(stack.stop)
             if proxy is not None:
                 await proxy.stop()
+                proxy.wiretap.close()
         if stack is not None:  # its logs are in raw/ now; the store and config go
             shutil.rmtree(config.stack_dir, ignore_errors=True)
         self._judge(all_gates, names)
@@ -209,11 +212,13 @@ class Run:
                 raise stackconfig.ConfigError("an external stack needs --stack-config (its stack.json: tokens, nodes)")
             return stackconfig.load(options.stack_config), None, None
         from exoarmur_cli.faults.proxy import FaultProxy
+        from exoarmur_cli.faults.wiretap import Wiretap
 
         stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
         config = stackconfig.generate(stack_dir, seed=options.seed, overrides=overrides,
                                       defects=list(options.defects))
-        proxy = FaultProxy(config.host, config.effector_port, seed=options.seed, name="cells->effector")
+        proxy = FaultProxy(config.host, config.effector_port, seed=options.seed, name="cells->effector",
+                           wiretap=Wiretap(self.bundle.raw_dir / recorded.WIRE))
         await proxy.start()
         stack = LocalStack(config, proxies={"cell": ["--effector-url", proxy.url()]})
         self.progress(f"starting the embedded stack in {stack_dir}")

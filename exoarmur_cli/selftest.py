@@ -31,7 +31,7 @@ EXPECTED: dict[Defect, tuple[int, str]] = {
     Defect.NO_IDEMPOTENCY: (7, "chaos_duplicates_accepted_as_new"),
     Defect.FRESH_EFFECTOR_KEY: (7, "duplicate_effects"),
     Defect.NO_TIMEOUT: (7, "hang_resolution_vs_intent_deadline"),
-    Defect.UNBOUNDED_RETRY: (7, "attempts_over_policy"),
+    Defect.UNBOUNDED_RETRY: (7, "attempts_over_policy_observed"),
     Defect.NO_BREAKER: (7, "breaker_opened"),
     Defect.SILENT_DROP: (8, "backpressure_acked_without_terminal"),
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from exoarmur_cli.checkers import admission, approvals, capacity, durability, faults, integrity, safety
+from exoarmur_cli.checkers import admission, approvals, capacity, durability, faults, integrity, safety, wire
 from exoarmur_cli.recorded import Recorded
 
 Checker = Callable[[Recorded], tuple[dict, dict]]
@@ -30,6 +30,7 @@ CHECKERS: dict[str, Checker] = {
     "retries": faults.retries,
     "breaker": faults.breaker,
     "chaos": faults.chaos,
+    "wire": wire.wire,
     "backpressure": capacity.backpressure,
     "load": capacity.load,
     "admitted_rates": admission.admitted_rates,

@@ -1,0 +1,103 @@
+"""Far-end checks on the cells -> effector wire: attempts, gaps, deadlines, breaker — each can go red."""
+
+from __future__ import annotations
+
+from builders import T0_WALL_MS, Hist, recorded
+
+from exoarmur_cli.checkers.wire import wire
+
+POLICY = {"policy": {"retry_attempts": {"effector_call": 4}, "timeouts_s": {"EFFECTOR_CALL": 0.5},
+                     "effector_retry_cap_s": 0.25, "breaker_half_open_max_probes": 2, "breaker_open_s": 1.0},
+          "stack": {"cells": 2}}
+
+
+class Wire:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.conn = 0
+
+    def attempt(self, key: str, start_ms: float, took_ms: float, status: int | None = 503) -> float:
+        """One POST on a fresh connection; ``status`` None: the caller hung up after ``took_ms``."""
+        self.conn += 1
+        self.rows.append({"event": "request", "conn": self.conn, "method": "POST", "path": "/v1/effects",
+                          "key": key, "wall_ms": T0_WALL_MS + start_ms})
+        end = {"event": "unanswered"} if status is None else {"event": "response", "status": status}
+        self.rows.append({**end, "conn": self.conn, "key": key, "wall_ms": T0_WALL_MS + start_ms + took_ms})
+        return start_ms + took_ms
+
+    def retried(self, key: str, gaps_ms: list[float], took_ms: float = 5) -> None:
+        t = 0.0
+        for gap in [0.0, *gaps_ms]:
+            t = self.attempt(key, t + gap, took_ms)
+
+
+def judge(w: Wire, hist: Hist | None = None) -> dict:
+    return wire(recorded(hist, wire=w.rows, params=POLICY))[0]
+
+
+def test_bounded_spaced_retries_within_deadlines():
+    w = Wire()
+    for n in range(5):
+        w.retried(f"t1:retry-{n:05d}", [3 + 7 * n, 20 + 20 * n, 60 + 30 * n])  # 4 attempts, jittered gaps
+    metrics = judge(w)
+    assert metrics["wire_requests"] == 20
+    assert metrics["attempts_over_policy_observed"] == 0
+    assert metrics["attempts_past_deadline"] == 0
+    assert metrics["retry_gaps_observed"] == 15
+    assert metrics["retry_gaps_over_cap"] == 0
+    assert metrics["retry_gap_spread_ms"] > 50
+
+
+def test_more_attempts_than_declared_on_the_wire():
+    w = Wire()
+    w.retried("t1:retry-00001", [10, 20, 40, 80])  # 5 attempts
+    w.retried("t1:chaos-00001", [10, 20, 40, 80, 100])  # redeliveries may retry again: not judged
+    metrics = judge(w)
+    assert metrics["attempts_over_policy_observed"] == 1
+    assert metrics["wire_keys_judged"] == 1
+
+
+def test_a_retry_storm_has_no_spread_and_a_slow_backoff_overshoots_the_cap():
+    storm = Wire()
+    for n in range(5):
+        storm.retried(f"t1:retry-{n:05d}", [0, 0, 0])
+    assert judge(storm)["retry_gap_spread_ms"] == 0
+    slow = Wire()
+    slow.retried("t1:retry-00001", [500, 20, 20])
+    assert judge(slow)["retry_gaps_over_cap"] == 1
+
+
+def test_an_attempt_that_outlived_its_deadline():
+    w = Wire()
+    w.attempt("t1:timeout-00001", 0, 480, status=None)  # gave up at its deadline: fine
+    w.attempt("t1:timeout-00002", 0, 3_000, status=200)  # waited 3 s for an answer
+    w.attempt("t1:timeout-00003", 0, 5_000, status=None)
+    assert judge(w)["attempts_past_deadline"] == 2
+
+
+def breaker_phase(w: Wire, calls_at_ms: list[float]) -> Hist:
+    hist = Hist()
+    hist.observe("breakers_open", "breaker", wall_ms=T0_WALL_MS + 1_000)
+    for t in calls_at_ms:
+        w.attempt(f"t1:breaker-{int(t):05d}", t, 2)
+    hist.nemesis("effector_recovered", "breaker", wall_ms=T0_WALL_MS + 1_500)
+    return hist
+
+
+def test_calls_while_every_breaker_is_open_stay_within_the_probe_allowance():
+    w = Wire()
+    hist = breaker_phase(w, [500, 1_100, 1_200])  # the first is before the open phase
+    metrics = judge(w, hist)
+    assert metrics["breaker_open_calls_observed"] == 2
+    assert metrics["breaker_open_calls_over_allowance"] == 0  # 2 cells x 2 probes
+
+
+def test_calls_through_an_open_breaker():
+    w = Wire()
+    hist = breaker_phase(w, [1_000 + 10 * n for n in range(12)])
+    assert judge(w, hist)["breaker_open_calls_over_allowance"] == 8
+
+
+def test_no_wiretap_is_missing():
+    metrics = judge(Wire())
+    assert metrics == {"wire_requests": 0}
