@@ -21,8 +21,11 @@ class HotPath:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != self.method or scope["path"] != self.path:
             return await self.app(scope, receive, send)
+        scope["app"] = self.app  # as Starlette would: handlers find their state through request.app
+        request = Request(scope, receive)
         try:
-            response = await self.endpoint(Request(scope, receive))
+            response = await self.endpoint(request)
         except tuple(self.errors) as exc:  # an empty tuple catches nothing
-            response = next(handler(exc) for kind, handler in self.errors.items() if isinstance(exc, kind))
+            handler = next(handler for kind, handler in self.errors.items() if isinstance(exc, kind))
+            response = await handler(request, exc)
         await response(scope, receive, send)
