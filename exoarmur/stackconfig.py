@@ -63,9 +63,6 @@ class StackConfig(BaseModel):
 
         return int(self.overrides.get(name, BOUNDS[name].limit))
 
-    def has_defect(self, defect) -> bool:
-        return defect.value in self.defects
-
     @property
     def nats_url(self) -> str:
         return f"nats://{self.host}:{self.nats_port}"

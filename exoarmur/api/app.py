@@ -12,11 +12,14 @@ from fastapi.responses import PlainTextResponse
 
 from exoarmur import natsio
 from exoarmur.api import admission, health, operator, reads
+from exoarmur.api.admission import ADMISSION_DEFECTS, Admission
 from exoarmur.api.http import ERRORS
+from exoarmur.api.publisher import PUBLISHER_DEFECTS, Publisher
+from exoarmur.api.reads import AUDIT_SCOPE_DEFECTS, AuditScope
 from exoarmur.api.state import ApiState
 from exoarmur.contracts import SubmitResponse
-from exoarmur.defects import Defect
 from exoarmur.hotpath import HotPath
+from exoarmur.seams import choose, injected
 from exoarmur.stackconfig import StackConfig
 
 PENDING_REFRESH_S = 0.05  # how stale the pending-work estimate may be
@@ -42,7 +45,7 @@ async def _lifespan(app: FastAPI):
     state: ApiState = app.state.exo
     state.nc = await natsio.connect(state.nats_url, state.api_id)
     state.js = state.nc.jetstream()
-    await natsio.provision(state.js, memory_storage=state.config.has_defect(Defect.MEMORY_STORAGE))
+    await natsio.provision(state.js, natsio.storage(injected(state.config.defects)))
     task = asyncio.create_task(_background(state))
     try:
         yield
@@ -55,7 +58,13 @@ async def _lifespan(app: FastAPI):
 def create_app(config: StackConfig, nats_url: str | None = None) -> HotPath:
     """The api app; ``POST /v1/intents`` is served around the middleware (``HotPath``)."""
     app = FastAPI(title="ExoArmur API", version="1.0", lifespan=_lifespan)
-    app.state.exo = ApiState(config, nats_url)
+    defects = injected(config.defects)
+    app.state.exo = ApiState(
+        config, nats_url,
+        admission=choose(Admission(), ADMISSION_DEFECTS, defects),
+        publisher=choose(Publisher(), PUBLISHER_DEFECTS, defects),
+        audit_scope=choose(AuditScope(), AUDIT_SCOPE_DEFECTS, defects),
+    )
     for kind, handler in ERRORS.items():
         app.add_exception_handler(kind, handler)
 

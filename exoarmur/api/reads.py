@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -13,6 +15,7 @@ from exoarmur.api.http import authenticate, error, scoped_tenant, state_of
 from exoarmur.contracts import ReasonCode, key_digest
 from exoarmur.defects import Defect
 from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
+from exoarmur.seams import Alternatives
 
 
 async def intent_status(idempotency_key: str, request: Request, tenant_id: str | None = None) -> Any:
@@ -36,8 +39,7 @@ async def audit_listing(request: Request, tenant_id: str | None = None, after_se
     state = state_of(request)
     tenant = scoped_tenant(authenticate(state, request), tenant_id)
     limit = max(1, min(limit, state.config.bound("audit_list_page")))
-    scope = "*" if state.config.has_defect(Defect.TENANT_LEAK) else tenant
-    records, last_seq = await list_subject(state.js, f"exo.audit.{scope}.*", after_seq, limit)
+    records, last_seq = await list_subject(state.js, state.audit_scope.subject_filter(tenant), after_seq, limit)
     return {"tenant_id": tenant, "records": records, "next_after_seq": last_seq}
 
 
@@ -58,3 +60,22 @@ async def list_subject(js, subject_filter: str, after_seq: int, limit: int) -> t
         last_seq = msg.seq
         next_seq = msg.seq + 1
     return records, last_seq
+
+
+# --- the audit-scope seam: which records a tenant's listing reads -------------------------------
+
+def own_tenant(tenant_id: str) -> str:
+    return f"exo.audit.{tenant_id}.*"
+
+
+def every_tenant(_tenant_id: str) -> str:
+    """Defect ``tenant-leak``: the listing ignores the caller's tenant."""
+    return "exo.audit.*.*"
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    subject_filter: Callable[[str], str] = own_tenant
+
+
+AUDIT_SCOPE_DEFECTS: Alternatives = {Defect.TENANT_LEAK: {"subject_filter": every_tenant}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from exoarmur import natsio
 from exoarmur.clock import now_ms
@@ -11,6 +12,11 @@ from exoarmur.contracts import ReasonCode, RefusalCounterV1
 from exoarmur.reliability.rate_limit import RATE_LIMITS, RateLimitPolicy, TenantLimiter
 from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
 from exoarmur.stackconfig import StackConfig
+
+if TYPE_CHECKING:
+    from exoarmur.api.admission import Admission
+    from exoarmur.api.publisher import Publisher
+    from exoarmur.api.reads import AuditScope
 
 
 def _rate_policy(name: str, config: StackConfig) -> RateLimitPolicy:
@@ -24,10 +30,13 @@ def _rate_policy(name: str, config: StackConfig) -> RateLimitPolicy:
 
 
 class ApiState:
-    """What one api process holds: its NATS connection, limiter and refusal counters."""
+    """What one api process holds: its NATS connection, limiter, refusal counters, and the seams
+    (admission, publisher, audit scope) as chosen at start-up."""
 
-    def __init__(self, config: StackConfig, nats_url: str | None) -> None:
+    def __init__(self, config: StackConfig, nats_url: str | None, *, admission: Admission,
+                 publisher: Publisher, audit_scope: AuditScope) -> None:
         self.config = config
+        self.admission, self.publisher, self.audit_scope = admission, publisher, audit_scope
         self.nats_url = nats_url or config.nats_url
         self.api_id = f"api-{os.getpid()}"
         self.peers_by_token = config.peer_by_token()
