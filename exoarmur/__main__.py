@@ -41,17 +41,7 @@ def _tune_gc() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.component == "policy":
-        from exoarmur.reliability import all_policy_tables
-
-        tables = all_policy_tables()
-        if args.json:
-            sys.stdout.write(orjson.dumps(tables, option=orjson.OPT_INDENT_2).decode() + "\n")
-        else:
-            for name, rows in tables.items():
-                print(f"[{name}]")
-                for row in rows:
-                    print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
-        return 0
+        return _print_policy(args.json)
 
     from exoarmur.errors import ConfigError
     from exoarmur.stackconfig import load
@@ -59,16 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("--config STACK_DIR is required")
     if args.component == "init":
-        # Once per stack directory on the well-known ports (docker-compose.yml); an existing
-        # config is kept, so its tokens and the NATS store survive a restart.
-        from pathlib import Path
-
-        from exoarmur.stackconfig import CONFIG_FILE, generate_fixed
-
-        config_path = Path(args.config)
-        config = load(config_path) if (config_path / CONFIG_FILE).exists() else generate_fixed(config_path, host=args.host)
-        sys.stdout.write(orjson.dumps(config.public_view()).decode() + "\n")
-        return 0
+        return _init(args.config, args.host)
     config = load(args.config)
     if args.component in ("api", "cell", "effector"):
         _tune_gc()
@@ -91,19 +72,50 @@ def _run(args: argparse.Namespace) -> int:
 
         run_effector(config.host, config.effector_port, str(Path(config.stack_dir) / "effector-ledger.db"), config.seed)
     elif args.component == "provision":
-        import asyncio
-
-        from exoarmur.natsio import connect, provision
-
-        async def _provision() -> None:
-            nc = await connect(args.nats_url or config.nats_url, "exoarmur-provision")
-            try:
-                await provision(nc.jetstream())
-            finally:
-                await nc.close()
-
-        asyncio.run(_provision())
+        _provision(args.nats_url or config.nats_url)
     return 0
+
+
+def _print_policy(as_json: bool) -> int:
+    from exoarmur.reliability import all_policy_tables
+
+    tables = all_policy_tables()
+    if as_json:
+        sys.stdout.write(orjson.dumps(tables, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        for name, rows in tables.items():
+            print(f"[{name}]")
+            for row in rows:
+                print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def _init(stack_dir: str, host: str) -> int:
+    """Once per stack directory on the well-known ports (docker-compose.yml); an existing
+    config is kept, so its tokens and the NATS store survive a restart."""
+    from pathlib import Path
+
+    from exoarmur.stackconfig import CONFIG_FILE, generate_fixed, load
+
+    config_path = Path(stack_dir)
+    config = load(config_path) if (config_path / CONFIG_FILE).exists() else generate_fixed(config_path, host=host)
+    sys.stdout.write(orjson.dumps(config.public_view()).decode() + "\n")
+    return 0
+
+
+def _provision(nats_url: str) -> None:
+    import asyncio
+
+    from exoarmur.natsio import connect, provision
+
+    async def provision_once() -> None:
+        nc = await connect(nats_url, "exoarmur-provision")
+        try:
+            await provision(nc.jetstream())
+        finally:
+            await nc.close()
+
+    asyncio.run(provision_once())
 
 
 if __name__ == "__main__":

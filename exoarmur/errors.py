@@ -37,12 +37,6 @@ class BreakerOpen(ExoError):
     reason_code = ReasonCode.BREAKER_OPEN
 
 
-class QueueFull(ExoError):
-    """A bounded queue refused an item; the caller must answer with a refusal, never drop it."""
-
-    reason_code = ReasonCode.QUEUE_FULL
-
-
 class ConfigError(ExoError):
     """A stack config file is missing, unreadable or invalid."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
@@ -19,8 +21,10 @@ from nats.js import api as js_api
 from nats.js.errors import BadRequestError
 
 from exoarmur.contracts import ReasonCode
+from exoarmur.defects import Defect
 from exoarmur.errors import ExoError
 from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_deadline
+from exoarmur.seams import Alternatives, choose
 
 INTENTS_STREAM = "INTENTS"
 AUDIT_STREAM = "AUDIT"
@@ -126,12 +130,26 @@ def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE) -> lis
     ]
 
 
-async def provision(js: JetStreamContext, *, memory_storage: bool = False) -> None:
-    """Create or update every stream, consumer and bucket. Safe to run on every start.
+# --- the storage seam: where streams and buckets keep their messages ----------------------------
 
-    ``memory_storage`` is the injectable memory-storage defect: nothing survives a restart."""
-    storage = js_api.StorageType.MEMORY if memory_storage else js_api.StorageType.FILE
-    for config in stream_configs(storage):
+@dataclass(frozen=True)
+class Storage:
+    kind: js_api.StorageType = js_api.StorageType.FILE  # with sync_interval: always, an ack is on disk
+
+
+STORAGE_DEFECTS: Alternatives = {
+    # Defect ``memory-storage``: streams and buckets in memory, so nothing survives a restart.
+    Defect.MEMORY_STORAGE: {"kind": js_api.StorageType.MEMORY},
+}
+
+
+def storage(defects: Iterable[Defect] = ()) -> Storage:
+    return choose(Storage(), STORAGE_DEFECTS, defects)
+
+
+async def provision(js: JetStreamContext, where: Storage = Storage()) -> None:
+    """Create or update every stream, consumer and bucket. Safe to run on every start."""
+    for config in stream_configs(where.kind):
         await with_deadline(TimeoutCategory.NATS_STREAM_CREATE, _add_or_update(js, config))
     await with_deadline(
         TimeoutCategory.NATS_STREAM_CREATE,
@@ -152,7 +170,7 @@ async def provision(js: JetStreamContext, *, memory_storage: bool = False) -> No
         await with_deadline(
             TimeoutCategory.KV_CREATE,
             js.create_key_value(
-                js_api.KeyValueConfig(bucket=bucket, history=5, storage=storage, direct=True)
+                js_api.KeyValueConfig(bucket=bucket, history=5, storage=where.kind, direct=True)
             ),
         )
 

@@ -59,12 +59,9 @@ class StackConfig(BaseModel):
 
     def bound(self, name: str) -> int:
         """A bound from the reliability table (``BOUNDS``), unless this stack overrides it."""
-        from exoarmur.reliability.bounded_queue import BOUNDS
+        from exoarmur.reliability.bounds import BOUNDS
 
         return int(self.overrides.get(name, BOUNDS[name].limit))
-
-    def has_defect(self, defect) -> bool:
-        return defect.value in self.defects
 
     @property
     def nats_url(self) -> str:

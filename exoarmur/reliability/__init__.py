@@ -7,8 +7,8 @@ takes time (``now_s``) and randomness (``random.Random``) as arguments and reads
 
 from __future__ import annotations
 
-from exoarmur.reliability import bounded_queue, breaker, rate_limit, retry, timeouts
-from exoarmur.reliability.bounded_queue import BOUNDS, BoundedQueue, BoundPolicy
+from exoarmur.reliability import bounds, breaker, rate_limit, retry, timeouts
+from exoarmur.reliability.bounds import BOUNDS, BoundPolicy
 from exoarmur.reliability.breaker import (
     BREAKER_POLICIES,
     BreakerPolicy,
@@ -39,7 +39,6 @@ __all__ = [
     "RETRY_POLICIES",
     "TIMEOUTS",
     "BoundPolicy",
-    "BoundedQueue",
     "BreakerPolicy",
     "BreakerState",
     "CircuitBreaker",
@@ -66,5 +65,5 @@ def all_policy_tables() -> dict[str, list[dict]]:
         "retry": retry.policy_table(),
         "rate_limits": rate_limit.policy_table(),
         "breakers": breaker.policy_table(),
-        "bounds": bounded_queue.policy_table(),
+        "bounds": bounds.policy_table(),
     }

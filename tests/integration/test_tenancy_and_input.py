@@ -6,7 +6,7 @@ import pytest
 
 from exoarmur import natsio
 from exoarmur.contracts import PARAMETERS_MAX_BYTES, ErrorBody, canonical_json
-from exoarmur.reliability.bounded_queue import BOUNDS
+from exoarmur.reliability.bounds import BOUNDS
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,90 @@
+"""Wiring: the routes of each concern on one FastAPI app, its lifespan, and the process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from exoarmur import natsio
+from exoarmur.api import admission, health, operator, reads
+from exoarmur.api.admission import ADMISSION_DEFECTS, Admission
+from exoarmur.api.http import ERRORS
+from exoarmur.api.publisher import PUBLISHER_DEFECTS, Publisher
+from exoarmur.api.reads import AUDIT_SCOPE_DEFECTS, AuditScope
+from exoarmur.api.state import ApiState
+from exoarmur.contracts import SubmitResponse
+from exoarmur.hotpath import HotPath
+from exoarmur.seams import choose, injected
+from exoarmur.stackconfig import StackConfig
+
+PENDING_REFRESH_S = 0.05  # how stale the pending-work estimate may be
+
+
+async def _background(state: ApiState) -> None:
+    """Keep the pending-work estimate fresh and flush the refusal counters on their interval."""
+    flush_s = state.config.bound("refusal_flush_interval_ms") / 1000
+    last_flush = time.monotonic()
+    while True:
+        await asyncio.sleep(PENDING_REFRESH_S)
+        try:
+            await state.refresh_pending()
+        except Exception:  # NATS away: keep the last estimate, the publish path fails closed
+            pass
+        if time.monotonic() - last_flush >= flush_s:
+            last_flush = time.monotonic()
+            await state.flush_refusals()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    state: ApiState = app.state.exo
+    state.nc = await natsio.connect(state.nats_url, state.api_id)
+    state.js = state.nc.jetstream()
+    await natsio.provision(state.js, natsio.storage(injected(state.config.defects)))
+    task = asyncio.create_task(_background(state))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await state.flush_refusals()
+        await state.nc.drain()
+
+
+def create_app(config: StackConfig, nats_url: str | None = None) -> HotPath:
+    """The api app; ``POST /v1/intents`` is served around the middleware (``HotPath``)."""
+    app = FastAPI(title="ExoArmur API", version="1.0", lifespan=_lifespan)
+    defects = injected(config.defects)
+    app.state.exo = ApiState(
+        config, nats_url,
+        admission=choose(Admission(), ADMISSION_DEFECTS, defects),
+        publisher=choose(Publisher(), PUBLISHER_DEFECTS, defects),
+        audit_scope=choose(AuditScope(), AUDIT_SCOPE_DEFECTS, defects),
+    )
+    for kind, handler in ERRORS.items():
+        app.add_exception_handler(kind, handler)
+
+    app.post("/v1/intents", status_code=202, response_model=SubmitResponse)(admission.submit_intent)
+    app.get("/v1/intents/{idempotency_key}")(reads.intent_status)
+    app.get("/v1/audit")(reads.audit_listing)
+    app.get("/v1/killswitches")(operator.get_switches)
+    app.put("/v1/killswitches/global")(operator.set_global_switch)
+    app.put("/v1/killswitches/tenants/{tenant_id}")(operator.set_tenant_switch)
+    app.post("/v1/approvals")(operator.grant_approval)
+    app.get("/healthz")(health.healthz)
+    app.get("/readyz")(health.readyz)
+    app.get("/metrics", response_class=PlainTextResponse)(health.metrics)
+    return HotPath(app, "POST", "/v1/intents", admission.submit_intent, ERRORS)
+
+
+def run_api(config: StackConfig, nats_url: str | None = None) -> None:
+    app = create_app(config, nats_url)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=config.host, port=config.api_port, log_level="warning", access_log=False,
+                       timeout_graceful_shutdown=3)
+    )
+    server.run()

@@ -1,0 +1,200 @@
+"""The effector-caller seam: how a cell applies an allowed intent, at most once.
+
+Production calls the effector with the intent's idempotency key (it applies at most once per
+key, so a retry re-reads the first receipt instead of acting again), each attempt under the
+EFFECTOR_CALL deadline, all of them under EXECUTION_CONTAINMENT, with bounded jittered retries
+(``effector_call``) behind the effector circuit breaker. A run of failures whose answers may have
+been lost is reconciled by asking the effector (``GET /v1/effects/{key}``) before recording FAILED.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+
+from exoarmur import natsio
+from exoarmur.contracts import EffectorReceipt, IntentV1, Outcome, ReasonCode
+from exoarmur.defects import Defect
+from exoarmur.errors import BreakerOpen, DeadlineExceeded, ExoError, RetryExhausted
+from exoarmur.reliability.breaker import BREAKER_POLICIES, BreakerState, CircuitBreaker, Transition
+from exoarmur.reliability.retry import RETRY_POLICIES, RetryPolicy, retry_async
+from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
+from exoarmur.seams import Alternatives
+
+T = TypeVar("T")
+
+
+class EffectorFault(ExoError):
+    """The effector answered 5xx or could not be reached: worth another attempt."""
+
+    reason_code = ReasonCode.EFFECTOR_ERROR
+
+
+class EffectorRejected(ExoError):
+    """The effector answered 4xx: the request itself is wrong, another attempt would be too."""
+
+    reason_code = ReasonCode.EFFECTOR_ERROR
+
+
+@dataclass(frozen=True)
+class Execution:
+    outcome: Outcome
+    reason_code: ReasonCode
+    receipt: EffectorReceipt | None
+    attempts: int
+    breaker_state: str | None = None  # as the first call found it
+
+
+# --- the seam's parts: production, and the defects that break them -------------------------------
+
+async def no_deadline(_category: TimeoutCategory, awaitable: Awaitable[T]) -> T:
+    """Defect ``no-timeout``: the call is awaited with no deadline at all."""
+    return await awaitable
+
+
+UNBOUNDED_RETRY = replace(RETRY_POLICIES["effector_call"], attempts=1_000_000)  # defect ``unbounded-retry``
+
+
+def effector_breaker(on_transition: Callable[[Transition], None]) -> CircuitBreaker:
+    return CircuitBreaker(BREAKER_POLICIES["effector"], on_transition=on_transition)
+
+
+class NeverOpens:
+    """Defect ``no-breaker``: a breaker that allows every call and never leaves CLOSED."""
+
+    def state(self, _now_s: float) -> BreakerState:
+        return BreakerState.CLOSED
+
+    def allow(self, _now_s: float) -> bool:
+        return True
+
+    def record_success(self, _now_s: float) -> None:
+        pass
+
+    def record_failure(self, _now_s: float) -> None:
+        pass
+
+
+def never_opens(_on_transition: Callable[[Transition], None]) -> NeverOpens:
+    return NeverOpens()
+
+
+def same_key(key_suffix: str) -> str:
+    """Every attempt for an intent carries the same Idempotency-Key."""
+    return key_suffix
+
+
+def fresh_key(key_suffix: str) -> str:
+    """Defect ``fresh-effector-key``: a new Idempotency-Key on each effector attempt."""
+    return f"{key_suffix}~{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class EffectorCalls:
+    within: Callable[[TimeoutCategory, Awaitable[Any]], Awaitable[Any]] = with_deadline
+    retry: RetryPolicy = RETRY_POLICIES["effector_call"]
+    breaker: Callable[[Callable[[Transition], None]], Any] = effector_breaker
+    attempt_key: Callable[[str], str] = same_key
+
+
+EFFECTOR_CALL_DEFECTS: Alternatives = {
+    Defect.NO_TIMEOUT: {"within": no_deadline},
+    Defect.UNBOUNDED_RETRY: {"retry": UNBOUNDED_RETRY},
+    Defect.NO_BREAKER: {"breaker": never_opens},
+    Defect.FRESH_EFFECTOR_KEY: {"attempt_key": fresh_key},
+}
+
+
+# --- the caller ---------------------------------------------------------------------------------
+
+class EffectorCaller:
+    """One cell's way to the effector: its HTTP session, breaker and retry RNG."""
+
+    def __init__(self, calls: EffectorCalls, rng: random.Random, on_transition: Callable[[Transition], None]) -> None:
+        self.calls = calls
+        self.rng = rng
+        self.breaker = calls.breaker(on_transition)
+        self.http: aiohttp.ClientSession | None = None
+
+    async def execute(self, intent: IntentV1, key_suffix: str = "") -> Execution:
+        """Apply ``intent`` (retrying within policy); EXECUTED with its receipt, or FAILED with why."""
+        attempts = 0
+        first_seen: list[str] = []
+
+        async def attempt(_index: int) -> EffectorReceipt:
+            nonlocal attempts
+            now = time.monotonic()
+            if not first_seen:  # the state the call met, read at the same instant as allow()
+                first_seen.append(self.breaker.state(now).value)
+            if not self.breaker.allow(now):
+                raise BreakerOpen("effector breaker is open")
+            attempts += 1
+            try:
+                receipt = await self._call_effector(intent, self.calls.attempt_key(key_suffix))
+            except BaseException:  # every allowed call must be recorded, or a probe slot leaks
+                self.breaker.record_failure(time.monotonic())
+                raise
+            self.breaker.record_success(time.monotonic())
+            return receipt
+
+        all_attempts = retry_async(attempt, self.calls.retry, self.rng,
+                                   is_retryable=lambda e: isinstance(e, (EffectorFault, DeadlineExceeded)))
+        try:
+            receipt, _ = await self.calls.within(TimeoutCategory.EXECUTION_CONTAINMENT, all_attempts)
+        except ExoError as exc:  # retries exhausted, breaker open, containment deadline, rejected
+            reason = exc.reason_code
+            if isinstance(exc, RetryExhausted):
+                last = exc.last_error
+                reason = last.reason_code if isinstance(last, DeadlineExceeded) else ReasonCode.RETRY_EXHAUSTED
+            # An attempt may have been applied with its answer lost: ask before recording FAILED.
+            applied = await self._applied_receipt(intent, key_suffix) if attempts else None
+            if applied is None:
+                return Execution(Outcome.FAILED, reason, None, attempts, _first(first_seen))
+            receipt = applied
+        return Execution(Outcome.EXECUTED, ReasonCode.OK, receipt, attempts, _first(first_seen))
+
+    async def _applied_receipt(self, intent: IntentV1, key_suffix: str) -> EffectorReceipt | None:
+        """The effector's receipt for this intent's key if it applied it, else None (also when the
+        effector cannot say: the record then says FAILED, the honest 'not known to be applied')."""
+        key = quote(natsio.msg_id(intent.tenant_id, intent.idempotency_key) + key_suffix, safe="")
+
+        async def get() -> tuple[int, bytes]:
+            async with self.http.get(f"/v1/effects/{key}") as response:
+                return response.status, await response.read()
+
+        try:
+            status, content = await with_deadline(TimeoutCategory.EFFECTOR_CALL, get())
+        except (aiohttp.ClientError, ExoError):
+            return None
+        return EffectorReceipt.model_validate_json(content) if status == 200 else None
+
+    async def _call_effector(self, intent: IntentV1, key_suffix: str = "") -> EffectorReceipt:
+        intent_ref = natsio.msg_id(intent.tenant_id, intent.idempotency_key)
+        body = {"intent_ref": intent_ref, "tenant_id": intent.tenant_id, "node_id": intent.node_id,
+                "action": intent.action, "parameters": intent.parameters}
+        headers = {"Idempotency-Key": intent_ref + key_suffix}
+
+        async def post() -> tuple[int, bytes]:
+            async with self.http.post("/v1/effects", json=body, headers=headers) as response:
+                return response.status, await response.read()
+
+        try:
+            status, content = await self.calls.within(TimeoutCategory.EFFECTOR_CALL, post())
+        except aiohttp.ClientError as exc:
+            raise EffectorFault(f"effector unreachable: {type(exc).__name__}") from None
+        if status >= 500:
+            raise EffectorFault(f"effector answered {status}")
+        if status >= 400:
+            raise EffectorRejected(f"effector refused: {status} {content[:200]!r}")
+        return EffectorReceipt.model_validate_json(content)
+
+
+def _first(values: list[str]) -> str | None:
+    return values[0] if values else None

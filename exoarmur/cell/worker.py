@@ -1,0 +1,221 @@
+"""A cell: pulls intents, decides, executes at most once, writes exactly one terminal record.
+
+The order is what makes a cell safe to kill at any instant:
+
+1. a terminal record already exists for this intent → ack and stop (a redelivery);
+2. read the safety state fresh (unreadable → fail closed) and ``decide`` — pure;
+3. if allowed, call the effector with the intent's idempotency key (it applies at most once,
+   so a retry or a redelivery re-reads the first receipt instead of acting again);
+4. publish the sealed audit record to its own subject, which the AUDIT stream accepts once;
+5. ack only after that publish is acknowledged (``sync_interval: always``: on disk).
+
+The seams (``safety``, ``effects``, ``delivery``, and the storage in ``natsio``) are chosen once,
+when the cell starts; this loop only calls them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+
+import aiohttp
+import orjson
+import uvloop
+from nats.js.errors import APIError, NotFoundError
+from pydantic import ValidationError
+
+from exoarmur import natsio
+from exoarmur.cell.delivery import DELIVERY_DEFECTS, Delivery
+from exoarmur.cell.effects import EFFECTOR_CALL_DEFECTS, EffectorCalls, EffectorCaller, Execution
+from exoarmur.cell.safety import SAFETY_DEFECTS, Safety
+from exoarmur.clock import now_ms
+from exoarmur.contracts import AuditRecordV1, IntentV1, Outcome, audit_id_for
+from exoarmur.reliability.breaker import Transition
+from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_deadline
+from exoarmur.seams import choose, injected
+from exoarmur.stackconfig import StackConfig
+
+FETCH_BATCH = 16
+FETCH_WAIT_S = 0.5
+FETCH_MORE_WAIT_S = 0.02
+APPROVAL_POLL_S = 0.25  # how often a pending A2/A3 intent re-checks for its approval
+# JetStream error codes meaning "this subject already holds its one record".
+ALREADY_RECORDED = {10071, 10077}
+
+
+class Cell:
+    def __init__(self, config: StackConfig, cell_id: str, nats_url: str | None, effector_url: str | None) -> None:
+        self.config = config
+        self.cell_id = cell_id
+        self.nats_url = nats_url or config.nats_url
+        self.effector_url = effector_url or config.effector_url
+        defects = injected(config.defects)
+        self.storage = natsio.storage(defects)
+        self.safety = choose(Safety(), SAFETY_DEFECTS, defects)
+        self.delivery = choose(Delivery(), DELIVERY_DEFECTS, defects)
+        self.effector = EffectorCaller(choose(EffectorCalls(), EFFECTOR_CALL_DEFECTS, defects),
+                                       random.Random(f"{config.seed}:{cell_id}"), self._on_transition)
+        self.max_inflight = config.bound("cell_inflight")
+        self.inflight = asyncio.Semaphore(self.max_inflight)
+        self.approval_wait_ms = config.bound("approval_wait_ms")
+        self.tasks: set[asyncio.Task] = set()
+        self.stopping = asyncio.Event()
+        self.nc = None
+        self.js = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.nc = await natsio.connect(self.nats_url, self.cell_id)
+        self.js = self.nc.jetstream()
+        await natsio.provision(self.js, self.storage)
+        self.effector.http = aiohttp.ClientSession(
+            base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=self.config.bound("cell_inflight")))
+        sub = await self.js.pull_subscribe_bind(natsio.CELLS_CONSUMER, stream=natsio.INTENTS_STREAM)
+        try:
+            while not self.stopping.is_set():
+                await self.inflight.acquire()
+                self.inflight.release()
+                try:
+                    msgs = await self._pull(sub)
+                except (asyncio.TimeoutError, Exception):  # nothing to do, or NATS away: poll again
+                    await asyncio.sleep(0.05 if not self.nc.is_connected else 0)
+                    continue
+                for msg in msgs:
+                    await self.inflight.acquire()
+                    task = asyncio.create_task(self._guarded(msg))
+                    self.tasks.add(task)
+                    task.add_done_callback(self._done)
+        finally:
+            await self._stop(sub)
+
+    async def _stop(self, sub) -> None:
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=deadline_s(TimeoutCategory.EXECUTION_INTENT))
+        await self.effector.http.close()
+        # Unsubscribe the pull subscription before draining: nats-py's fetch takes messages
+        # off its queue without task_done(), so draining it would wait out drain_timeout (30 s)
+        # and SIGTERM would end in the supervisor's SIGKILL instead of a clean exit.
+        try:
+            await sub.unsubscribe()
+        except Exception:
+            pass
+        await self.nc.drain()
+
+    async def _pull(self, sub) -> list:
+        """The first message as soon as there is one, then as many as the stream says are
+        already waiting. A lingering fetch of a whole batch holds its first message until the
+        batch fills or expires (measured: p99 79 ms at half load, against 24 ms single)."""
+        msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+        free = self.max_inflight - len(self.tasks) - 1
+        waiting = min(msgs[0].metadata.num_pending, FETCH_BATCH, free)
+        if waiting > 0:
+            try:  # they are there now; a short expiry bounds the wait if another cell took them
+                msgs += await sub.fetch(waiting, timeout=FETCH_MORE_WAIT_S)
+            except asyncio.TimeoutError:
+                pass
+        return msgs
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.inflight.release()
+
+    async def _guarded(self, msg) -> None:
+        try:
+            await self.delivery.within(TimeoutCategory.EXECUTION_INTENT, self.handle(msg))
+        except Exception:  # unacked: JetStream redelivers it, and the steps above converge
+            pass
+
+    # --- one intent ------------------------------------------------------------------------
+
+    async def handle(self, msg) -> None:
+        try:
+            intent = IntentV1.model_validate_json(msg.data)
+        except ValidationError:
+            await msg.term()  # the api validated it; a bad message here can never succeed
+            return
+        await self.delivery.on_receive(msg)
+        digest = intent.digest()
+        subject = natsio.audit_subject(intent.tenant_id, digest)
+        # On a first delivery the check is skipped: the audit subject accepts one record and the
+        # effector one application per key, so a rare resubmission after the duplicate window
+        # still converges; redeliveries (a crash mid-way) are where the check saves work.
+        if self.delivery.is_redelivery(msg) and await self._already_recorded(subject):
+            await msg.ack()
+            return
+        submitted_at_ms = int(msg.metadata.timestamp.timestamp() * 1000)
+        base = dict(node_tenant=self.config.nodes.get(intent.node_id), submitted_at_ms=submitted_at_ms,
+                    approval_wait_ms=self.approval_wait_ms)
+        decision, snapshot = self.safety.decide(intent, await self.safety.snapshot(self.js, intent, base))
+        if decision.outcome is Outcome.PENDING_APPROVAL:
+            await self._announce_pending(intent, digest)
+            await msg.nak(delay=APPROVAL_POLL_S)
+            return
+        execution = Execution(decision.outcome, decision.reason_code, None, 0)
+        if decision.execute:
+            execution = await self.effector.execute(intent, self.delivery.effect_key_suffix(msg))
+        record = AuditRecordV1(
+            audit_id=audit_id_for(intent.tenant_id, intent.idempotency_key),
+            tenant_id=intent.tenant_id, intent_id=intent.intent_id,
+            idempotency_key=intent.idempotency_key, intent_hash=intent.intent_hash(),
+            node_id=intent.node_id, action=intent.action, action_class=intent.action_class,
+            outcome=execution.outcome, reason_code=execution.reason_code, decision=decision, snapshot=snapshot,
+            breaker_state=execution.breaker_state or self.effector.breaker.state(time.monotonic()).value,
+            attempts=execution.attempts, receipt=execution.receipt,
+            cell_id=self.cell_id, decided_at_ms=snapshot.now_ms,
+        ).sealed()
+        await self._record(subject, record)
+        # The outcome is durable (its publish was acked): a lost ack only means a redelivery,
+        # which finds the record and acks again — so no need to wait for this one.
+        await self.delivery.on_recorded(msg)
+
+    async def _already_recorded(self, subject: str) -> bool:
+        try:
+            await with_deadline(TimeoutCategory.KV_GET, self.js.get_last_msg(natsio.AUDIT_STREAM, subject, direct=True))
+            return True
+        except NotFoundError:
+            return False
+
+    async def _record(self, subject: str, record: AuditRecordV1) -> None:
+        try:
+            await with_deadline(
+                TimeoutCategory.NATS_PUBLISH,
+                self.js.publish(
+                    subject, record.canonical(),
+                    headers={"Nats-Msg-Id": record.audit_id, "Nats-Expected-Last-Subject-Sequence": "0"},
+                ),
+            )
+        except APIError as exc:
+            if exc.err_code not in ALREADY_RECORDED:
+                raise  # not durable: leave the message unacked so it is redelivered
+
+    async def _announce_pending(self, intent: IntentV1, digest: str) -> None:
+        event = {"tenant_id": intent.tenant_id, "idempotency_key": intent.idempotency_key,
+                 "intent_hash": intent.intent_hash(), "outcome": Outcome.PENDING_APPROVAL.value}
+        try:
+            await self.js.publish(f"exo.events.pending.{intent.tenant_id}", orjson.dumps(event),
+                                  headers={"Nats-Msg-Id": f"pending:{digest}"})
+        except Exception:
+            pass  # informational: the intent's state does not depend on it
+
+    def _on_transition(self, transition: Transition) -> None:
+        event = {"cell_id": self.cell_id, "breaker": transition.breaker, "from": transition.from_state.value,
+                 "to": transition.to_state.value, "at_ms": now_ms(), "reason": transition.reason,
+                 "failures_in_window": transition.failures_in_window, "calls_in_window": transition.calls_in_window}
+        if self.js is not None:
+            task = asyncio.get_running_loop().create_task(
+                self.js.publish(f"exo.events.breaker.{self.cell_id}", orjson.dumps(event)))
+            task.add_done_callback(lambda t: t.exception())  # audited best-effort; never crashes a cell
+
+
+def run_cell(config: StackConfig, cell_id: str, nats_url: str | None = None, effector_url: str | None = None) -> None:
+    async def main() -> None:
+        cell = Cell(config, cell_id, nats_url, effector_url)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, cell.stopping.set)
+        await cell.run()
+
+    uvloop.run(main())
