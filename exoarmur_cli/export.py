@@ -7,6 +7,7 @@ stack's public surfaces only (JetStream, the effector's ledger endpoint, the mon
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 from pathlib import Path
 
@@ -60,10 +61,30 @@ async def read_stream(js, stream: str) -> list[dict]:
     return [r for r in rows if r["seq"] <= last_seq]
 
 
+async def export_kv(js, bucket: str) -> list[dict]:
+    """A KV bucket's whole retained history (its stream ``KV_<bucket>``), one row per revision.
+
+    ``operation`` is the KV-Operation header (PUT unless DEL/PURGE); ``data_b64`` the value's
+    bytes, kept exact because a corrupted value is evidence too; ``kept_per_key`` the bucket's
+    history limit, so a checker can tell a revision the limit discarded from one never written."""
+    stream = f"KV_{bucket}"
+    try:
+        kept = (await js.stream_info(stream)).config.max_msgs_per_subject
+    except NotFoundError:
+        kept = None
+    return [{"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"],
+             "operation": r["headers"].get("KV-Operation", "PUT"),
+             "data_b64": base64.b64encode(r["data"]).decode(), "kept_per_key": kept}
+            for r in await read_stream(js, stream)]
+
+
 async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None) -> dict:
     """Write every raw export; returns counts for the run metadata."""
-    audit, intents, events = await asyncio.gather(
-        read_stream(js, "AUDIT"), read_stream(js, "INTENTS"), read_stream(js, "EVENTS"))
+    audit, intents, events, kv_safety, kv_approvals = await asyncio.gather(
+        read_stream(js, "AUDIT"), read_stream(js, "INTENTS"), read_stream(js, "EVENTS"),
+        export_kv(js, "safety"), export_kv(js, "approvals"))
+    recorded.write_jsonl(raw_dir / recorded.KV_SAFETY, kv_safety)
+    recorded.write_jsonl(raw_dir / recorded.KV_APPROVALS, kv_approvals)
     recorded.write_jsonl(raw_dir / recorded.AUDIT, (
         {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "record": orjson.loads(r["data"])}
         for r in audit))
@@ -89,4 +110,5 @@ async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | No
             (raw_dir / "nats_server.json").write_bytes(orjson.dumps(server, option=orjson.OPT_INDENT_2))
     if logs_dir is not None and logs_dir.exists():
         shutil.copytree(logs_dir, raw_dir / "logs", dirs_exist_ok=True)
-    return {"audit_records": len(audit), "intents": len(intents), "events": len(events), "ledger_rows": len(ledger)}
+    return {"audit_records": len(audit), "intents": len(intents), "events": len(events), "ledger_rows": len(ledger),
+            "kv_safety_rows": len(kv_safety), "kv_approvals_rows": len(kv_approvals)}
