@@ -124,7 +124,7 @@ def _problem(bucket: Bucket, kind: str, subject: str, revision: int, reported: o
 
 def snapshot_revisions(rec: Recorded) -> tuple[dict, dict]:
     if rec.kv_safety is None or rec.kv_approvals is None:
-        return {}, {"error": "no KV history export in raw/: snapshot revisions cannot be checked"}
+        return {}, {"missing": "no KV history export in raw/: snapshot revisions cannot be checked"}
     buckets = {"safety": Bucket.of(rec.kv_safety), "approvals": Bucket.of(rec.kv_approvals)}
     intents = {}
     for row in rec.intents:

@@ -155,7 +155,7 @@ def _declared_wait_ms(rec: Recorded) -> int | None:
 def decision_oracle(rec: Recorded) -> tuple[dict, dict]:
     """Every recorded decision against the table, fed with the harness's facts."""
     if "node_owners" not in rec.params:
-        return {}, {"error": "run_params has no node_owners: the oracle has no owner to judge by"}
+        return {}, {"missing": "run_params has no node_owners: the oracle has no owner to judge by"}
     owners: dict[str, str] = rec.params["node_owners"]
     wait_ms = _declared_wait_ms(rec)
     intents = _intents_by_pair(rec)

@@ -129,4 +129,4 @@ def test_unreadable_snapshots_are_skipped_and_no_export_is_no_measurement():
     assert metrics["snapshot_revisions_checked"] == 0 and evidence["unreadable_skipped"] == 1
     data = world()
     metrics, evidence = snapshot_revisions(Recorded(audit=data.audit, intents=data.intents))
-    assert metrics == {} and "no KV history" in evidence["error"]
+    assert metrics == {} and "no KV history" in evidence["missing"]

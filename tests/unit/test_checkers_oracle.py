@@ -184,4 +184,4 @@ def test_a_record_without_its_intent_is_unjudged_and_no_owners_is_no_measurement
     metrics, _ = decision_oracle(data)
     assert (metrics["oracle_records_unjudged"], metrics["oracle_decisions_checked"]) == (1, 5)
     metrics, evidence = decision_oracle(Recorded(audit=data.audit, intents=data.intents, params={}))
-    assert metrics == {} and "node_owners" in evidence["error"]
+    assert metrics == {} and "node_owners" in evidence["missing"]
