@@ -61,28 +61,43 @@ async def read_stream(js, stream: str) -> list[dict]:
     return [r for r in rows if r["seq"] <= last_seq]
 
 
-async def export_kv(js, bucket: str) -> list[dict]:
-    """A KV bucket's whole retained history (its stream ``KV_<bucket>``), one row per revision.
+async def export_kv(js, bucket: str, watched: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """A KV bucket's history, one row per revision: what its stream ``KV_<bucket>`` still holds,
+    plus the revisions the run's live watch saw that the bucket's history limit has since
+    discarded (``kv_watch.py``). Returns (rows in sequence order, counts).
 
     ``operation`` is the KV-Operation header (PUT unless DEL/PURGE); ``data_b64`` the value's
     bytes, kept exact because a corrupted value is evidence too; ``kept_per_key`` the bucket's
-    history limit, so a checker can tell a revision the limit discarded from one never written."""
+    history limit; ``source`` "stream" or "watch". Where both saw a revision the stream's row
+    is kept, and a disagreement between them is counted (a bucket recreated mid-run)."""
     stream = f"KV_{bucket}"
     try:
         kept = (await js.stream_info(stream)).config.max_msgs_per_subject
     except NotFoundError:
         kept = None
-    return [{"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"],
-             "operation": r["headers"].get("KV-Operation", "PUT"),
-             "data_b64": base64.b64encode(r["data"]).decode(), "kept_per_key": kept}
-            for r in await read_stream(js, stream)]
+    rows = {r["seq"]: {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"],
+                       "operation": r["headers"].get("KV-Operation", "PUT"),
+                       "data_b64": base64.b64encode(r["data"]).decode(), "kept_per_key": kept, "source": "stream"}
+            for r in await read_stream(js, stream)}
+    in_stream, conflicts = len(rows), 0
+    for row in watched or []:
+        have = rows.get(row["seq"])
+        if have is None:
+            rows[row["seq"]] = {**row, "kept_per_key": kept, "source": "watch"}
+        elif (have["subject"], have["data_b64"], have["operation"]) != (row["subject"], row["data_b64"],
+                                                                       row["operation"]):
+            conflicts += 1
+    return [rows[s] for s in sorted(rows)], {"stream": in_stream, "watch_only": len(rows) - in_stream,
+                                             "conflicts": conflicts}
 
 
-async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None) -> dict:
+async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None,
+                     kv_watched: dict[str, list[dict]] | None = None) -> dict:
     """Write every raw export; returns counts for the run metadata."""
-    audit, intents, events, kv_safety, kv_approvals = await asyncio.gather(
+    watched = kv_watched or {}
+    audit, intents, events, (kv_safety, safety_counts), (kv_approvals, approvals_counts) = await asyncio.gather(
         read_stream(js, "AUDIT"), read_stream(js, "INTENTS"), read_stream(js, "EVENTS"),
-        export_kv(js, "safety"), export_kv(js, "approvals"))
+        export_kv(js, "safety", watched.get("safety")), export_kv(js, "approvals", watched.get("approvals")))
     recorded.write_jsonl(raw_dir / recorded.KV_SAFETY, kv_safety)
     recorded.write_jsonl(raw_dir / recorded.KV_APPROVALS, kv_approvals)
     recorded.write_jsonl(raw_dir / recorded.AUDIT, (
@@ -111,4 +126,4 @@ async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | No
     if logs_dir is not None and logs_dir.exists():
         shutil.copytree(logs_dir, raw_dir / "logs", dirs_exist_ok=True)
     return {"audit_records": len(audit), "intents": len(intents), "events": len(events), "ledger_rows": len(ledger),
-            "kv_safety_rows": len(kv_safety), "kv_approvals_rows": len(kv_approvals)}
+            "kv_safety": safety_counts, "kv_approvals": approvals_counts}
