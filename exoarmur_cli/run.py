@@ -255,7 +255,7 @@ class Run:
         counts = await export_all(nc.jetstream(), self.bundle.raw_dir, config.effector_url,
                                   None if options.api_url else config.monitor_url,
                                   (Path(config.stack_dir) / "logs") if stack else None, kv_watched=kv_watched)
-        self.meta["exported"] = {**counts, "kv_watch_errors": kv_watch.errors[:10]}
+        self.meta["exported"] = {**counts, "kv_watch_errors": kv_watch.error_count, "kv_watch_first_errors": kv_watch.errors}
         await nc.close()
 
     def _tables_bounds(self) -> list[dict]:

@@ -13,8 +13,10 @@ tenant's switch and, for A2/A3, the intent's approval). The KV buckets' own hist
 
 Why timestamps for "before": KV messages and INTENTS messages live in different streams, so
 their sequence numbers do not compare; their timestamps do, because one nats-server stamps
-both from one clock when it stores them. Exported timestamps are truncated to milliseconds,
-so only a strict ``<`` proves order; a tie is not judged (never a false stale read).
+both from one clock when it stores them. Exported timestamps are whole milliseconds, converted
+from the server's nanoseconds by two client paths (consumer metadata, message get) that may
+round a boundary differently, so order is taken as proven only when the two differ by more
+than ``CLOCK_SLACK_MS``; anything closer is not judged (never a false stale read).
 
 A revision the bucket's history limit has discarded (older than every value still kept for
 its key, with the key at its limit) cannot be checked and is counted apart, not as a mismatch.
@@ -35,6 +37,7 @@ from exoarmur_cli.checkers.common import first
 from exoarmur_cli.recorded import Recorded
 
 APPROVAL_CLASSES = frozenset({"A2", "A3"})
+CLOCK_SLACK_MS = 1  # whole-millisecond truncation of one server clock, read through two conversions
 UNPARSEABLE = object()  # a stored value no reader could have taken as a switch or an approval
 
 
@@ -71,7 +74,7 @@ class Bucket:
         return self.kept_per_key is not None and len(kept) >= self.kept_per_key and revision < kept[0].seq
 
     def latest_before(self, subject: str, before_ms: int) -> KvMessage | None:
-        older = [m for m in self.by_subject.get(subject, []) if m.timestamp_ms < before_ms]
+        older = [m for m in self.by_subject.get(subject, []) if m.timestamp_ms < before_ms - CLOCK_SLACK_MS]
         return older[-1] if older else None
 
 
@@ -112,7 +115,7 @@ def _problem(bucket: Bucket, kind: str, subject: str, revision: int, reported: o
     msg = bucket.by_seq[revision]
     if msg.subject != subject:
         return f"revision {revision} is a write of {msg.subject}"
-    if recorded_at_ms is not None and msg.timestamp_ms > recorded_at_ms:
+    if recorded_at_ms is not None and msg.timestamp_ms > recorded_at_ms + CLOCK_SLACK_MS:
         return f"revision {revision} was stored after the record ({msg.timestamp_ms} > {recorded_at_ms})"
     stored = msg.value if kind == "approvals" else _switch_value(msg.value)
     if stored is UNPARSEABLE:
