@@ -111,7 +111,7 @@ def test_a_clean_bundle_verifies(bundle: Path) -> None:
     assert list(found) == ["integrity", "decisions", "verdicts"]
     assert found["integrity"].counts["audit_seals_ok"] == 8 and found["integrity"].counts["files"] == 7
     assert found["decisions"].counts["replayed"] == 8
-    assert found["verdicts"].counts["criteria"] == 16
+    assert found["verdicts"].counts["criteria"] == 17
     assert report.recorded_status == "RED"  # a red run verifies: replay-verify checks evidence, not gates
     assert report.lines()[-1].startswith("VERIFIED")
 
