@@ -165,6 +165,9 @@ def decision_oracle(rec: Recorded) -> tuple[dict, dict]:
         r = row.get("record") or {}
         ref = f"{r.get('tenant_id')}:{r.get('idempotency_key')}"
         source = intents.get((r.get("tenant_id"), r.get("idempotency_key")))
+        if source is None:
+            unjudged.append({"intent": ref, "why": "no intent in INTENTS for this record"})
+            continue
         try:
             intent, snap = source["intent"], r["snapshot"]
             owner = owners.get(intent["node_id"])
