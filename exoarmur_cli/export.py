@@ -7,6 +7,7 @@ stack's public surfaces only (JetStream, the effector's ledger endpoint, the mon
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 from pathlib import Path
 
@@ -60,10 +61,45 @@ async def read_stream(js, stream: str) -> list[dict]:
     return [r for r in rows if r["seq"] <= last_seq]
 
 
-async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None) -> dict:
+async def export_kv(js, bucket: str, watched: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """A KV bucket's history, one row per revision: what its stream ``KV_<bucket>`` still holds,
+    plus the revisions the run's live watch saw that the bucket's history limit has since
+    discarded (``kv_watch.py``). Returns (rows in sequence order, counts).
+
+    ``operation`` is the KV-Operation header (PUT unless DEL/PURGE); ``data_b64`` the value's
+    bytes, kept exact because a corrupted value is evidence too; ``kept_per_key`` the bucket's
+    history limit; ``source`` "stream" or "watch". Where both saw a revision the stream's row
+    is kept, and a disagreement between them is counted (a bucket recreated mid-run)."""
+    stream = f"KV_{bucket}"
+    try:
+        kept = (await js.stream_info(stream)).config.max_msgs_per_subject
+    except NotFoundError:
+        kept = None
+    rows = {r["seq"]: {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"],
+                       "operation": r["headers"].get("KV-Operation", "PUT"),
+                       "data_b64": base64.b64encode(r["data"]).decode(), "kept_per_key": kept, "source": "stream"}
+            for r in await read_stream(js, stream)}
+    in_stream, conflicts = len(rows), 0
+    for row in watched or []:
+        have = rows.get(row["seq"])
+        if have is None:
+            rows[row["seq"]] = {**row, "kept_per_key": kept, "source": "watch"}
+        elif (have["subject"], have["data_b64"], have["operation"]) != (row["subject"], row["data_b64"],
+                                                                       row["operation"]):
+            conflicts += 1
+    return [rows[s] for s in sorted(rows)], {"stream": in_stream, "watch_only": len(rows) - in_stream,
+                                             "conflicts": conflicts}
+
+
+async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None,
+                     kv_watched: dict[str, list[dict]] | None = None) -> dict:
     """Write every raw export; returns counts for the run metadata."""
-    audit, intents, events = await asyncio.gather(
-        read_stream(js, "AUDIT"), read_stream(js, "INTENTS"), read_stream(js, "EVENTS"))
+    watched = kv_watched or {}
+    audit, intents, events, (kv_safety, safety_counts), (kv_approvals, approvals_counts) = await asyncio.gather(
+        read_stream(js, "AUDIT"), read_stream(js, "INTENTS"), read_stream(js, "EVENTS"),
+        export_kv(js, "safety", watched.get("safety")), export_kv(js, "approvals", watched.get("approvals")))
+    recorded.write_jsonl(raw_dir / recorded.KV_SAFETY, kv_safety)
+    recorded.write_jsonl(raw_dir / recorded.KV_APPROVALS, kv_approvals)
     recorded.write_jsonl(raw_dir / recorded.AUDIT, (
         {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "record": orjson.loads(r["data"])}
         for r in audit))
@@ -89,4 +125,5 @@ async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | No
             (raw_dir / "nats_server.json").write_bytes(orjson.dumps(server, option=orjson.OPT_INDENT_2))
     if logs_dir is not None and logs_dir.exists():
         shutil.copytree(logs_dir, raw_dir / "logs", dirs_exist_ok=True)
-    return {"audit_records": len(audit), "intents": len(intents), "events": len(events), "ledger_rows": len(ledger)}
+    return {"audit_records": len(audit), "intents": len(intents), "events": len(events), "ledger_rows": len(ledger),
+            "kv_safety": safety_counts, "kv_approvals": approvals_counts}

@@ -12,6 +12,9 @@ raw/ files (one JSON object per line unless noted):
 - effector_ledger.jsonl  the effector's ledger rows
 - samples.jsonl          {"time_ms", "kind", "process", "value"} — RSS, pending depth, ...
 - effector_wire.jsonl    {"event", "conn", "key", "wall_ms", ...} — cells -> effector HTTP as the proxy saw it
+- kv_safety_export.jsonl {"seq", "subject", "timestamp_ms", "operation", "data_b64", "kept_per_key"} —
+                         the safety KV bucket's retained history (stream KV_safety)
+- kv_approvals_export.jsonl  the same for the approvals bucket (stream KV_approvals)
 - run_params.json        (one object) seed, profile, policy tables, scenario parameters, stack view
 """
 
@@ -34,6 +37,8 @@ LEDGER = "effector_ledger.jsonl"
 SAMPLES = "samples.jsonl"
 WIRE = "effector_wire.jsonl"
 RUN_PARAMS = "run_params.json"
+KV_SAFETY = "kv_safety_export.jsonl"
+KV_APPROVALS = "kv_approvals_export.jsonl"
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,9 @@ class Recorded:
     samples: list[dict[str, Any]] = field(default_factory=list)
     wire: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    # None: the bundle has no KV export (an older run), which is not the same as an empty bucket.
+    kv_safety: list[dict[str, Any]] | None = None
+    kv_approvals: list[dict[str, Any]] | None = None
 
     def scenario_events(self, scenario: str) -> list[Event]:
         return [e for e in self.history if e.scenario == scenario]
@@ -89,4 +97,6 @@ def load(raw_dir: Path) -> Recorded:
         samples=read_jsonl(raw_dir / SAMPLES),
         wire=read_jsonl(raw_dir / WIRE),
         params=orjson.loads(params_path.read_bytes()) if params_path.exists() else {},
+        kv_safety=read_jsonl(raw_dir / KV_SAFETY) if (raw_dir / KV_SAFETY).exists() else None,
+        kv_approvals=read_jsonl(raw_dir / KV_APPROVALS) if (raw_dir / KV_APPROVALS).exists() else None,
     )

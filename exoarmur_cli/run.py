@@ -31,6 +31,7 @@ from exoarmur_cli.bundle import Bundle
 from exoarmur_cli.client import AuditWatch, StackClient
 from exoarmur_cli.export import export_all
 from exoarmur_cli.history import FAIL, OK, History
+from exoarmur_cli.kv_watch import KvWatch
 from exoarmur_cli.scenarios import DRIVERS, ORDER, Context, ScenarioNotRun, load_scenario
 from exoarmur_cli.stack import LocalStack
 
@@ -234,6 +235,8 @@ class Run:
         sampler = asyncio.create_task(_sample(stack, nc.jetstream(), self.bundle.raw_dir, history, stop))
         watch = AuditWatch()
         await watch.start(nc)
+        kv_watch = KvWatch()  # every KV revision, including those the buckets' history limit drops
+        await kv_watch.start(nc.jetstream())
         rng = random.Random(options.seed)
         try:
             async with StackClient(config, history, api_url=options.api_url) as client:
@@ -255,10 +258,11 @@ class Run:
             stop.set()
             await sampler
         self.progress("exporting streams, ledger and logs")
+        kv_watched = await kv_watch.stop()
         counts = await export_all(nc.jetstream(), self.bundle.raw_dir, config.effector_url,
                                   None if options.api_url else config.monitor_url,
-                                  (Path(config.stack_dir) / "logs") if stack else None)
-        self.meta["exported"] = counts
+                                  (Path(config.stack_dir) / "logs") if stack else None, kv_watched=kv_watched)
+        self.meta["exported"] = {**counts, "kv_watch_errors": kv_watch.error_count, "kv_watch_first_errors": kv_watch.errors}
         await nc.close()
 
     def _tables_bounds(self) -> list[dict]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from exoarmur_cli.checkers import admission, approvals, capacity, durability, faults, integrity, safety, wire
+from exoarmur_cli.checkers import (
+    admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, safety, wire,
+)
 from exoarmur_cli.recorded import Recorded
 
 Checker = Callable[[Recorded], tuple[dict, dict]]
@@ -22,6 +24,8 @@ CHECKERS: dict[str, Checker] = {
     "restarts": durability.restarts,
     "cold_start": durability.cold_start,
     "decision_replay": safety.decision_replay,
+    "decision_oracle": oracle.decision_oracle,
+    "snapshot_revisions": kv_revisions.snapshot_revisions,
     "killswitch": safety.killswitch,
     "approvals": approvals.approvals,
     "operator_door": approvals.operator_door,
