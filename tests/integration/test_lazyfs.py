@@ -206,3 +206,31 @@ def test_sqlite_committed_rows_across_power_loss(lazy, synchronous):
         assert rows == 200
     else:
         assert rows < 200 and lost["bytes_dropped"] > 0
+
+
+# --- mount hygiene ----------------------------------------------------------------------------------
+
+
+def test_a_crashed_daemon_leaves_a_stale_mount_that_the_next_start_cleans(tmp_path):
+    from exoarmur_cli.faults.lazyfs import clean_stale_mounts
+
+    mount = LazyMount(tmp_path / "m", tmp_path / "b", tmp_path / "ctl.sock", tmp_path / "log")
+    mount.start()
+    mount.child.kill()  # the harness crashed hard: nobody unmounted
+    assert is_mounted(mount.mountpoint)
+    with pytest.raises(OSError):
+        os.stat(mount.mountpoint)  # "Transport endpoint is not connected"
+    from exoarmur_cli.faults.lazyfs import mount as mount_module
+
+    mount_module._MOUNTED.pop(str(mount.mountpoint))  # as in a fresh process
+    assert str(mount.mountpoint) in clean_stale_mounts()
+    assert not is_mounted(mount.mountpoint)
+
+
+def test_mounting_over_a_mount_point_fails_with_a_reason(lazy, tmp_path):
+    from exoarmur_cli.faults.lazyfs import LazyFSReason, LazyFSUnavailable
+
+    second = LazyMount(lazy.mountpoint, tmp_path / "b2", tmp_path / "ctl2.sock", tmp_path / "log2")
+    with pytest.raises(LazyFSUnavailable) as raised:
+        second.start()
+    assert raised.value.reason == LazyFSReason.MOUNT_FAILED
