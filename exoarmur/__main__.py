@@ -87,9 +87,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.component == "effector":
         from pathlib import Path
 
+        from exoarmur.defects import Defect
         from exoarmur.effector import run_effector
 
-        run_effector(config.host, config.effector_port, str(Path(config.stack_dir) / "effector-ledger.db"), config.seed)
+        ledger = Path(config.ledger_dir or config.stack_dir) / "effector-ledger.db"
+        synchronous = "OFF" if config.has_defect(Defect.LEDGER_NO_FSYNC) else "FULL"
+        run_effector(config.host, config.effector_port, str(ledger), config.seed, synchronous)
     elif args.component == "provision":
         import asyncio
 

@@ -122,12 +122,12 @@ def _now_ms() -> int:
 class Ledger:
     """One SQLite connection, guarded by a lock; each call is one short transaction."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], synchronous: str = "FULL") -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")  # OFF only as an injected defect
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.execute(_SCHEMA)
 
@@ -229,9 +229,9 @@ def _error(status: int, code: ReasonCode, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"reason_code": code.value, "detail": detail})
 
 
-def create_app(ledger_path: str | os.PathLike[str], seed: int) -> HotPath:
+def create_app(ledger_path: str | os.PathLike[str], seed: int, synchronous: str = "FULL") -> HotPath:
     """An effector app over the ledger at ``ledger_path``; ``seed`` seeds the fault RNG."""
-    ledger = Ledger(ledger_path)
+    ledger = Ledger(ledger_path, synchronous)
     writer = GroupCommit(ledger)
     state: dict[str, Any] = {"faults": FaultSettings(), "rng": random.Random(seed)}
     stats = {"requests": 0, "applied": 0, "replayed": 0, "faulted": 0}
@@ -316,9 +316,9 @@ def create_app(ledger_path: str | os.PathLike[str], seed: int) -> HotPath:
     return HotPath(app, "POST", "/v1/effects", post_effect)
 
 
-def run_effector(host: str, port: int, ledger_path: str, seed: int) -> None:
+def run_effector(host: str, port: int, ledger_path: str, seed: int, synchronous: str = "FULL") -> None:
     """Serve the effector until SIGTERM/SIGINT (blocking); uvicorn shuts down gracefully."""
-    app = create_app(ledger_path, seed)
+    app = create_app(ledger_path, seed, synchronous)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

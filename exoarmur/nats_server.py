@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from exoarmur.defects import Defect
 from exoarmur.errors import ConfigError
 from exoarmur.stackconfig import StackConfig
 
@@ -27,6 +28,7 @@ def server_binary() -> str:
 
 def server_config_text(config: StackConfig) -> str:
     store_dir = Path(config.stack_dir) / "jetstream"
+    sync_interval = "2m" if config.has_defect(Defect.LAZY_FSYNC) else config.sync_interval  # 2m: JetStream's default
     return "\n".join(
         [
             f"server_name: exoarmur_{config.nats_port}",
@@ -34,7 +36,7 @@ def server_config_text(config: StackConfig) -> str:
             f"http: {config.host}:{config.nats_monitor_port}",
             "jetstream {",
             f'  store_dir: "{store_dir}"',
-            f"  sync_interval: {config.sync_interval}",
+            f"  sync_interval: {sync_interval}",
             "  max_memory_store: 256MB",
             "  max_file_store: 4GB",
             "}",

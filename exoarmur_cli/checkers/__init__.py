@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from exoarmur_cli.checkers import capacity, durability, faults, integrity, safety
+from exoarmur_cli.checkers import capacity, durability, faults, integrity, power_loss, safety
 from exoarmur_cli.recorded import Recorded
 
 Checker = Callable[[Recorded], tuple[dict, dict]]
@@ -19,6 +19,7 @@ CHECKERS: dict[str, Checker] = {
     "expectations": integrity.expectations,
     "refusals": integrity.refusals,
     "persistence": durability.persistence,
+    "power_loss": power_loss.power_loss,
     "restarts": durability.restarts,
     "cold_start": durability.cold_start,
     "decision_replay": safety.decision_replay,
