@@ -6,7 +6,8 @@ ledger effect keys), what its disks dropped (``power_loss``), how the stores cam
 (``power_restored``), what was stored right after (``stored_after``); and at the end the
 intents the api acknowledged (``acked_intents``) and everything stored (``stored_final``).
 Comparing right after a restart as well as at the end matters: redelivery may later re-create
-a lost record, which must not hide that it was lost.
+a lost record, which must not hide that it was lost. Losses are counted once per record subject
+and per effect key; the evidence says before which power loss each was last seen.
 """
 
 from __future__ import annotations
@@ -95,9 +96,10 @@ def power_loss(rec: Recorded) -> tuple[dict, dict]:
         "power_loss_acked_intents_lost": len(lost_intents) if complete else None,
         "power_loss_acked_without_terminal": len(without_terminal) if complete else None,
         "power_loss_records_compared": sum(len(b.get("audit") or {}) for b in befores.values()),
-        "power_loss_acked_records_lost": len(lost_records) if befores else None,
+        "power_loss_acked_records_lost": len({r["subject"] for r in lost_records}) if befores else None,
         "power_loss_effects_compared": sum(len(b.get("ledger") or []) for b in befores.values()),
-        "power_loss_acked_effects_lost": len(lost_effects) + len(executed_without_effect) if complete else None,
+        "power_loss_acked_effects_lost": (len({e["effect_key"] for e in lost_effects} | set(executed_without_effect))
+                                          if complete else None),
         "power_loss_restart_failures": len(failed_restores) + len(losses) - len(restores),
         "power_loss_store_errors": len(problems),
     }

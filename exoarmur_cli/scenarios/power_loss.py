@@ -160,7 +160,7 @@ async def power_loss(ctx: Context) -> None:
             except Exception:
                 pass
         history.close()
-        await asyncio.to_thread(machine.shut_down, ctx.raw_dir)
+        machine.shut_down(ctx.raw_dir)  # not in a thread: an interrupt must not cut the clean-up short
 
 
 async def _drive(sub: Context, machine: Machine) -> None:
