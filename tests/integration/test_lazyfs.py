@@ -234,3 +234,17 @@ def test_mounting_over_a_mount_point_fails_with_a_reason(lazy, tmp_path):
     with pytest.raises(LazyFSUnavailable) as raised:
         second.start()
     assert raised.value.reason == LazyFSReason.MOUNT_FAILED
+
+
+def test_an_unlinked_open_file_stays_usable_until_closed(lazy):
+    path = lazy.mountpoint / "doomed"
+    with open(path, "w+b") as handle:
+        handle.write(b"still here")
+        handle.flush()
+        path.unlink()
+        assert not path.exists()
+        handle.seek(0)
+        assert handle.read() == b"still here"
+        os.fsync(handle.fileno())
+        assert os.fstat(handle.fileno()).st_size == len(b"still here")
+    assert lazy.power_loss()["bytes_dropped"] == 0

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_control(args.control, fs)
     try:
         mfusepy.FUSE(fs, args.mountpoint, foreground=True, fsname="exoarmur-lazyfs", subtype="lazyfs",
-                     attr_timeout=0, entry_timeout=0, negative_timeout=0, hard_remove=True)
+                     attr_timeout=0, entry_timeout=0, negative_timeout=0)
     except RuntimeError as exc:  # libfuse's exit status: expected after a signal once mounted
         if not fs.mounted:
             print(f"lazyfs: MOUNT_FAILED: libfuse exit status {exc}", file=sys.stderr)

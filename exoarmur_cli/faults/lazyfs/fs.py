@@ -9,7 +9,8 @@ closely enough for a database to restart on what is left:
   power loss; one that was fsynced keeps its name;
 * truncation and extension are part of the file's unsynced state (lost with its data);
 * rename first makes the source file's data durable (ext4's replace-via-rename rule), then
-  renames in the backing directory, durably; unlink, mkdir and rmdir are durable at once;
+  renames in the backing directory, durably; unlink, mkdir and rmdir are durable at once
+  (libfuse turns the unlink of an open file into a rename to ``.fuse_hidden*``, unlinked on close);
 * a clean unmount syncs everything (a clean shutdown flushes the page cache).
 
 ``power_loss()`` is called from another thread (the control socket); one lock serialises it
@@ -44,9 +45,7 @@ class Node:
 
 
 class LazyFS(mfusepy.Operations):
-    use_ns = True
-    flag_nopath = False
-    flag_nullpath_ok = True
+    use_ns = True  # times in nanoseconds
 
     def __init__(self, backing: str) -> None:
         self.root = os.path.realpath(backing)
