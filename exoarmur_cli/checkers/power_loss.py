@@ -94,7 +94,7 @@ def power_loss(rec: Recorded) -> tuple[dict, dict]:
         "power_loss_canaries_survived": canaries_survived if len(restores) == len(losses) else None,
         "power_loss_acked_intents": len(acked),
         "power_loss_acked_intents_lost": len(lost_intents) if complete else None,
-        "power_loss_acked_without_terminal": len(without_terminal) if complete else None,
+        "power_loss_intents_without_terminal": len(without_terminal) if complete else None,
         "power_loss_records_compared": sum(len(b.get("audit") or {}) for b in befores.values()),
         "power_loss_acked_records_lost": len({r["subject"] for r in lost_records}) if befores else None,
         "power_loss_effects_compared": sum(len(b.get("ledger") or []) for b in befores.values()),

@@ -69,7 +69,7 @@ def test_clean_run_is_all_zero():
     assert metrics == {
         "power_losses": 3, "power_losses_without_dropped_bytes": 0, "power_loss_unsynced_bytes_dropped_min": 4096,
         "power_loss_canaries_survived": 0, "power_loss_acked_intents": 3, "power_loss_acked_intents_lost": 0,
-        "power_loss_acked_without_terminal": 0, "power_loss_records_compared": 9, "power_loss_acked_records_lost": 0,
+        "power_loss_intents_without_terminal": 0, "power_loss_records_compared": 9, "power_loss_acked_records_lost": 0,
         "power_loss_effects_compared": 9, "power_loss_acked_effects_lost": 0, "power_loss_restart_failures": 0,
         "power_loss_store_errors": 0,
     }
@@ -127,7 +127,7 @@ def test_acked_intent_without_terminal_record():
     obs = scenario()
     obs["final"]["audit"] = dict(list(AUDIT.items())[1:])
     metrics, _ = judge(obs)
-    assert metrics["power_loss_acked_without_terminal"] == 1
+    assert metrics["power_loss_intents_without_terminal"] == 1
 
 
 def test_a_power_loss_that_dropped_nothing_and_a_surviving_canary():
@@ -155,7 +155,7 @@ def test_missing_final_read_leaves_the_end_state_unmeasured():
     obs = scenario()
     obs["final"] = None
     metrics, _ = judge(obs)
-    for name in ("power_loss_acked_intents_lost", "power_loss_acked_without_terminal", "power_loss_acked_effects_lost"):
+    for name in ("power_loss_acked_intents_lost", "power_loss_intents_without_terminal", "power_loss_acked_effects_lost"):
         assert metrics[name] is None
 
 
