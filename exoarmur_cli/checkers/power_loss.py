@@ -95,9 +95,9 @@ def power_loss(rec: Recorded) -> tuple[dict, dict]:
         "power_loss_acked_intents": len(acked),
         "power_loss_acked_intents_lost": len(lost_intents) if complete else None,
         "power_loss_intents_without_terminal": len(without_terminal) if complete else None,
-        "power_loss_records_compared": sum(len(b.get("audit") or {}) for b in befores.values()),
+        "power_loss_records_compared": len({s for b in befores.values() for s in b.get("audit") or {}}),
         "power_loss_acked_records_lost": len({r["subject"] for r in lost_records}) if befores else None,
-        "power_loss_effects_compared": sum(len(b.get("ledger") or []) for b in befores.values()),
+        "power_loss_effects_compared": len({k for b in befores.values() for k in b.get("ledger") or []}),
         "power_loss_acked_effects_lost": (len({e["effect_key"] for e in lost_effects} | set(executed_without_effect))
                                           if complete else None),
         "power_loss_restart_failures": len(failed_restores) + len(losses) - len(restores),
