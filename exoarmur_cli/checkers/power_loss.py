@@ -103,6 +103,9 @@ def power_loss(rec: Recorded) -> tuple[dict, dict]:
         "power_loss_restart_failures": len(failed_restores) + len(losses) - len(restores),
         "power_loss_store_errors": len(problems),
     }
+    key_of = {f"exo.audit.{t}.{key_digest(t, k)}": f"{t}:{k}" for t, k in acked}
+    for lost in lost_records:
+        lost["intent"] = key_of.get(lost["subject"], "?")
     evidence = {
         "per_power_loss": [{"round": loss["round"], "target": loss["target"],
                             "unsynced_bytes_dropped": {h: d.get("bytes_dropped") for h, d in loss["dropped"].items()},

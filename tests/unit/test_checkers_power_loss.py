@@ -95,7 +95,8 @@ def test_record_lost_right_after_a_restart_counts_even_if_it_comes_back_later():
     del obs["after"][1]["audit"][subject]  # redelivery re-created it before the end
     metrics, evidence = judge(obs)
     assert metrics["power_loss_acked_records_lost"] == 1
-    assert evidence["lost_records"] == [{"round": 1, "subject": subject, "then": "missing"}]
+    assert evidence["lost_records"] == [{"round": 1, "subject": subject, "then": "missing",
+                                         "intent": f"{PAIRS[0][0]}:{PAIRS[0][1]}"}]
 
 
 def test_record_changed_is_lost():
