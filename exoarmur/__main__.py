@@ -69,8 +69,10 @@ def _run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         from exoarmur.effector import run_effector
+        from exoarmur.seams import injected
 
-        run_effector(config.host, config.effector_port, str(Path(config.stack_dir) / "effector-ledger.db"), config.seed)
+        ledger = Path(config.ledger_dir or config.stack_dir) / "effector-ledger.db"
+        run_effector(config.host, config.effector_port, str(ledger), config.seed, injected(config.defects))
     elif args.component == "provision":
         _provision(args.nats_url or config.nats_url)
     return 0

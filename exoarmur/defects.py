@@ -25,6 +25,8 @@ class Defect(str, Enum):
     SILENT_DROP = "silent-drop"
     NONDETERMINISTIC_DECISION = "nondeterministic-decision"
     NO_RATE_LIMIT = "no-rate-limit"
+    LAZY_FSYNC = "lazy-fsync"
+    LEDGER_NO_FSYNC = "ledger-no-fsync"
 
 
 DESCRIPTIONS: dict[Defect, str] = {
@@ -42,6 +44,8 @@ DESCRIPTIONS: dict[Defect, str] = {
     Defect.SILENT_DROP: "a full queue answers 202 and drops the intent",
     Defect.NONDETERMINISTIC_DECISION: "the decision reads the wall clock instead of its recorded input",
     Defect.NO_RATE_LIMIT: "token buckets disabled",
+    Defect.LAZY_FSYNC: "JetStream fsyncs on its default interval (2 minutes), not before each ack",
+    Defect.LEDGER_NO_FSYNC: "the effector's SQLite ledger runs with synchronous=OFF: a commit is acked before it is on disk",
 }
 
 

@@ -9,10 +9,26 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from exoarmur.defects import Defect
 from exoarmur.errors import ConfigError
+from exoarmur.seams import Alternatives, choose, injected
 from exoarmur.stackconfig import StackConfig
+
+
+# --- the fsync seam: when JetStream's acknowledgement means "on disk" ---------------------------
+
+@dataclass(frozen=True)
+class ServerSync:
+    sync_interval: str = "always"  # fsync before each ack (JetStream's default fsyncs every 2 minutes)
+
+
+SERVER_SYNC_DEFECTS: Alternatives = {
+    # Defect ``lazy-fsync``: JetStream's default interval; an ack can precede the disk by 2 minutes.
+    Defect.LAZY_FSYNC: {"sync_interval": "2m"},
+}
 
 
 def server_binary() -> str:
@@ -27,6 +43,7 @@ def server_binary() -> str:
 
 def server_config_text(config: StackConfig) -> str:
     store_dir = Path(config.stack_dir) / "jetstream"
+    sync_interval = choose(ServerSync(config.sync_interval), SERVER_SYNC_DEFECTS, injected(config.defects)).sync_interval
     return "\n".join(
         [
             f"server_name: exoarmur_{config.nats_port}",
@@ -34,7 +51,7 @@ def server_config_text(config: StackConfig) -> str:
             f"http: {config.host}:{config.nats_monitor_port}",
             "jetstream {",
             f'  store_dir: "{store_dir}"',
-            f"  sync_interval: {config.sync_interval}",
+            f"  sync_interval: {sync_interval}",
             "  max_memory_store: 256MB",
             "  max_file_store: 4GB",
             "}",

@@ -39,6 +39,7 @@ class StackConfig(BaseModel):
     cells: int = 2
     seed: int = 0
     sync_interval: str = "always"  # JetStream fsync policy: an ack means on disk
+    ledger_dir: str = ""  # where the effector keeps its SQLite ledger ("": the stack dir)
     tenants: list[str]
     nodes: dict[str, str]  # node_id -> owning tenant_id
     peers: dict[str, Peer]  # peer_id -> Peer

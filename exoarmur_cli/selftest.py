@@ -21,6 +21,8 @@ from exoarmur_cli.run import Run, RunOptions
 # defect -> (the gate it threatens, the criterion's metric that must be among the failed ones)
 EXPECTED: dict[Defect, tuple[int, str]] = {
     Defect.MEMORY_STORAGE: (1, "acked_intents_lost"),
+    Defect.LAZY_FSYNC: (1, "power_loss_acked_intents_lost"),
+    Defect.LEDGER_NO_FSYNC: (1, "power_loss_acked_effects_lost"),
     Defect.ACK_BEFORE_DURABLE: (2, "restart_acked_without_terminal"),
     Defect.NONDETERMINISTIC_DECISION: (3, "decision_mismatches"),
     Defect.KILLSWITCH_IGNORED: (5, "executions_while_global_engaged"),

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import random
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,8 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from exoarmur.contracts import EffectorReceipt, ReasonCode
+from exoarmur.defects import Defect
 from exoarmur.effector.faults import FaultSettings, fault_delay_s, fault_errors, hang
-from exoarmur.effector.ledger import EffectRequest, GroupCommit, Ledger
+from exoarmur.effector.ledger import EffectRequest, GroupCommit, Ledger, LedgerSync, ledger_sync
 from exoarmur.hotpath import HotPath
 
 GRACEFUL_SHUTDOWN_S = 3  # so SIGTERM is not held up an hour by a request stuck in a hang
@@ -26,8 +28,8 @@ GRACEFUL_SHUTDOWN_S = 3  # so SIGTERM is not held up an hour by a request stuck 
 class EffectorState:
     """The ledger, its group-commit writer, the fault settings with their RNG, and counters."""
 
-    def __init__(self, ledger_path: str | os.PathLike[str], seed: int) -> None:
-        self.ledger = Ledger(ledger_path)
+    def __init__(self, ledger_path: str | os.PathLike[str], seed: int, sync: LedgerSync = LedgerSync()) -> None:
+        self.ledger = Ledger(ledger_path, sync)
         self.writer = GroupCommit(self.ledger)
         self.faults = FaultSettings()
         self.rng = random.Random(seed)
@@ -122,10 +124,10 @@ async def _lifespan(app: FastAPI):
     app.state.effector.ledger.close()
 
 
-def create_app(ledger_path: str | os.PathLike[str], seed: int) -> HotPath:
+def create_app(ledger_path: str | os.PathLike[str], seed: int, sync: LedgerSync = LedgerSync()) -> HotPath:
     """An effector app over the ledger at ``ledger_path``; ``seed`` seeds the fault RNG."""
     app = FastAPI(title="exoarmur-effector", lifespan=_lifespan)
-    app.state.effector = EffectorState(ledger_path, seed)
+    app.state.effector = EffectorState(ledger_path, seed, sync)
     app.state.ledger = app.state.effector.ledger
     app.get("/healthz")(healthz)
     app.get("/v1/faults")(get_faults)
@@ -137,9 +139,9 @@ def create_app(ledger_path: str | os.PathLike[str], seed: int) -> HotPath:
     return HotPath(app, "POST", "/v1/effects", post_effect)
 
 
-def run_effector(host: str, port: int, ledger_path: str, seed: int) -> None:
+def run_effector(host: str, port: int, ledger_path: str, seed: int, defects: Iterable[Defect] = ()) -> None:
     """Serve the effector until SIGTERM/SIGINT (blocking); uvicorn shuts down gracefully."""
-    app = create_app(ledger_path, seed)
+    app = create_app(ledger_path, seed, ledger_sync(defects))
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

@@ -11,6 +11,8 @@ import asyncio
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exoarmur.clock import now_ms
 from exoarmur.contracts import EffectorReceipt, sha256_hex
+from exoarmur.defects import Defect
+from exoarmur.seams import Alternatives, choose
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -68,15 +72,32 @@ def receipt_id_for(idempotency_key: str) -> str:
 
 
 
+# --- the ledger-sync seam: when a commit counts as done --------------------------------------------
+
+@dataclass(frozen=True)
+class LedgerSync:
+    synchronous: str = "FULL"  # SQLite fsyncs before a commit returns: an acknowledged effect is on disk
+
+
+LEDGER_SYNC_DEFECTS: Alternatives = {
+    # Defect ``ledger-no-fsync``: commits return before they reach the disk; a power loss forgets them.
+    Defect.LEDGER_NO_FSYNC: {"synchronous": "OFF"},
+}
+
+
+def ledger_sync(defects: Iterable[Defect] = ()) -> LedgerSync:
+    return choose(LedgerSync(), LEDGER_SYNC_DEFECTS, defects)
+
+
 class Ledger:
     """One SQLite connection, guarded by a lock; each call is one short transaction."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], sync: LedgerSync = LedgerSync()) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute(f"PRAGMA synchronous={sync.synchronous}")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.execute(_SCHEMA)
 

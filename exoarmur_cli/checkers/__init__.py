@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from exoarmur_cli.checkers import (
-    admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, safety, wire,
+    admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, power_loss, safety, wire,
 )
 from exoarmur_cli.recorded import Recorded
 
@@ -21,6 +21,7 @@ CHECKERS: dict[str, Checker] = {
     "expectations": integrity.expectations,
     "refusals": integrity.refusals,
     "persistence": durability.persistence,
+    "power_loss": power_loss.power_loss,
     "restarts": durability.restarts,
     "cold_start": durability.cold_start,
     "decision_replay": safety.decision_replay,

@@ -12,12 +12,13 @@ from typing import Any, Awaitable, Callable
 
 from exoarmur.contracts import ReasonCode
 from exoarmur.errors import ExoError
-from exoarmur_cli.scenarios import capacity, durability, failures, safety
+from exoarmur_cli.scenarios import capacity, durability, failures, power_loss, safety
 from exoarmur_cli.scenarios.base import Context, ScenarioNotRun
 
 DRIVERS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "deployment": durability.deployment,
     "persistence": durability.persistence,
+    "power_loss": power_loss.power_loss,
     "restart": durability.restart,
     "replay": safety.replay,
     "killswitch": safety.killswitch,

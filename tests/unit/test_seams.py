@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exoarmur import natsio
+from exoarmur import nats_server, natsio
 from exoarmur.api import admission, publisher, reads
 from exoarmur.api.admission import ADMISSION_DEFECTS, Admission
 from exoarmur.api.publisher import PUBLISHER_DEFECTS, Publisher
@@ -15,12 +15,14 @@ from exoarmur.cell.delivery import DELIVERY_DEFECTS, Delivery
 from exoarmur.cell.effects import EFFECTOR_CALL_DEFECTS, EffectorCalls
 from exoarmur.cell.safety import SAFETY_DEFECTS, Safety
 from exoarmur.defects import DESCRIPTIONS, Defect
+from exoarmur.effector.ledger import LEDGER_SYNC_DEFECTS, LedgerSync
 from exoarmur.seams import choose, injected
 
 SEAMS = [
     (Admission(), ADMISSION_DEFECTS), (Publisher(), PUBLISHER_DEFECTS), (AuditScope(), AUDIT_SCOPE_DEFECTS),
     (Safety(), SAFETY_DEFECTS), (Delivery(), DELIVERY_DEFECTS), (EffectorCalls(), EFFECTOR_CALL_DEFECTS),
-    (natsio.Storage(), natsio.STORAGE_DEFECTS),
+    (natsio.Storage(), natsio.STORAGE_DEFECTS), (nats_server.ServerSync(), nats_server.SERVER_SYNC_DEFECTS),
+    (LedgerSync(), LEDGER_SYNC_DEFECTS),
 ]
 
 
