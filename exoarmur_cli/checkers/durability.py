@@ -25,6 +25,7 @@ def persistence(rec: Recorded) -> tuple[dict, dict]:
                 for subject, digest in snap[stream].items():
                     if later[stream].get(subject) != digest:
                         changed[stream].append({"subject": subject, "in": snap["label"], "then": later["label"]})
+    streams_changed = _whole_streams_changed(snapshots)
     acked = {e.value["key"] for e in rec.history if e.scenario == "persistence" and e.f == "submit" and e.type == "ok"}
     in_export = {r["intent"]["idempotency_key"] for r in rec.intents}
     lost = sorted(acked - in_export)
@@ -35,12 +36,37 @@ def persistence(rec: Recorded) -> tuple[dict, dict]:
         "audit_records_changed_or_lost": len(changed["audit"]) if snapshots else None,
         "audit_records_compared": compared,
         "intents_compared": len(snapshots[0]["intents"]) if snapshots else None,
+        "stream_messages_changed_or_lost": len(streams_changed) if snapshots and "streams" in snapshots[0] else None,
+        # each message counts once per later snapshot it was compared against
+        "stream_messages_compared": sum(len(m) * (len(snapshots) - 1 - i) for i, snap in enumerate(snapshots)
+                                        for m in snap.get("streams", {}).values()),
         "acked_intents_checked": len(acked),
         "nats_restarts_sigterm": restarts.count("SIGTERM"),
         "nats_restarts_sigkill": restarts.count("SIGKILL"),
     }
     return metrics, {"lost": first(lost), "intents_changed": first(changed["intents"]),
+                     "stream_messages_changed": first(streams_changed),
                      "audit_changed": first(changed["audit"]), "snapshots": [s["label"] for s in snapshots]}
+
+
+def _whole_streams_changed(snapshots: list[dict]) -> list[dict]:
+    """Messages of EVENTS and the KV buckets that a later snapshot lost or changed.
+
+    A KV bucket keeps a few revisions per key, so an old revision may roll off: only the latest
+    message of each subject must survive, unless a later snapshot holds a newer one of it."""
+    changed = []
+    for i, snap in enumerate(snapshots):
+        for later in snapshots[i + 1:]:
+            for stream, messages in snap.get("streams", {}).items():
+                after = later.get("streams", {}).get(stream, {})
+                newest = {}
+                for seq, (subject, _) in after.items():
+                    newest[subject] = max(newest.get(subject, 0), int(seq))
+                for seq, (subject, digest) in messages.items():
+                    superseded = stream.startswith("KV_") and newest.get(subject, 0) > int(seq)
+                    if after.get(seq) != [subject, digest] and not superseded:
+                        changed.append({"stream": stream, "seq": int(seq), "in": snap["label"], "then": later["label"]})
+    return changed
 
 
 def restarts(rec: Recorded) -> tuple[dict, dict]:

@@ -22,15 +22,24 @@ from exoarmur_cli.export import read_stream
 from exoarmur_cli.scenarios.base import Context
 
 
+# Every stream the stack keeps, hashed across restarts: intents and records (ours, by subject),
+# events and both KV buckets (every message, by sequence).
+WHOLE_STREAMS = ("EVENTS", "KV_safety", "KV_approvals")
+
+
 async def _snapshot(ctx: Context, label: str, keys: list[tuple[str, str]]) -> None:
-    """Record the content hash of every intent and audit message of ours, by subject."""
+    """Record the content hash of every message that must survive a restart."""
     ours_intents = {f"exo.intents.{t}.{key_digest(t, k)}" for t, k in keys}
     ours_audit = {f"exo.audit.{t}.{key_digest(t, k)}" for t, k in keys}
     intents = {r["subject"]: hashlib.sha256(r["data"]).hexdigest()
                for r in await read_stream(ctx.js, "INTENTS") if r["subject"] in ours_intents}
     audit = {r["subject"]: hashlib.sha256(r["data"]).hexdigest()
              for r in await read_stream(ctx.js, "AUDIT") if r["subject"] in ours_audit}
-    ctx.observe("stream_snapshot", label=label, intents=intents, audit=audit)
+    whole = {}
+    for stream in WHOLE_STREAMS:
+        whole[stream] = {str(r["seq"]): [r["subject"], hashlib.sha256(r["subject"].encode() + b"\0" + r["data"]).hexdigest()]
+                         for r in await read_stream(ctx.js, stream)}
+    ctx.observe("stream_snapshot", label=label, intents=intents, audit=audit, streams=whole)
 
 
 async def persistence(ctx: Context) -> None:
@@ -45,8 +54,15 @@ async def persistence(ctx: Context) -> None:
 
     await wave(ctx.params["intents"])
     await ctx.settle(accepted)
+    # Both KV buckets hold writes before the first restart: a tenant switch cycled, an approval.
+    await ctx.client.set_switch(True, tenant_id=tenants[-1])
+    await ctx.client.set_switch(False, tenant_id=tenants[-1])
+    await ctx.client.approve(ctx.body(tenants[-1], action_class="A2")[1], "DENIED")
     await _snapshot(ctx, "before", [(s.tenant_id, s.key) for s in accepted])
     for mode in ("SIGTERM", "SIGKILL"):
+        if mode == "SIGKILL":  # the switch is engaged when the server dies: it must still hold after
+            await ctx.client.set_switch(True)
+            await _snapshot(ctx, "engaged_before_SIGKILL", [(s.tenant_id, s.key) for s in accepted])
         # Submissions keep arriving while the server goes down: what was acked must survive.
         flow = asyncio.create_task(ctx.submit_at_rate(
             lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_during_restart"], 1.5))
@@ -55,6 +71,12 @@ async def persistence(ctx: Context) -> None:
         await asyncio.to_thread(stack.restart, "nats", hard=mode == "SIGKILL")
         accepted.extend(s for s in await flow if s.accepted)
         ctx.observe("api_ready_after_restart", mode=mode, ready=await ctx.wait_api_ready())
+        if mode == "SIGKILL":
+            held = await ctx.submit_all([ctx.body(ctx.rng.choice(tenants)) for _ in range(ctx.params["per_check"])],
+                                        tag="expect:DENIED/KILL_SWITCH_GLOBAL")
+            accepted.extend(s for s in held if s.accepted)
+            await ctx.settle(held)
+            await ctx.client.set_switch(False)
         await wave(ctx.params["intents"] // 2)
         await ctx.settle(accepted)
         await _snapshot(ctx, f"after_{mode}", [(s.tenant_id, s.key) for s in accepted])

@@ -23,16 +23,22 @@ def exported() -> tuple[list[dict], list[dict]]:
         [audit_row(record(i), seq=n) for n, i in enumerate(intents, 1)]
 
 
-def run(intents: list[dict], audit: list[dict], final_intents=None, final_audit=None) -> Hist:
+STREAMS = {"EVENTS": {"1": ["exo.events.breaker.cell-0", "aa"]},
+           "KV_safety": {"3": ["$KV.safety.global", "bb"], "4": ["$KV.safety.tenant.t1", "cc"]}}
+
+
+def run(intents: list[dict], audit: list[dict], final_intents=None, final_audit=None,
+        streams_after: dict | None = None) -> Hist:
     """A persistence scenario: acks, a snapshot, both restarts each followed by a snapshot."""
     hist = Hist()
     for key in KEYS:
         hist.submit(key)
     snap = dict(intents=digests(intents, "intent"), audit=digests(audit, "record"))
-    hist.observe("stream_snapshot", "persistence", label="before", **snap)
+    hist.observe("stream_snapshot", "persistence", label="before", **snap, streams=STREAMS)
     for mode in ("SIGTERM", "SIGKILL"):
         hist.nemesis("restart_nats", "persistence", mode=mode)
-        hist.observe("stream_snapshot", "persistence", label=f"after_{mode}", **snap)
+        hist.observe("stream_snapshot", "persistence", label=f"after_{mode}", **snap,
+                     streams=STREAMS if streams_after is None or mode == "SIGTERM" else streams_after)
     return hist
 
 
@@ -41,8 +47,27 @@ def test_unchanged_content_across_restarts():
     metrics, evidence = persistence(recorded(run(intents, audit), intents=intents, audit=audit))
     assert metrics == {"acked_intents_lost": 0, "intents_changed_or_lost": 0, "audit_records_changed_or_lost": 0,
                        "audit_records_compared": 3, "nats_restarts_sigterm": 1, "nats_restarts_sigkill": 1,
-                       "intents_compared": 3, "acked_intents_checked": 3}
+                       "intents_compared": 3, "acked_intents_checked": 3,
+                       "stream_messages_changed_or_lost": 0, "stream_messages_compared": 9}
     assert evidence["snapshots"] == ["before", "after_SIGTERM", "after_SIGKILL"]
+
+
+def test_events_and_kv_messages_lost_or_changed_across_restarts():
+    intents, audit = exported()
+    lost_event = {**STREAMS, "EVENTS": {}}
+    changed_kv = {**STREAMS, "KV_safety": {"3": ["$KV.safety.global", "XX"], "4": STREAMS["KV_safety"]["4"]}}
+    for after in (lost_event, changed_kv):
+        metrics, evidence = persistence(recorded(run(intents, audit, streams_after=after), intents=intents,
+                                                 audit=audit))
+        assert metrics["stream_messages_changed_or_lost"] == 2, after  # before->after and SIGTERM->after
+        assert evidence["stream_messages_changed"][0]["then"] == "after_SIGKILL"
+
+
+def test_a_kv_revision_superseded_by_a_newer_one_may_roll_off():
+    intents, audit = exported()
+    rolled = {**STREAMS, "KV_safety": {"4": STREAMS["KV_safety"]["4"], "9": ["$KV.safety.global", "dd"]}}
+    metrics, _ = persistence(recorded(run(intents, audit, streams_after=rolled), intents=intents, audit=audit))
+    assert metrics["stream_messages_changed_or_lost"] == 0
 
 
 def test_record_changed_in_the_final_export():
