@@ -42,6 +42,14 @@ async def _snapshot(ctx: Context, label: str, keys: list[tuple[str, str]]) -> No
     ctx.observe("stream_snapshot", label=label, intents=intents, audit=audit, streams=whole)
 
 
+async def _switch(ctx: Context, engaged: bool, tenant_id: str | None = None) -> None:
+    """Set a switch; a refusal (a store that lost its buckets) is recorded and judged, not a crash."""
+    try:
+        await ctx.client.set_switch(engaged, tenant_id=tenant_id)
+    except RuntimeError as exc:
+        ctx.observe("switch_write_refused", engaged=engaged, scope=tenant_id or "global", error=str(exc))
+
+
 async def persistence(ctx: Context) -> None:
     stack = ctx.require_stack("restart nats-server")
     tenants = ctx.config.tenants
@@ -55,13 +63,13 @@ async def persistence(ctx: Context) -> None:
     await wave(ctx.params["intents"])
     await ctx.settle(accepted)
     # Both KV buckets hold writes before the first restart: a tenant switch cycled, an approval.
-    await ctx.client.set_switch(True, tenant_id=tenants[-1])
-    await ctx.client.set_switch(False, tenant_id=tenants[-1])
+    await _switch(ctx, True, tenants[-1])
+    await _switch(ctx, False, tenants[-1])
     await ctx.client.approve(ctx.body(tenants[-1], action_class="A2")[1], "DENIED")
     await _snapshot(ctx, "before", [(s.tenant_id, s.key) for s in accepted])
     for mode in ("SIGTERM", "SIGKILL"):
         if mode == "SIGKILL":  # the switch is engaged when the server dies: it must still hold after
-            await ctx.client.set_switch(True)
+            await _switch(ctx, True)
             await _snapshot(ctx, "engaged_before_SIGKILL", [(s.tenant_id, s.key) for s in accepted])
         # Submissions keep arriving while the server goes down: what was acked must survive.
         flow = asyncio.create_task(ctx.submit_at_rate(
@@ -76,7 +84,7 @@ async def persistence(ctx: Context) -> None:
                                         tag="expect:DENIED/KILL_SWITCH_GLOBAL")
             accepted.extend(s for s in held if s.accepted)
             await ctx.settle(held)
-            await ctx.client.set_switch(False)
+            await _switch(ctx, False)
         await wave(ctx.params["intents"] // 2)
         await ctx.settle(accepted)
         await _snapshot(ctx, f"after_{mode}", [(s.tenant_id, s.key) for s in accepted])
