@@ -26,11 +26,12 @@ import psutil
 
 from exoarmur import natsio, stackconfig
 from exoarmur.nats_server import server_binary
-from exoarmur_cli import checkers, gates, recorded, report
+from exoarmur_cli import gates, recorded, report
 from exoarmur_cli.bundle import Bundle
 from exoarmur_cli.client import AuditWatch, StackClient
 from exoarmur_cli.export import export_all
 from exoarmur_cli.history import FAIL, OK, History
+from exoarmur_cli.judging import judge
 from exoarmur_cli.scenarios import DRIVERS, ORDER, Context, ScenarioNotRun, load_scenario
 from exoarmur_cli.stack import LocalStack
 
@@ -300,25 +301,3 @@ class Run:
         self.outcome.root_digest = self.bundle.finalize(self.meta, results, overall, list(self.options.defects))
         self.outcome.results, self.outcome.overall, self.outcome.metrics = results, overall, metrics
 
-
-def judge(data: recorded.Recorded, all_gates: dict[int, gates.Gate],
-          gate_ids) -> tuple[list[gates.GateResult], dict, dict]:
-    """Measure what was recorded and judge each gate in ``gate_ids``: (results, metrics, evidence).
-
-    Pure: the one judging path, used by a run and by ``replay-verify`` (with the gate files
-    embedded in the bundle) alike, so a re-derived verdict has no second implementation.
-    """
-    metrics, evidence = measure(data)
-    scenarios_run = data.scenarios_run()
-    results = [gates.evaluate_gate(all_gates[g], metrics, scenarios_run) for g in sorted(gate_ids)]
-    return results, metrics, evidence
-
-
-def measure(data: recorded.Recorded) -> tuple[dict, dict]:
-    """Every metric gate criteria may name: the checkers' plus the expected coverage counts."""
-    metrics, evidence = checkers.measure(data)
-    owners = data.params.get("node_owners", {})
-    metrics["nodes_expected"] = len(owners)
-    metrics["tenants_expected"] = len(set(owners.values()))
-    metrics["peers_expected"] = data.params.get("stack", {}).get("peers")
-    return metrics, evidence

@@ -37,7 +37,7 @@ from exoarmur_cli import recorded
 from exoarmur_cli.bundle import RAW
 from exoarmur_cli.client import AuditWatch
 from exoarmur_cli.stack import LocalStack, StackError
-from exoarmur_cli.verify import Check
+from exoarmur_cli.verify.checks import Check
 
 LIVE_PATHS = frozenset({
     (Outcome.EXECUTED, ReasonCode.OK),
