@@ -1,7 +1,7 @@
 """The harness's client of the stack: every call it makes is recorded in the history.
 
 It uses only public surfaces: the api over HTTP (as a peer or the operator), the effector's
-fault settings, and NATS subjects (to watch terminal records arrive).
+ledger, and NATS subjects (to watch terminal records arrive). Faults are ``faults``'.
 """
 
 from __future__ import annotations
@@ -141,14 +141,6 @@ class StackClient:
         code, answer = await self._call("POST", f"{self.api_url}/v1/approvals", self.config.operator_token, payload)
         self.history.append(OK if code == 200 else FAIL, "approval", "operator",
                             {"key": body["idempotency_key"], "status_code": code})
-
-    async def effector_faults(self, **settings: Any) -> None:
-        """Set the effector's fault settings (a nemesis action, recorded as such)."""
-        async with self.session.put(f"{self.effector_url}/v1/faults", json=settings) as response:
-            await response.read()
-            ok = response.status == 200
-        self.history.append(INFO, "effector_faults", "nemesis",
-                            {**settings, "applied": ok, "wall_ms": int(time.time() * 1000)})
 
     async def effector_ledger(self) -> list[dict]:
         async with self.session.get(f"{self.effector_url}/v1/ledger") as response:

@@ -15,7 +15,9 @@ import orjson
 import typer
 from rich.console import Console
 
+from exoarmur.contracts import ReasonCode
 from exoarmur.errors import ExoError
+from exoarmur_cli.errors import FaultError, HarnessError, ScenarioError, StackError
 from exoarmur_cli.procs import pid_is_ours, reap_all, terminate_recorded
 
 EXIT_OK, EXIT_RED, EXIT_USAGE, EXIT_STACK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -27,7 +29,11 @@ app.add_typer(stack_app, name="stack")
 console = Console(stderr=True)
 
 
-def fail(exc: ExoError, code: int) -> None:
+# Errors the CLI answers with a reason code and an exit code: the harness's own and the stack's.
+KNOWN_ERRORS = (HarnessError, ExoError)
+
+
+def fail(exc: HarnessError | ExoError, code: int) -> None:
     console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}", soft_wrap=True)
     raise typer.Exit(code)
 
@@ -38,10 +44,10 @@ def usage_error(message: str) -> None:
     raise typer.Exit(EXIT_USAGE)
 
 
-def exit_code_for(exc: ExoError) -> int:
-    from exoarmur_cli.stack import StackError
-
-    return EXIT_STACK if isinstance(exc, StackError) or exc.reason_code.value == "STACK_UNAVAILABLE" else EXIT_USAGE
+def exit_code_for(exc: HarnessError | ExoError) -> int:
+    """3 when the stack (or a fault in it) is unavailable, else 2: a usage, config or evidence error."""
+    unavailable = isinstance(exc, (StackError, FaultError, ScenarioError))
+    return EXIT_STACK if unavailable or exc.reason_code is ReasonCode.STACK_UNAVAILABLE else EXIT_USAGE
 
 
 @stack_app.command("up")
@@ -85,7 +91,7 @@ def stack_up(
                 stack.write_pids()
     except KeyboardInterrupt:
         stopping = True
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         stack.stop()
         fail(exc, exit_code_for(exc))
     finally:
@@ -134,7 +140,7 @@ def stack_status(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir")) -> 
     try:
         cfg = stackconfig.load(stack_dir)
         ready = httpx.get(f"{cfg.api_url}/readyz", timeout=2).status_code == 200
-    except (ExoError, httpx.HTTPError):
+    except (*KNOWN_ERRORS, httpx.HTTPError):
         ready = False
     print(f"api ready: {ready}")
     if not (ready and all_up):
@@ -156,7 +162,7 @@ def bench_command() -> None:
 
     try:
         figures = bench()
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         fail(exc, exit_code_for(exc))
     print(f"(a) pipelined durable JetStream publishes/s : {figures.publish_per_s:,.0f}")
     print(f"(b) end-to-end intents/s                    : {figures.intents_per_s:,.0f}")
@@ -193,7 +199,7 @@ def run_gates_command(
         usage_error(f"--profile must be quick or full, not {profile!r}")
     try:  # an unknown gate is a usage error like the rest: refused before a bundle is created
         known = sorted(gates.load_gates(PROJECT_DIR / "gates"))
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         fail(exc, EXIT_USAGE)
     if unknown := [g for g in gate if g not in known]:
         usage_error(f"no gate {unknown[0]}; gates are {known}")
@@ -228,7 +234,7 @@ def run_gates_command(
         run.bundle.mark_incomplete("interrupted (Ctrl-C)", EXIT_INTERRUPTED, run.meta)
         console.print(f"interrupted: bundle {run.bundle.path} marked INCOMPLETE")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         reap_all()
         code = exit_code_for(exc)
         run.bundle.mark_incomplete(f"{exc.reason_code.value}: {exc}", code, run.meta)
@@ -263,7 +269,6 @@ def replay_verify_command(
     Exit 0 every check holds · 1 a difference (listed) · 2 not a bundle · 3 --live found no stack.
     """
     from exoarmur_cli.bundle import BundleError
-    from exoarmur_cli.stack import StackError
     from exoarmur_cli.verify import resolve, verify
 
     try:
@@ -305,7 +310,7 @@ def self_test_command(
     except KeyboardInterrupt:
         reap_all()
         raise typer.Exit(EXIT_INTERRUPTED)
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         reap_all()
         fail(exc, exit_code_for(exc))
     table = Table("defect", *[f"G{g}" for g in range(1, 9)], "expected criterion", "result",

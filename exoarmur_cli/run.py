@@ -11,10 +11,8 @@ import asyncio
 import importlib.metadata
 import platform
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,16 +22,18 @@ from typing import Any, Callable
 import orjson
 import psutil
 
-from exoarmur import natsio, stackconfig
+from exoarmur import natsio
 from exoarmur.nats_server import server_binary
 from exoarmur_cli import gates, recorded, report
 from exoarmur_cli.bundle import Bundle
 from exoarmur_cli.client import AuditWatch, StackClient
+from exoarmur_cli.errors import FaultError
 from exoarmur_cli.export import export_all
+from exoarmur_cli.faults import EffectorFaults, Faults
 from exoarmur_cli.history import FAIL, OK, History
 from exoarmur_cli.judging import judge
 from exoarmur_cli.scenarios import DRIVERS, ORDER, Context, ScenarioNotRun, load_scenario
-from exoarmur_cli.stack import LocalStack
+from exoarmur_cli.stacks import Stack, open_stack
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -118,20 +118,18 @@ def versions() -> dict:
     return found
 
 
-async def _sample(stack: LocalStack | None, js, raw_dir: Path, history: History, stop: asyncio.Event) -> None:
+async def _sample(stack: Stack, js, raw_dir: Path, history: History, stop: asyncio.Event) -> None:
     """RSS of api and cells, and the pending depth of the cells' consumer, every interval."""
     with open(raw_dir / recorded.SAMPLES, "ab") as out:
         while not stop.is_set():
             now = round(history.now_ms(), 1)
             rows = []
-            if stack is not None:
-                for name, child in stack.children.items():
-                    if (name == "api" or name.startswith("cell")) and child.alive():
-                        try:
-                            rss = psutil.Process(child.pid).memory_info().rss / 2**20
-                            rows.append({"time_ms": now, "kind": "rss_mb", "process": name, "value": round(rss, 2)})
-                        except psutil.Error:
-                            pass
+            for name, pid in stack.sampled_pids().items():
+                try:
+                    rss = psutil.Process(pid).memory_info().rss / 2**20
+                    rows.append({"time_ms": now, "kind": "rss_mb", "process": name, "value": round(rss, 2)})
+                except psutil.Error:
+                    pass
             try:
                 info = await asyncio.wait_for(js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER), 1.0)
                 rows.append({"time_ms": now, "kind": "pending", "process": "nats",
@@ -177,66 +175,48 @@ class Run:
             self.bundle.write_text(f"raw/scenarios/{name}.toml", text)
         history = History(raw / recorded.HISTORY)
         t0_wall_ms = int(time.time() * 1000) - int(history.now_ms())
-        external = options.api_url is not None
-        config, stack, proxy = await self._bring_up(dict(RUN_STACK_OVERRIDES))
+        stack = open_stack(nats_url=options.nats_url, api_url=options.api_url, stack_config=options.stack_config,
+                           seed=options.seed, overrides=dict(RUN_STACK_OVERRIDES), defects=list(options.defects))
+        await stack.up(self.progress)
+        if stack.ready_s is not None:
+            self.meta["stack_ready_s"] = round(stack.ready_s, 3)
+        config = stack.config
         overrides = dict(config.overrides)  # an external stack's own, as its stack.json records them
         policy = policy_view(tables, overrides)
         self.meta.update(started_wall_ms=t0_wall_ms, versions=versions(), stack=config.public_view(),
-                         external_stack=external, scenarios=names, gates_selected=list(options.gates or all_gates))
+                         external_stack=stack.external, scenarios=names, gates_selected=list(options.gates or all_gates))
         run_params = {"t0_wall_ms": t0_wall_ms, "seed": options.seed, "profile": options.profile,
                       "policy_tables": tables, "overrides": overrides, "policy": policy, "scenario_params": params,
                       "node_owners": dict(config.nodes), "stack": config.public_view()}
         self.bundle.write_json(f"raw/{recorded.RUN_PARAMS}", run_params)
         self._write_designs(tables, params, all_gates)
         try:
-            await self._drive(names, params, config, stack, proxy, history, policy, t0_wall_ms)
+            await self._drive(names, params, stack, history, policy, t0_wall_ms)
         finally:
             history.close()
-            if stack is not None:
-                await asyncio.to_thread(stack.stop)
-            if proxy is not None:
-                await proxy.stop()
-        if stack is not None:  # its logs are in raw/ now; the store and config go
-            shutil.rmtree(config.stack_dir, ignore_errors=True)
+            await stack.down()
+        stack.discard()  # its logs are in raw/ now
         self._judge(all_gates, names)
         return self.outcome
 
-    async def _bring_up(self, overrides: dict):
+    async def _drive(self, names, params, stack: Stack, history, policy, t0_wall_ms) -> None:
         options = self.options
-        if options.api_url is not None:
-            if options.stack_config is None:
-                raise stackconfig.ConfigError("an external stack needs --stack-config (its stack.json: tokens, nodes)")
-            return stackconfig.load(options.stack_config), None, None
-        from exoarmur_cli.faults.proxy import FaultProxy
-
-        stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
-        config = stackconfig.generate(stack_dir, seed=options.seed, overrides=overrides,
-                                      defects=list(options.defects))
-        proxy = FaultProxy(config.host, config.effector_port, seed=options.seed, name="cells->effector")
-        await proxy.start()
-        stack = LocalStack(config, proxies={"cell": ["--effector-url", proxy.url()]})
-        self.progress(f"starting the embedded stack in {stack_dir}")
-        ready_s = await asyncio.to_thread(stack.start)
-        self.meta["stack_ready_s"] = round(ready_s, 3)
-        return config, stack, proxy
-
-    async def _drive(self, names, params, config, stack, proxy, history, policy, t0_wall_ms) -> None:
-        options = self.options
-        nats_url = options.nats_url or config.nats_url
-        nc = await natsio.connect(nats_url, "exoarmur-harness")
+        config = stack.config
+        nc = await natsio.connect(stack.nats_url, "exoarmur-harness")
         stop = asyncio.Event()
         sampler = asyncio.create_task(_sample(stack, nc.jetstream(), self.bundle.raw_dir, history, stop))
         watch = AuditWatch()
         await watch.start(nc)
         rng = random.Random(options.seed)
         try:
-            async with StackClient(config, history, api_url=options.api_url) as client:
+            async with StackClient(config, history, api_url=stack.api_url) as client:
+                faults = Faults(stack, history, EffectorFaults(client.session, client.effector_url, history))
                 for name in names:
                     history.scenario = name
                     ctx = Context(name=name, config=config, client=client, history=history, watch=watch, nc=nc,
                                   js=nc.jetstream(), rng=random.Random(rng.random()),
                                   params={**params[name], "t0_wall_ms": t0_wall_ms}, raw_dir=self.bundle.raw_dir,
-                                  stack=stack, effector_proxy=proxy, policy=policy)
+                                  stack=stack, faults=faults, policy=policy)
                     self.progress(f"scenario {name} ...")
                     began = time.monotonic()
                     await self._one(name, ctx, history)
@@ -249,9 +229,8 @@ class Run:
             stop.set()
             await sampler
         self.progress("exporting streams, ledger and logs")
-        counts = await export_all(nc.jetstream(), self.bundle.raw_dir, config.effector_url,
-                                  None if options.api_url else config.monitor_url,
-                                  (Path(config.stack_dir) / "logs") if stack else None)
+        counts = await export_all(nc.jetstream(), self.bundle.raw_dir, config.effector_url, stack.monitor_url,
+                                  stack.logs_dir)
         self.meta["exported"] = counts
         await nc.close()
 
@@ -262,7 +241,7 @@ class Run:
     async def _one(self, name: str, ctx: Context, history: History) -> None:
         try:
             await DRIVERS[name](ctx)
-        except ScenarioNotRun as exc:
+        except (ScenarioNotRun, FaultError) as exc:
             history.append(FAIL, "scenario_done", "harness", {"not_run": str(exc)})
             self.progress(f"scenario {name} NOT RUN: {exc}")
             return

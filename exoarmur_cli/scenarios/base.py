@@ -17,18 +17,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from exoarmur.contracts import ReasonCode
-from exoarmur.errors import ExoError
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.client import AuditWatch, StackClient, Submitted, intent_body
+from exoarmur_cli.errors import ScenarioNotRun
+from exoarmur_cli.faults import Faults, nemesis
 from exoarmur_cli.history import INFO, History
+from exoarmur_cli.stacks import Stack
 
-
-class ScenarioNotRun(ExoError):
-    """The scenario needs something this stack cannot give (e.g. process faults on an external
-    stack). Its gates become INCOMPLETE, never green."""
-
-    reason_code = ReasonCode.STACK_UNAVAILABLE
+__all__ = ["Context", "ScenarioNotRun"]
 
 
 @dataclass
@@ -43,8 +39,8 @@ class Context:
     rng: random.Random
     params: dict[str, Any]
     raw_dir: Path
-    stack: Any = None  # LocalStack, or None for an external stack
-    effector_proxy: Any = None  # FaultProxy between cells and effector, when the harness placed one
+    stack: Stack
+    faults: Faults
     policy: dict[str, Any] = field(default_factory=dict)
     _serial: int = 0
 
@@ -69,15 +65,15 @@ class Context:
     # --- faults and observations -----------------------------------------------------------
 
     def nemesis(self, f: str, **value: Any) -> None:
-        self.history.append(INFO, f, "nemesis", {"wall_ms": int(time.time() * 1000), **value})
+        """A fault the scenario applies itself (the ``faults`` it holds record their own)."""
+        nemesis.record(self.history, f, **value)
 
     def observe(self, f: str, **value: Any) -> None:
-        self.history.append(INFO, f, "observer", {"wall_ms": int(time.time() * 1000), **value})
+        self.history.append(INFO, f, "observer", {"wall_ms": nemesis.wall_ms(), **value})
 
-    def require_stack(self, what: str):
-        if self.stack is None:
+    def require_local(self, what: str) -> None:
+        if self.stack.external:
             raise ScenarioNotRun(f"needs process control to {what}; an external stack gives none")
-        return self.stack
 
     def timeout(self, name: str) -> float:
         return float(self.policy["timeouts_s"][name])

@@ -10,20 +10,18 @@ from exoarmur_cli.scenarios.base import Context
 async def backpressure(ctx: Context) -> None:
     """Cells paused, intents keep coming: past the pending bound the api must refuse (QUEUE_FULL),
     never queue without limit and never drop; resumed, every accepted intent completes."""
-    stack = ctx.require_stack("pause the cells")
-    cells = [name for name in stack.children if name.startswith("cell")]
+    processes = ctx.faults.processes("pause the cells")
+    cells = processes.cells
     t = ctx.config.tenants
     for cell in cells:
-        ctx.nemesis("pause", target=cell)
-        stack.pause(cell)
+        processes.pause(cell)
     try:
         rate = ctx.params["rate_per_s"]
         duration = ctx.policy["pending_bound"] * ctx.params["over_bound"] / rate
         subs = await ctx.submit_at_rate(lambda: ctx.body(ctx.rng.choice(t)), rate, duration, tag="backpressure")
     finally:
         for cell in cells:
-            stack.resume(cell)
-            ctx.nemesis("resume", target=cell)
+            processes.resume(cell)
     await ctx.settle(subs)
 
 

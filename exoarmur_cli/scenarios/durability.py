@@ -34,7 +34,7 @@ async def _snapshot(ctx: Context, label: str, keys: list[tuple[str, str]]) -> No
 
 
 async def persistence(ctx: Context) -> None:
-    stack = ctx.require_stack("restart nats-server")
+    processes = ctx.faults.processes("restart nats-server")
     tenants = ctx.config.tenants
     accepted: list = []
 
@@ -51,8 +51,7 @@ async def persistence(ctx: Context) -> None:
         flow = asyncio.create_task(ctx.submit_at_rate(
             lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_during_restart"], 1.5))
         await asyncio.sleep(0.3)
-        ctx.nemesis("restart_nats", mode=mode)
-        await asyncio.to_thread(stack.restart, "nats", hard=mode == "SIGKILL")
+        await asyncio.to_thread(processes.restart, "nats", hard=mode == "SIGKILL")
         accepted.extend(s for s in await flow if s.accepted)
         ctx.observe("api_ready_after_restart", mode=mode, ready=await ctx.wait_api_ready())
         await wave(ctx.params["intents"] // 2)
@@ -62,11 +61,11 @@ async def persistence(ctx: Context) -> None:
 
 async def restart(ctx: Context) -> None:
     """SIGKILL cells and the api while intents are in flight; everything acked must converge."""
-    stack = ctx.require_stack("kill cells and the api")
+    processes = ctx.faults.processes("kill cells and the api")
     tenants = ctx.config.tenants
     duration = ctx.params["duration_s"]
     # A slower effector keeps intents in flight, so every kill lands on work half-done.
-    await ctx.client.effector_faults(latency_ms=ctx.params["effector_latency_ms"], seed=ctx.rng.randint(0, 2**31))
+    await ctx.faults.effector.set(latency_ms=ctx.params["effector_latency_ms"], seed=ctx.rng.randint(0, 2**31))
     flow = asyncio.create_task(ctx.submit_at_rate(
         lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_per_s"], duration))
     # Cells first: a killed cell's work comes back only after the redelivery delay, so the
@@ -75,15 +74,13 @@ async def restart(ctx: Context) -> None:
     gap = duration / (len(targets) + 1)
     for target in targets:
         await asyncio.sleep(gap * ctx.rng.uniform(0.5, 1.0))
-        ctx.nemesis("kill", target=target, signal="SIGKILL")
-        await asyncio.to_thread(stack.kill, target)
+        await asyncio.to_thread(processes.kill, target)
         await asyncio.sleep(ctx.rng.uniform(0.1, 0.4))
-        await asyncio.to_thread(stack.start_component, target)
-        ctx.nemesis("start", target=target)
+        await asyncio.to_thread(processes.start, target)
         if target == "api":
             await ctx.wait_api_ready()
     submitted = await flow
-    await ctx.client.effector_faults()
+    await ctx.faults.effector.clear()
     await ctx.settle(submitted)
 
 
@@ -94,7 +91,7 @@ def _exoarmur_command() -> list[str]:
 
 async def deployment(ctx: Context) -> None:
     """Cold start from empty state with the documented command, one intent end to end, down."""
-    ctx.require_stack("cold-start a second stack on this machine")
+    ctx.require_local("cold-start a second stack on this machine")
     stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-deploy-"))
     exo = _exoarmur_command()
     log = open(ctx.raw_dir / "deployment_stack_up.log", "wb")

@@ -1,0 +1,26 @@
+"""How every fault is recorded: one ``info`` event by the process ``nemesis`` in the history.
+
+Its value is what was done, with the wall-clock time it was done at (``wall_ms``). A fault
+that begins is recorded before it is applied, one that ends after it is lifted, so the
+recorded window always covers the fault. Without a history (tests, ``stack up``), nothing is
+recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from exoarmur_cli.history import INFO, History
+
+NEMESIS = "nemesis"
+
+
+def wall_ms() -> int:
+    """Milliseconds since the epoch, as recorded events carry them."""
+    return int(time.time() * 1000)
+
+
+def record(history: History | None, f: str, **value: Any) -> None:
+    if history is not None:
+        history.append(INFO, f, NEMESIS, {"wall_ms": wall_ms(), **value})
