@@ -189,35 +189,49 @@ def run_gates_command(
                                             help="run against a stack with this deliberate defect (repeatable)"),
 ) -> None:
     """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
-    import asyncio
+    from exoarmur_cli.run import RunOptions
 
-    from exoarmur_cli import gates, report
-    from exoarmur_cli.gates import Verdict, results_to_json
-    from exoarmur_cli.run import PROJECT_DIR, Run, RunOptions
+    all_gates = _checked_run_inputs(gate, profile, nats_url, api_url, inject_defect)
+    options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
+                         api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect))
+    if inject_defect:
+        console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
+    began = time.monotonic()
+    outcome = _execute_run(options, all_gates, began)
+    _show_outcome(outcome, began, junit, as_json)
+
+
+def _checked_run_inputs(gate: list[int], profile: str, nats_url: str | None, api_url: str | None,
+                        inject_defect: list[str]) -> dict:
+    """Every usage mistake exits 2 here, before a bundle is created; returns the gates, loaded once."""
+    from exoarmur.defects import parse as parse_defects
+    from exoarmur_cli import gates
+    from exoarmur_cli.run import PROJECT_DIR
 
     if profile not in ("quick", "full"):
         usage_error(f"--profile must be quick or full, not {profile!r}")
     try:  # an unknown gate is a usage error like the rest: refused before a bundle is created
-        known = sorted(gates.load_gates(PROJECT_DIR / "gates"))
+        all_gates = gates.load_gates(PROJECT_DIR / "gates")
     except KNOWN_ERRORS as exc:
         fail(exc, EXIT_USAGE)
-    if unknown := [g for g in gate if g not in known]:
-        usage_error(f"no gate {unknown[0]}; gates are {known}")
+    if unknown := [g for g in gate if g not in all_gates]:
+        usage_error(f"no gate {unknown[0]}; gates are {sorted(all_gates)}")
     if (nats_url is None) != (api_url is None):
         usage_error("an external stack needs both --nats-url and --api-url")
-    from exoarmur.defects import parse as parse_defects
-
     try:
         parse_defects(inject_defect)
     except ValueError as exc:
         usage_error(f"{exc}")
     if inject_defect and api_url is not None:
         usage_error("defects are injected into the embedded stack only")
-    options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
-                         api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect))
-    if inject_defect:
-        console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
-    began = time.monotonic()
+    return all_gates
+
+
+def _execute_run(options, all_gates: dict, began: float):
+    """The run, with every way it can end short mapped to an exit code and an INCOMPLETE bundle."""
+    import asyncio
+
+    from exoarmur_cli.run import Run
 
     def progress(line: str) -> None:
         console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}", highlight=False)
@@ -226,9 +240,9 @@ def run_gates_command(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    run = Run(options, progress)
+    run = Run(options, progress, all_gates)
     try:
-        outcome = asyncio.run(run.execute())
+        return asyncio.run(run.execute())
     except KeyboardInterrupt:
         reap_all()
         run.bundle.mark_incomplete("interrupted (Ctrl-C)", EXIT_INTERRUPTED, run.meta)
@@ -243,6 +257,13 @@ def run_gates_command(
         reap_all()
         run.bundle.mark_incomplete(f"harness crashed: {type(exc).__name__}: {exc}", EXIT_STACK, run.meta)
         raise
+
+
+def _show_outcome(outcome, began: float, junit: Path | None, as_json: bool) -> None:
+    """The summary (and JUnit XML, JSON when asked); exits 0 green, 1 red, 3 incomplete."""
+    from exoarmur_cli import report
+    from exoarmur_cli.gates import Verdict, results_to_json
+
     report.render_summary(console, outcome.results, outcome.durations_s, outcome.overall, outcome.bundle)
     console.print(f"total {time.monotonic() - began:.1f}s")
     if junit is not None:

@@ -10,8 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from exoarmur.contracts import ReasonCode
-from exoarmur.errors import ExoError
+from exoarmur_cli.errors import ConfigError
 from exoarmur_cli.scenarios import capacity, durability, failures, safety
 from exoarmur_cli.scenarios.base import Context, ScenarioNotRun
 
@@ -34,8 +33,8 @@ ORDER = list(DRIVERS)  # the order they run in: cheap and foundational first, lo
 __all__ = ["DRIVERS", "ORDER", "Context", "ScenarioNotRun", "ScenarioFileError", "load_scenario"]
 
 
-class ScenarioFileError(ExoError):
-    reason_code = ReasonCode.CONFIG_INVALID
+class ScenarioFileError(ConfigError):
+    """A scenario file is unreadable, not TOML, misnamed, or has no table for the profile."""
 
 
 def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[dict[str, Any], str]:
