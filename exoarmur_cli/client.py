@@ -16,7 +16,7 @@ import orjson
 
 from exoarmur.contracts import IntentV1, key_digest
 from exoarmur.stackconfig import StackConfig
-from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, History
+from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, History, wall_ms
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -123,9 +123,9 @@ class StackClient:
     async def set_switch(self, engaged: bool, tenant_id: str | None = None) -> dict:
         path = "/v1/killswitches/global" if tenant_id is None else f"/v1/killswitches/tenants/{tenant_id}"
         value = {"scope": tenant_id or "global", "engaged": engaged}
-        self.history.append(INVOKE, "killswitch", "operator", {**value, "invoked_wall_ms": int(time.time() * 1000)})
+        self.history.append(INVOKE, "killswitch", "operator", {**value, "invoked_wall_ms": wall_ms()})
         status, answer = await self._call("PUT", self.api_url + path, self.config.operator_token, {"engaged": engaged})
-        acked_wall_ms = int(time.time() * 1000)
+        acked_wall_ms = wall_ms()
         kind = OK if status == 200 else FAIL
         self.history.append(kind, "killswitch", "operator", {**value, "status": status, "acked_wall_ms": acked_wall_ms,
                                                              "revision": (answer or {}).get("revision")})
@@ -159,7 +159,7 @@ class AuditWatch:
         async def on_msg(msg) -> None:
             if msg.subject not in self.records:
                 self.records[msg.subject] = orjson.loads(msg.data)
-                self.arrived_wall_ms[msg.subject] = int(time.time() * 1000)
+                self.arrived_wall_ms[msg.subject] = wall_ms()
                 self._changed.set()
 
         await nc.subscribe("exo.audit.>", cb=on_msg)
@@ -182,7 +182,7 @@ class AuditWatch:
             except Exception:
                 continue
             self.records[subject] = orjson.loads(msg.data)
-            self.arrived_wall_ms.setdefault(subject, int(time.time() * 1000))
+            self.arrived_wall_ms.setdefault(subject, wall_ms())
 
     async def wait_for(self, pairs: list[tuple[str, str]], timeout_s: float, js=None) -> list[tuple[str, str]]:
         """Wait until every (tenant, key) has a terminal record; return the ones still missing."""

@@ -19,6 +19,11 @@ import orjson
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 
 
+def wall_ms() -> int:
+    """Milliseconds since the epoch: the one wall clock the harness records (``*_wall_ms``)."""
+    return int(time.time() * 1000)
+
+
 @dataclass(frozen=True)
 class Event:
     index: int

@@ -16,7 +16,6 @@ a crash or Ctrl-C leaves a bundle marked INCOMPLETE, never a green one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from exoarmur_cli import gates, recorded, report
 from exoarmur_cli.bundle import DESIGN_TOPICS, Bundle, numbered
 from exoarmur_cli.drive import Driver
 from exoarmur_cli.errors import ConfigError
-from exoarmur_cli.history import History
+from exoarmur_cli.history import History, wall_ms
 from exoarmur_cli.judging import judge
 from exoarmur_cli.rundata import live_policy_tables, policy_view, refusal_flush_s, versions
 from exoarmur_cli.scenarios import ORDER, load_scenario
@@ -122,7 +121,7 @@ class Run:
         plan = prepare(options, self._all_gates)
         self._write_inputs(plan)
         history = History(self.bundle.raw_dir / recorded.HISTORY)
-        t0_wall_ms = int(time.time() * 1000) - int(history.now_ms())
+        t0_wall_ms = wall_ms() - int(history.now_ms())
         stack = open_stack(nats_url=options.nats_url, api_url=options.api_url, stack_config=options.stack_config,
                            seed=options.seed, overrides=dict(RUN_STACK_OVERRIDES), defects=list(options.defects))
         await stack.up(self.progress)

@@ -8,17 +8,11 @@ recorded.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from exoarmur_cli.history import INFO, History
+from exoarmur_cli.history import INFO, History, wall_ms
 
 NEMESIS = "nemesis"
-
-
-def wall_ms() -> int:
-    """Milliseconds since the epoch, as recorded events carry them."""
-    return int(time.time() * 1000)
 
 
 def record(history: History | None, f: str, **value: Any) -> None:

@@ -21,7 +21,7 @@ from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.client import AuditWatch, StackClient, Submitted, intent_body
 from exoarmur_cli.errors import ScenarioNotRun
 from exoarmur_cli.faults import Faults, nemesis
-from exoarmur_cli.history import INFO, History
+from exoarmur_cli.history import INFO, History, wall_ms
 from exoarmur_cli.stacks import Stack
 
 __all__ = ["Context", "ScenarioNotRun"]
@@ -69,7 +69,7 @@ class Context:
         nemesis.record(self.history, f, **value)
 
     def observe(self, f: str, **value: Any) -> None:
-        self.history.append(INFO, f, "observer", {"wall_ms": nemesis.wall_ms(), **value})
+        self.history.append(INFO, f, "observer", {"wall_ms": wall_ms(), **value})
 
     def require_local(self, what: str) -> None:
         if self.stack.external:
