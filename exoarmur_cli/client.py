@@ -16,7 +16,7 @@ import orjson
 
 from exoarmur.contracts import IntentV1, key_digest
 from exoarmur.stackconfig import StackConfig
-from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, History, wall_ms
+from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Expect, History, Tag, tag_text, wall_ms
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -83,11 +83,11 @@ class StackClient:
     # --- peers -----------------------------------------------------------------------------
 
     async def submit(self, peer_id: str, body: dict, *, token: str | None = None, raw: bytes | None = None,
-                     tag: str = "") -> Submitted:
+                     tag: Tag | Expect = Tag.NONE) -> Submitted:
         """Submit as ``peer_id`` (or with an explicit token) and record invoke + completion."""
         token = self.config.peers[peer_id].token if token is None else token
         ident = {"key": body.get("idempotency_key"), "tenant_id": body.get("tenant_id"), "peer_id": peer_id,
-                 "node_id": body.get("node_id"), "action_class": body.get("action_class"), "tag": tag}
+                 "node_id": body.get("node_id"), "action_class": body.get("action_class"), "tag": tag_text(tag)}
         self.history.append(INVOKE, "submit", peer_id, ident)
         try:
             status, answer = await self._call("POST", f"{self.api_url}/v1/intents", token, body, raw)

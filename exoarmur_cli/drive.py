@@ -26,7 +26,8 @@ from exoarmur_cli.errors import FaultError
 from exoarmur_cli.export import export_all
 from exoarmur_cli.faults import EffectorFaults, Faults
 from exoarmur_cli.history import FAIL, OK, History
-from exoarmur_cli.scenarios import DRIVERS, Context, ScenarioNotRun
+from exoarmur_cli.rundata import Policy
+from exoarmur_cli.scenarios import DRIVERS, Context, ScenarioNotRun, ScenarioParams
 from exoarmur_cli.stacks import Stack
 
 SAMPLE_INTERVAL_S = 0.2
@@ -66,7 +67,7 @@ class Driver:
         self.stack, self.history, self.raw_dir, self.progress = stack, history, raw_dir, progress
         self.durations_s: dict[str, float] = {}
 
-    async def drive_and_export(self, names: list[str], params: dict[str, dict], policy: dict, seed: int,
+    async def drive_and_export(self, names: list[str], params: dict[str, ScenarioParams], policy: Policy, seed: int,
                                t0_wall_ms: int, refusal_flush_s: float) -> dict:
         """Every scenario, then every export; returns the export counts."""
         nc = await natsio.connect(self.stack.nats_url, "exoarmur-harness")
@@ -82,8 +83,8 @@ class Driver:
                 for name in names:
                     ctx = Context(name=name, config=self.stack.config, client=client, history=self.history,
                                   watch=watch, nc=nc, js=nc.jetstream(), rng=random.Random(rng.random()),
-                                  params={**params[name], "t0_wall_ms": t0_wall_ms}, raw_dir=self.raw_dir, stack=self.stack, faults=faults,
-                                  policy=policy)
+                                  params=params[name], raw_dir=self.raw_dir, stack=self.stack, faults=faults,
+                                  policy=policy, t0_wall_ms=t0_wall_ms)
                     await self._timed(name, ctx)
                 self.history.scenario = "-"
                 await asyncio.sleep(refusal_flush_s + 0.1)  # the api's last refusal counters flush

@@ -25,8 +25,8 @@ def judge(data: Recorded, all_gates: dict[int, gates.Gate],
 def measure(data: Recorded) -> tuple[dict, dict]:
     """Every metric gate criteria may name: the checkers' plus the expected coverage counts."""
     metrics, evidence = checkers.measure(data)
-    owners = data.params.get("node_owners", {})
+    owners = data.run.node_owners
     metrics["nodes_expected"] = len(owners)
     metrics["tenants_expected"] = len(set(owners.values()))
-    metrics["peers_expected"] = data.params.get("stack", {}).get("peers")
+    metrics["peers_expected"] = data.run.stack.get("peers")
     return metrics, evidence

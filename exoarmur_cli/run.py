@@ -17,7 +17,7 @@ a crash or Ctrl-C leaves a bundle marked INCOMPLETE, never a green one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -28,8 +28,8 @@ from exoarmur_cli.drive import Driver
 from exoarmur_cli.errors import ConfigError
 from exoarmur_cli.history import History, wall_ms
 from exoarmur_cli.judging import judge
-from exoarmur_cli.rundata import live_policy_tables, policy_view, refusal_flush_s, versions
-from exoarmur_cli.scenarios import ORDER, load_scenario
+from exoarmur_cli.rundata import Policy, RunMeta, RunParams, live_policy_tables, refusal_flush_s, versions
+from exoarmur_cli.scenarios import ORDER, ScenarioParams, load_scenario
 from exoarmur_cli.stacks import Stack, open_stack
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ class Plan:
     all_gates: dict[int, gates.Gate]
     gate_ids: tuple[int, ...]  # the gates judged: those selected, or all
     scenarios: tuple[str, ...]  # in the order they run
-    params: dict[str, dict]  # scenario -> its parameters for the profile
+    params: dict[str, ScenarioParams]  # scenario -> its parameters for the profile
     texts: dict[str, str]  # scenario -> its TOML text, as embedded
     tables: dict  # the live policy tables
 
@@ -113,8 +113,12 @@ class Run:
         self._all_gates = all_gates
         self.bundle = Bundle.create(options.out)
         self.outcome = RunOutcome(self.bundle.path)
-        self.meta: dict = {"seed": options.seed, "profile": options.profile, "started_wall_ms": None,
-                           "defects_injected": list(options.defects)}
+        self._meta = RunMeta(seed=options.seed, profile=options.profile, defects_injected=tuple(options.defects))
+
+    @property
+    def meta(self) -> dict:
+        """What 13 records about the run so far (an interrupted run's bundle keeps it too)."""
+        return self._meta.to_json()
 
     async def execute(self) -> RunOutcome:
         options = self.options
@@ -125,12 +129,13 @@ class Run:
         stack = open_stack(nats_url=options.nats_url, api_url=options.api_url, stack_config=options.stack_config,
                            seed=options.seed, overrides=dict(RUN_STACK_OVERRIDES), defects=list(options.defects))
         await stack.up(self.progress)
-        policy = policy_view(plan.tables, dict(stack.config.overrides))
+        policy = Policy.from_tables(plan.tables, dict(stack.config.overrides))
         self._write_run_params(plan, stack, policy, t0_wall_ms)
         driver = Driver(stack, history, self.bundle.raw_dir, self.progress)
         try:
-            self.meta["exported"] = await driver.drive_and_export(
+            exported = await driver.drive_and_export(
                 list(plan.scenarios), plan.params, policy, options.seed, t0_wall_ms, refusal_flush_s(plan.tables))
+            self._meta = replace(self._meta, exported=exported)
         finally:
             self.outcome.durations_s = driver.durations_s
             history.close()
@@ -146,23 +151,23 @@ class Run:
         for name, text in plan.texts.items():
             self.bundle.write_text(f"raw/scenarios/{name}.toml", text)
 
-    def _write_run_params(self, plan: Plan, stack: Stack, policy: dict, t0_wall_ms: int) -> None:
+    def _write_run_params(self, plan: Plan, stack: Stack, policy: Policy, t0_wall_ms: int) -> None:
         """raw/run_params.json and the run's metadata, then the design documents (00, 01, 03, 05, 07)."""
-        overrides = dict(stack.config.overrides)  # an external stack's own, as its stack.json records them
-        if stack.ready_s is not None:
-            self.meta["stack_ready_s"] = round(stack.ready_s, 3)
-        self.meta.update(started_wall_ms=t0_wall_ms, versions=versions(), stack=stack.config.public_view(),
-                         external_stack=stack.external, scenarios=list(plan.scenarios),
-                         gates_selected=list(plan.gate_ids))
-        run_params = {"t0_wall_ms": t0_wall_ms, "seed": self.options.seed, "profile": self.options.profile,
-                      "policy_tables": plan.tables, "overrides": overrides, "policy": policy,
-                      "scenario_params": plan.params, "node_owners": dict(stack.config.nodes),
-                      "stack": stack.config.public_view()}
-        self.bundle.write_json(f"raw/{recorded.RUN_PARAMS}", run_params)
+        self._meta = replace(self._meta, started_wall_ms=t0_wall_ms,
+                             stack_ready_s=None if stack.ready_s is None else round(stack.ready_s, 3),
+                             versions=versions(), stack=stack.config.public_view(), external_stack=stack.external,
+                             scenarios=plan.scenarios, gates_selected=plan.gate_ids)
+        params = {name: p.to_json() for name, p in plan.params.items()}
+        run_params = RunParams(t0_wall_ms=t0_wall_ms, seed=self.options.seed, profile=self.options.profile,
+                               policy_tables=plan.tables,
+                               overrides=dict(stack.config.overrides),  # an external stack's: as its stack.json says
+                               policy=policy, scenario_params=params, node_owners=dict(stack.config.nodes),
+                               stack=stack.config.public_view())
+        self.bundle.write_json(f"raw/{recorded.RUN_PARAMS}", run_params.to_json())
         self.bundle.write_text(numbered("surface", "design"), report.reliability_surface_md(plan.tables))
         for topic in DESIGN_TOPICS:
             self.bundle.write_text(numbered(topic, "design"),
-                                   report.design_md(topic, plan.tables, plan.params, plan.all_gates))
+                                   report.design_md(topic, plan.tables, params, plan.all_gates))
 
     def _judge_and_finalize(self, plan: Plan) -> None:
         self.progress("judging")
@@ -179,8 +184,8 @@ class Run:
         self.bundle.write_json(numbered("chaos", "json"), chaos_json)
         self.bundle.write_text(numbered("chaos", "md"), chaos_md)
         overall = gates.overall(results)
-        self.meta["durations_s"] = self.outcome.durations_s
         # Evidence is for humans: made JSON-safe (tuple keys, ints as keys) before it is stored.
-        self.meta["evidence"] = orjson.loads(orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS, default=str))
+        self._meta = replace(self._meta, durations_s=self.outcome.durations_s, evidence=orjson.loads(
+            orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS, default=str)))
         self.outcome.root_digest = self.bundle.finalize(self.meta, results, overall, list(self.options.defects))
         self.outcome.results, self.outcome.overall, self.outcome.metrics = results, overall, metrics

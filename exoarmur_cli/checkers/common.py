@@ -103,7 +103,7 @@ def intent_ref(tenant_id: str, key: str) -> str:
 
 def wall_ms(rec: Recorded, event: Event) -> float:
     """An event's wall-clock time: the run's recorded start plus its monotonic offset."""
-    return rec.params["t0_wall_ms"] + event.time_ms
+    return rec.run.t0_wall_ms + event.time_ms
 
 
 def scenario_window_ms(rec: Recorded, scenario: str) -> tuple[float, float] | None:

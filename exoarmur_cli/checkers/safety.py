@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from exoarmur_cli.checkers.common import first, quantile, submissions, audit_time_by_pair, wall_ms
 from exoarmur_cli.checkers.replay import replay_decisions
-from exoarmur_cli.history import OK
+from exoarmur_cli.history import OK, Tag
 from exoarmur_cli.recorded import Recorded
 
 APPROVAL_CLASSES = {"A2", "A3"}
@@ -88,25 +88,25 @@ def _approved(record: dict) -> bool:
 
 def tenancy(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "tenancy")
-    cross = [s for s in subs if s.tag == "cross_tenant"]
-    bad = [s for s in subs if s.tag == "bad_input"]
+    cross = [s for s in subs if s.tag == Tag.CROSS_TENANT]
+    bad = [s for s in subs if s.tag == Tag.BAD_INPUT]
     reads = [e for e in rec.history if e.f == "read_audit" and e.type in ("ok", "fail")]
     leaked_reads = [e.index for e in reads if e.type == OK and (
         e.value["target_tenant"] != e.value["caller_tenant"]
         or any(t != e.value["caller_tenant"] for t in e.value["record_tenants"]))]
-    owners = rec.params.get("node_owners", {})
+    owners = rec.run.node_owners
     foreign_effects = [row["idempotency_key"] for row in rec.ledger if owners.get(row["node_id"]) != row["tenant_id"]]
     foreign_records = [r["idempotency_key"] for r in _records(rec)
                        if r["outcome"] == "EXECUTED" and owners.get(r["node_id"]) != r["tenant_id"]]
     arrived = audit_time_by_pair(rec)
 
-    def p99(tag: str) -> float | None:
+    def p99(tag: Tag) -> float | None:
         return quantile([arrived[s.pair] - wall_ms(rec, s.invoke) for s in subs
                          if s.tag == tag and s.accepted and s.pair in arrived], 0.99)
 
-    baseline, under = p99("quiet:baseline"), p99("quiet:noise")
-    quiet_refused = sum(1 for s in subs if s.tag.startswith("quiet") and s.refused)
-    noisy_limited = sum(1 for s in subs if s.tag == "noisy" and s.reason == "RATE_LIMITED_TENANT")
+    baseline, under = p99(Tag.QUIET_BASELINE), p99(Tag.QUIET_NOISE)
+    quiet_refused = sum(1 for s in subs if s.tag in (Tag.QUIET_BASELINE, Tag.QUIET_NOISE) and s.refused)
+    noisy_limited = sum(1 for s in subs if s.tag == Tag.NOISY and s.reason == "RATE_LIMITED_TENANT")
     return {
         "cross_tenant_attempts": len(cross),
         "cross_tenant_accepted": sum(1 for s in cross if s.accepted or s.done is None),

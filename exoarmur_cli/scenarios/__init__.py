@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
-from exoarmur_cli.errors import ConfigError
 from exoarmur_cli.scenarios import capacity, durability, failures, safety
 from exoarmur_cli.scenarios.base import Context, ScenarioNotRun
+from exoarmur_cli.scenarios.params import ScenarioFileError, ScenarioParams, parse
 
 DRIVERS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "deployment": durability.deployment,
@@ -30,14 +30,10 @@ DRIVERS: dict[str, Callable[[Context], Awaitable[None]]] = {
 }
 ORDER = list(DRIVERS)  # the order they run in: cheap and foundational first, load last
 
-__all__ = ["DRIVERS", "ORDER", "Context", "ScenarioNotRun", "ScenarioFileError", "load_scenario"]
+__all__ = ["DRIVERS", "ORDER", "Context", "ScenarioNotRun", "ScenarioFileError", "ScenarioParams", "load_scenario"]
 
 
-class ScenarioFileError(ConfigError):
-    """A scenario file is unreadable, not TOML, misnamed, or has no table for the profile."""
-
-
-def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[dict[str, Any], str]:
+def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[ScenarioParams, str]:
     """(parameters for ``profile``, the file's text) — the text goes into the bundle."""
     path = Path(scenarios_dir) / f"{name}.toml"
     try:
@@ -51,4 +47,4 @@ def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[dict[st
         raise ScenarioFileError(f"scenario file {path} must say name = \"{name}\"")
     if profile not in data:
         raise ScenarioFileError(f"scenario file {path} has no [{profile}] table")
-    return {**data.get("common", {}), **data[profile]}, text
+    return parse(name, {**data.get("common", {}), **data[profile]}, f"scenario file {path} [{profile}]"), text

@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.client import AuditWatch, StackClient, Submitted, intent_body
 from exoarmur_cli.errors import ScenarioNotRun
 from exoarmur_cli.faults import Faults, nemesis
-from exoarmur_cli.history import INFO, History, wall_ms
+from exoarmur_cli.history import INFO, Expect, History, Tag, wall_ms
+from exoarmur_cli.rundata import Policy
+from exoarmur_cli.scenarios.params import ScenarioParams
 from exoarmur_cli.stacks import Stack
 
 __all__ = ["Context", "ScenarioNotRun"]
@@ -34,14 +38,15 @@ class Context:
     client: StackClient
     history: History
     watch: AuditWatch
-    nc: Any
-    js: Any
-    rng: random.Random
-    params: dict[str, Any]
+    nc: NATS
+    js: JetStreamContext
+    rng: random.Random  # drawn from the run's seed
+    params: ScenarioParams  # the driver narrows it to its own type (``params.as_``)
     raw_dir: Path
     stack: Stack
     faults: Faults
-    policy: dict[str, Any] = field(default_factory=dict)
+    policy: Policy
+    t0_wall_ms: int  # the run's wall-clock start
     _serial: int = 0
 
     # --- identities ------------------------------------------------------------------------
@@ -76,11 +81,12 @@ class Context:
             raise ScenarioNotRun(f"needs process control to {what}; an external stack gives none")
 
     def timeout(self, name: str) -> float:
-        return float(self.policy["timeouts_s"][name])
+        return self.policy.timeout_s(name)
 
     # --- workload --------------------------------------------------------------------------
 
-    async def submit_all(self, items: list[tuple[str, dict]], concurrency: int = 16, tag: str = "") -> list[Submitted]:
+    async def submit_all(self, items: list[tuple[str, dict]], concurrency: int = 16,
+                         tag: Tag | Expect = Tag.NONE) -> list[Submitted]:
         sem = asyncio.Semaphore(concurrency)
 
         async def one(peer: str, body: dict) -> Submitted:
@@ -89,7 +95,8 @@ class Context:
 
         return list(await asyncio.gather(*(one(p, b) for p, b in items)))
 
-    async def submit_at_rate(self, make, rate_per_s: float, duration_s: float, tag: str = "") -> list[Submitted]:
+    async def submit_at_rate(self, make, rate_per_s: float, duration_s: float,
+                             tag: Tag | Expect = Tag.NONE) -> list[Submitted]:
         """Open loop: one submission every 1/rate seconds, whatever the answers."""
         tasks = []
         began = time.monotonic()
@@ -143,7 +150,7 @@ class Context:
             if all(state == "CLOSED" for state in (await self.breaker_states()).values()):
                 return True
             peer, body = self.body(tenant_id)
-            sub = await self.client.submit(peer, body, tag="probe")
+            sub = await self.client.submit(peer, body, tag=Tag.PROBE)
             if sub.accepted:
                 await self.watch.wait_for([(sub.tenant_id, sub.key)], 6.0, js=self.js)
             await asyncio.sleep(0.1)

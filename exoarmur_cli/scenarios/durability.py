@@ -20,6 +20,7 @@ from exoarmur.contracts import key_digest
 from exoarmur_cli.client import intent_body
 from exoarmur_cli.export import read_stream
 from exoarmur_cli.scenarios.base import Context
+from exoarmur_cli.scenarios.params import DeploymentParams, PersistenceParams, RestartParams, as_
 
 
 async def _snapshot(ctx: Context, label: str, keys: list[tuple[str, str]]) -> None:
@@ -34,6 +35,7 @@ async def _snapshot(ctx: Context, label: str, keys: list[tuple[str, str]]) -> No
 
 
 async def persistence(ctx: Context) -> None:
+    p = as_(ctx.params, PersistenceParams)
     processes = ctx.faults.processes("restart nats-server")
     tenants = ctx.config.tenants
     accepted: list = []
@@ -43,34 +45,35 @@ async def persistence(ctx: Context) -> None:
         subs = await ctx.submit_all(items)
         accepted.extend(s for s in subs if s.accepted)
 
-    await wave(ctx.params["intents"])
+    await wave(p.intents)
     await ctx.settle(accepted)
     await _snapshot(ctx, "before", [(s.tenant_id, s.key) for s in accepted])
     for mode in ("SIGTERM", "SIGKILL"):
         # Submissions keep arriving while the server goes down: what was acked must survive.
         flow = asyncio.create_task(ctx.submit_at_rate(
-            lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_during_restart"], 1.5))
+            lambda: ctx.body(ctx.rng.choice(tenants)), p.rate_during_restart, 1.5))
         await asyncio.sleep(0.3)
         await asyncio.to_thread(processes.restart, "nats", hard=mode == "SIGKILL")
         accepted.extend(s for s in await flow if s.accepted)
         ctx.observe("api_ready_after_restart", mode=mode, ready=await ctx.wait_api_ready())
-        await wave(ctx.params["intents"] // 2)
+        await wave(p.intents // 2)
         await ctx.settle(accepted)
         await _snapshot(ctx, f"after_{mode}", [(s.tenant_id, s.key) for s in accepted])
 
 
 async def restart(ctx: Context) -> None:
     """SIGKILL cells and the api while intents are in flight; everything acked must converge."""
+    p = as_(ctx.params, RestartParams)
     processes = ctx.faults.processes("kill cells and the api")
     tenants = ctx.config.tenants
-    duration = ctx.params["duration_s"]
+    duration = p.duration_s
     # A slower effector keeps intents in flight, so every kill lands on work half-done.
-    await ctx.faults.effector.set(latency_ms=ctx.params["effector_latency_ms"], seed=ctx.rng.randint(0, 2**31))
+    await ctx.faults.effector.set(latency_ms=p.effector_latency_ms, seed=ctx.rng.randint(0, 2**31))
     flow = asyncio.create_task(ctx.submit_at_rate(
-        lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_per_s"], duration))
+        lambda: ctx.body(ctx.rng.choice(tenants)), p.rate_per_s, duration))
     # Cells first: a killed cell's work comes back only after the redelivery delay, so the
     # sooner the last cell dies the sooner the scenario converges; the api holds no messages.
-    targets = ["cell-0", "cell-1", "api"] * ctx.params["rounds"]
+    targets = ["cell-0", "cell-1", "api"] * p.rounds
     gap = duration / (len(targets) + 1)
     for target in targets:
         await asyncio.sleep(gap * ctx.rng.uniform(0.5, 1.0))
@@ -91,6 +94,7 @@ def _exoarmur_command() -> list[str]:
 
 async def deployment(ctx: Context) -> None:
     """Cold start from empty state with the documented command, one intent end to end, down."""
+    p = as_(ctx.params, DeploymentParams)
     ctx.require_local("cold-start a second stack on this machine")
     stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-deploy-"))
     exo = _exoarmur_command()
@@ -101,7 +105,7 @@ async def deployment(ctx: Context) -> None:
     result = {"ready_s": None, "status_exit": None, "down_exit": None, "first_intent_outcome": None,
               "first_intent_terminal_s": None, "processes_left": None, "stack_up_exit": None}
     try:
-        ready = await asyncio.to_thread(_wait_line, up, "ready in", ctx.params["ready_timeout_s"], log)
+        ready = await asyncio.to_thread(_wait_line, up, "ready in", p.ready_timeout_s, log)
         if ready:
             result["ready_s"] = round(time.monotonic() - began, 3)
             status = await asyncio.to_thread(subprocess.run, exo + ["stack", "status", "--dir", str(stack_dir)],
