@@ -25,9 +25,12 @@ def lengths(package: str = "exoarmur_cli") -> list[tuple[int, str]]:
 
 
 def main() -> int:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    limit = int(args[0]) if args else 60
-    top = int(sys.argv[sys.argv.index("--top") + 1]) if "--top" in sys.argv else 0
+    argv = sys.argv[1:]
+    top = 0
+    if "--top" in argv:
+        at = argv.index("--top")
+        top, argv = int(argv[at + 1]), argv[:at] + argv[at + 2:]
+    limit = int(argv[0]) if argv else 60
     found = lengths()
     for n, where in (found[:top] if top else [f for f in found if f[0] > limit]):
         print(f"{n:4d}  {where}")
