@@ -19,8 +19,7 @@ from typing import Any
 
 import orjson
 
-from exoarmur.contracts import ReasonCode
-from exoarmur.errors import ExoError
+from exoarmur_cli.errors import EvidenceError
 from exoarmur_cli.gates import GateResult, Verdict, fmt_number, result_to_json
 from exoarmur_cli.gates import overall as overall_of
 
@@ -28,23 +27,33 @@ FORMAT = "exoarmur-bundle/1"
 FINAL = "13_final_evidence_bundle.json"
 PASS_FAIL = "PASS_FAIL.txt"
 RAW = "raw"
-FILES: tuple[str, ...] = (
-    "00_reliability_surface.md",
-    "01_timeout_design.md",
-    "02_timeout_test_outputs.txt",
-    "03_retry_design.md",
-    "04_retry_test_outputs.txt",
-    "05_backpressure_design.md",
-    "06_backpressure_test_outputs.txt",
-    "07_circuit_breaker_design.md",
-    "08_circuit_breaker_test_outputs.txt",
-    "09_load_test_results.json",
-    "10_load_test_results.md",
-    "11_chaos_test_results.json",
-    "12_chaos_test_results.md",
-    FINAL,
-    PASS_FAIL,
-)
+# The one table of numbered files: (topic, what it holds) -> file name. A run writes each by its
+# key (``numbered``); the numbers and names are the bundle's format.
+NUMBERED: dict[tuple[str, str], str] = {
+    ("surface", "design"): "00_reliability_surface.md",
+    ("timeout", "design"): "01_timeout_design.md",
+    ("timeout", "test_outputs"): "02_timeout_test_outputs.txt",
+    ("retry", "design"): "03_retry_design.md",
+    ("retry", "test_outputs"): "04_retry_test_outputs.txt",
+    ("backpressure", "design"): "05_backpressure_design.md",
+    ("backpressure", "test_outputs"): "06_backpressure_test_outputs.txt",
+    ("breaker", "design"): "07_circuit_breaker_design.md",
+    ("breaker", "test_outputs"): "08_circuit_breaker_test_outputs.txt",
+    ("load", "json"): "09_load_test_results.json",
+    ("load", "md"): "10_load_test_results.md",
+    ("chaos", "json"): "11_chaos_test_results.json",
+    ("chaos", "md"): "12_chaos_test_results.md",
+    ("final", "json"): FINAL,
+}
+DESIGN_TOPICS = ("timeout", "retry", "backpressure", "breaker")  # each has a design and a test-outputs file
+FILES: tuple[str, ...] = (*NUMBERED.values(), PASS_FAIL)
+
+
+def numbered(topic: str, kind: str) -> str:
+    """The bundle file holding ``kind`` for ``topic`` (see ``NUMBERED``)."""
+    return NUMBERED[(topic, kind)]
+
+
 # Written only by finalize/mark_incomplete, and not hashed (they carry the digests).
 _VERDICT_FILES = frozenset({FINAL, PASS_FAIL})
 _RUN_DIR = re.compile(r"^reality_run_(\d{3,})$")
@@ -52,10 +61,8 @@ _MAX_CREATE_TRIES = 1000
 _IN_PROGRESS = "INCOMPLETE: run in progress\nFINAL: INCOMPLETE\n"
 
 
-class BundleError(ExoError):
+class BundleError(EvidenceError):
     """A path is not a (finished) evidence bundle, or a write would break the bundle's layout."""
-
-    reason_code = ReasonCode.CONFIG_INVALID
 
 
 def _dump(obj: Any) -> bytes:

@@ -1,7 +1,7 @@
 """The harness's client of the stack: every call it makes is recorded in the history.
 
 It uses only public surfaces: the api over HTTP (as a peer or the operator), the effector's
-fault settings, and NATS subjects (to watch terminal records arrive).
+ledger, and NATS subjects (to watch terminal records arrive). Faults are ``faults``'.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import orjson
 
 from exoarmur.contracts import IntentV1, key_digest
 from exoarmur.stackconfig import StackConfig
-from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, History
+from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Expect, History, Tag, tag_text, wall_ms
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -83,14 +83,14 @@ class StackClient:
     # --- peers -----------------------------------------------------------------------------
 
     async def submit(self, peer_id: str, body: dict, *, token: str | None = None, raw: bytes | None = None,
-                     tag: str = "", probe: str | None = None) -> Submitted:
+                     tag: Tag | Expect = Tag.NONE, probe: str | None = None) -> Submitted:
         """Submit as ``peer_id`` (or with an explicit token) and record invoke + completion.
 
         ``probe`` names the path a submission exercises (e.g. an approval path), for checkers
         that judge each path on its own."""
         token = self.config.peers[peer_id].token if token is None else token
         ident = {"key": body.get("idempotency_key"), "tenant_id": body.get("tenant_id"), "peer_id": peer_id,
-                 "node_id": body.get("node_id"), "action_class": body.get("action_class"), "tag": tag}
+                 "node_id": body.get("node_id"), "action_class": body.get("action_class"), "tag": tag_text(tag)}
         if probe is not None:
             ident["probe"] = probe
         self.history.append(INVOKE, "submit", peer_id, ident)
@@ -128,9 +128,9 @@ class StackClient:
     async def set_switch(self, engaged: bool, tenant_id: str | None = None) -> dict:
         path = "/v1/killswitches/global" if tenant_id is None else f"/v1/killswitches/tenants/{tenant_id}"
         value = {"scope": tenant_id or "global", "engaged": engaged}
-        self.history.append(INVOKE, "killswitch", "operator", {**value, "invoked_wall_ms": int(time.time() * 1000)})
+        self.history.append(INVOKE, "killswitch", "operator", {**value, "invoked_wall_ms": wall_ms()})
         status, answer = await self._call("PUT", self.api_url + path, self.config.operator_token, {"engaged": engaged})
-        acked_wall_ms = int(time.time() * 1000)
+        acked_wall_ms = wall_ms()
         kind = OK if status == 200 else FAIL
         self.history.append(kind, "killswitch", "operator", {**value, "status": status, "acked_wall_ms": acked_wall_ms,
                                                              "revision": (answer or {}).get("revision")})
@@ -146,10 +146,10 @@ class StackClient:
                    "intent_hash": hash_override or intent_hash(body), "status": status, "ttl_s": ttl_s}
         granted = {"key": body["idempotency_key"], "tenant_id": body["tenant_id"], "status": status,
                    "intent_hash": payload["intent_hash"], "matching_hash": hash_override is None, "ttl_s": ttl_s}
-        self.history.append(INVOKE, "approval", "operator", {**granted, "invoked_wall_ms": int(time.time() * 1000)})
+        self.history.append(INVOKE, "approval", "operator", {**granted, "invoked_wall_ms": wall_ms()})
         code, answer = await self._call("POST", f"{self.api_url}/v1/approvals", self.config.operator_token, payload)
         self.history.append(OK if code == 200 else FAIL, "approval", "operator",
-                            {**granted, "status_code": code, "acked_wall_ms": int(time.time() * 1000)})
+                            {**granted, "status_code": code, "acked_wall_ms": wall_ms()})
 
     async def operator_probe(self, method: str, path: str, token: str | None, body: dict, *, as_whom: str) -> int:
         """Call an operator-only endpoint with a token that is not the operator's; record the answer."""
@@ -159,14 +159,6 @@ class StackClient:
         self.history.append(OK if 200 <= code < 300 else FAIL, "operator_probe", as_whom,
                             {**value, "status": code, "reason_code": (answer or {}).get("reason_code")})
         return code
-
-    async def effector_faults(self, **settings: Any) -> None:
-        """Set the effector's fault settings (a nemesis action, recorded as such)."""
-        async with self.session.put(f"{self.effector_url}/v1/faults", json=settings) as response:
-            await response.read()
-            ok = response.status == 200
-        self.history.append(INFO, "effector_faults", "nemesis",
-                            {**settings, "applied": ok, "wall_ms": int(time.time() * 1000)})
 
     async def effector_ledger(self) -> list[dict]:
         async with self.session.get(f"{self.effector_url}/v1/ledger") as response:
@@ -185,7 +177,7 @@ class AuditWatch:
         async def on_msg(msg) -> None:
             if msg.subject not in self.records:
                 self.records[msg.subject] = orjson.loads(msg.data)
-                self.arrived_wall_ms[msg.subject] = int(time.time() * 1000)
+                self.arrived_wall_ms[msg.subject] = wall_ms()
                 self._changed.set()
 
         await nc.subscribe("exo.audit.>", cb=on_msg)
@@ -208,7 +200,7 @@ class AuditWatch:
             except Exception:
                 continue
             self.records[subject] = orjson.loads(msg.data)
-            self.arrived_wall_ms.setdefault(subject, int(time.time() * 1000))
+            self.arrived_wall_ms.setdefault(subject, wall_ms())
 
     async def wait_for(self, pairs: list[tuple[str, str]], timeout_s: float, js=None) -> list[tuple[str, str]]:
         """Wait until every (tenant, key) has a terminal record; return the ones still missing."""

@@ -21,8 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from exoarmur.contracts import ReasonCode
-from exoarmur.errors import ExoError
+from exoarmur_cli.errors import ConfigError
 
 GATE_IDS = range(1, 9)
 OPS = ("<", "<=", "==", "!=", ">=", ">")
@@ -46,13 +45,11 @@ _COMPARE = {
 }
 
 
-class GateFileError(ExoError):
+class GateFileError(ConfigError):
     """A gate file is unreadable or says something that cannot be judged; names file and problem.
 
     Raised at load time, before any run, so a malformed criterion never silently checks nothing.
     """
-
-    reason_code = ReasonCode.CONFIG_INVALID
 
 
 class Verdict(str, Enum):

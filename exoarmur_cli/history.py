@@ -11,12 +11,85 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import orjson
 
-INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
+from exoarmur.contracts import Outcome, ReasonCode
+
+
+class EventType(str, Enum):
+    INVOKE = "invoke"  # an operation began
+    OK = "ok"  # it took effect
+    FAIL = "fail"  # it definitely did not
+    INFO = "info"  # unknown outcome; or a nemesis/observer event: what was done or seen
+
+
+INVOKE, OK, FAIL, INFO = EventType.INVOKE, EventType.OK, EventType.FAIL, EventType.INFO
+
+
+class Tag(str, Enum):
+    """What a submission is for, as its ``tag`` records it for the checkers."""
+
+    NONE = ""
+    HANG = "hang"
+    FLAKY = "flaky"
+    EFFECTOR_DOWN = "effector_down"
+    CHAOS = "chaos"
+    PROBE = "probe"
+    BACKPRESSURE = "backpressure"
+    CROSS_TENANT = "cross_tenant"
+    BAD_INPUT = "bad_input"
+    QUIET_BASELINE = "quiet:baseline"
+    QUIET_NOISE = "quiet:noise"
+    NOISY = "noisy"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A submission whose one terminal record must carry exactly this outcome and reason; its
+    tag is ``expect:OUTCOME/REASON``."""
+
+    outcome: Outcome
+    reason: ReasonCode
+    PREFIX: ClassVar[str] = "expect:"
+
+    @property
+    def pair(self) -> str:
+        return f"{self.outcome.value}/{self.reason.value}"
+
+    @property
+    def tag(self) -> str:
+        return self.PREFIX + self.pair
+
+    @classmethod
+    def parse(cls, tag: str) -> "Expect | None":
+        """The expectation a tag carries; None when it carries none (or one that names no
+        known outcome and reason)."""
+        if not tag.startswith(cls.PREFIX):
+            return None
+        outcome, _, reason = tag.removeprefix(cls.PREFIX).partition("/")
+        try:
+            return cls(Outcome(outcome), ReasonCode(reason))
+        except ValueError:
+            return None
+
+
+EXECUTED_OK = Expect(Outcome.EXECUTED, ReasonCode.OK)
+
+
+def tag_text(tag: "Tag | Expect | str") -> str:
+    """A tag as the history records it."""
+    if isinstance(tag, Expect):
+        return tag.tag
+    return tag.value if isinstance(tag, Tag) else str(tag)
+
+
+def wall_ms() -> int:
+    """Milliseconds since the epoch: the one wall clock the harness records (``*_wall_ms``)."""
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -50,7 +123,8 @@ class History:
 
     def append(self, type_: str, f: str, process: str, value: dict[str, Any] | None = None) -> Event:
         with self._lock:
-            event = Event(self._index, round(self.now_ms(), 3), type_, f, process, self.scenario, value or {})
+            event = Event(self._index, round(self.now_ms(), 3), EventType(type_).value, f, process, self.scenario,
+                          value or {})
             self._index += 1
             self._file.write(event.to_json() + b"\n")
         return event

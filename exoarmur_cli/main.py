@@ -15,7 +15,9 @@ import orjson
 import typer
 from rich.console import Console
 
+from exoarmur.contracts import ReasonCode
 from exoarmur.errors import ExoError
+from exoarmur_cli.errors import FaultError, HarnessError, ScenarioError, StackError
 from exoarmur_cli.procs import pid_is_ours, reap_all, terminate_recorded
 
 EXIT_OK, EXIT_RED, EXIT_USAGE, EXIT_STACK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -27,7 +29,11 @@ app.add_typer(stack_app, name="stack")
 console = Console(stderr=True)
 
 
-def fail(exc: ExoError, code: int) -> None:
+# Errors the CLI answers with a reason code and an exit code: the harness's own and the stack's.
+KNOWN_ERRORS = (HarnessError, ExoError)
+
+
+def fail(exc: HarnessError | ExoError, code: int) -> None:
     console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}", soft_wrap=True)
     raise typer.Exit(code)
 
@@ -38,10 +44,10 @@ def usage_error(message: str) -> None:
     raise typer.Exit(EXIT_USAGE)
 
 
-def exit_code_for(exc: ExoError) -> int:
-    from exoarmur_cli.stack import StackError
-
-    return EXIT_STACK if isinstance(exc, StackError) or exc.reason_code.value == "STACK_UNAVAILABLE" else EXIT_USAGE
+def exit_code_for(exc: HarnessError | ExoError) -> int:
+    """3 when the stack (or a fault in it) is unavailable, else 2: a usage, config or evidence error."""
+    unavailable = isinstance(exc, (StackError, FaultError, ScenarioError))
+    return EXIT_STACK if unavailable or exc.reason_code is ReasonCode.STACK_UNAVAILABLE else EXIT_USAGE
 
 
 @stack_app.command("up")
@@ -85,7 +91,7 @@ def stack_up(
                 stack.write_pids()
     except KeyboardInterrupt:
         stopping = True
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         stack.stop()
         fail(exc, exit_code_for(exc))
     finally:
@@ -134,7 +140,7 @@ def stack_status(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir")) -> 
     try:
         cfg = stackconfig.load(stack_dir)
         ready = httpx.get(f"{cfg.api_url}/readyz", timeout=2).status_code == 200
-    except (ExoError, httpx.HTTPError):
+    except (*KNOWN_ERRORS, httpx.HTTPError):
         ready = False
     print(f"api ready: {ready}")
     if not (ready and all_up):
@@ -156,7 +162,7 @@ def bench_command() -> None:
 
     try:
         figures = bench()
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         fail(exc, exit_code_for(exc))
     print(f"(a) pipelined durable JetStream publishes/s : {figures.publish_per_s:,.0f}")
     print(f"(b) end-to-end intents/s                    : {figures.intents_per_s:,.0f}")
@@ -183,35 +189,49 @@ def run_gates_command(
                                             help="run against a stack with this deliberate defect (repeatable)"),
 ) -> None:
     """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
-    import asyncio
+    from exoarmur_cli.run import RunOptions
 
-    from exoarmur_cli import gates, report
-    from exoarmur_cli.gates import Verdict, results_to_json
-    from exoarmur_cli.run import PROJECT_DIR, Run, RunOptions
+    all_gates = _checked_run_inputs(gate, profile, nats_url, api_url, inject_defect)
+    options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
+                         api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect))
+    if inject_defect:
+        console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
+    began = time.monotonic()
+    outcome = _execute_run(options, all_gates, began)
+    _show_outcome(outcome, began, junit, as_json)
+
+
+def _checked_run_inputs(gate: list[int], profile: str, nats_url: str | None, api_url: str | None,
+                        inject_defect: list[str]) -> dict:
+    """Every usage mistake exits 2 here, before a bundle is created; returns the gates, loaded once."""
+    from exoarmur.defects import parse as parse_defects
+    from exoarmur_cli import gates
+    from exoarmur_cli.run import PROJECT_DIR
 
     if profile not in ("quick", "full"):
         usage_error(f"--profile must be quick or full, not {profile!r}")
     try:  # an unknown gate is a usage error like the rest: refused before a bundle is created
-        known = sorted(gates.load_gates(PROJECT_DIR / "gates"))
-    except ExoError as exc:
+        all_gates = gates.load_gates(PROJECT_DIR / "gates")
+    except KNOWN_ERRORS as exc:
         fail(exc, EXIT_USAGE)
-    if unknown := [g for g in gate if g not in known]:
-        usage_error(f"no gate {unknown[0]}; gates are {known}")
+    if unknown := [g for g in gate if g not in all_gates]:
+        usage_error(f"no gate {unknown[0]}; gates are {sorted(all_gates)}")
     if (nats_url is None) != (api_url is None):
         usage_error("an external stack needs both --nats-url and --api-url")
-    from exoarmur.defects import parse as parse_defects
-
     try:
         parse_defects(inject_defect)
     except ValueError as exc:
         usage_error(f"{exc}")
     if inject_defect and api_url is not None:
         usage_error("defects are injected into the embedded stack only")
-    options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
-                         api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect))
-    if inject_defect:
-        console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
-    began = time.monotonic()
+    return all_gates
+
+
+def _execute_run(options, all_gates: dict, began: float):
+    """The run, with every way it can end short mapped to an exit code and an INCOMPLETE bundle."""
+    import asyncio
+
+    from exoarmur_cli.run import Run
 
     def progress(line: str) -> None:
         console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}", highlight=False)
@@ -220,15 +240,15 @@ def run_gates_command(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    run = Run(options, progress)
+    run = Run(options, progress, all_gates)
     try:
-        outcome = asyncio.run(run.execute())
+        return asyncio.run(run.execute())
     except KeyboardInterrupt:
         reap_all()
         run.bundle.mark_incomplete("interrupted (Ctrl-C)", EXIT_INTERRUPTED, run.meta)
         console.print(f"interrupted: bundle {run.bundle.path} marked INCOMPLETE")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         reap_all()
         code = exit_code_for(exc)
         run.bundle.mark_incomplete(f"{exc.reason_code.value}: {exc}", code, run.meta)
@@ -237,6 +257,13 @@ def run_gates_command(
         reap_all()
         run.bundle.mark_incomplete(f"harness crashed: {type(exc).__name__}: {exc}", EXIT_STACK, run.meta)
         raise
+
+
+def _show_outcome(outcome, began: float, junit: Path | None, as_json: bool) -> None:
+    """The summary (and JUnit XML, JSON when asked); exits 0 green, 1 red, 3 incomplete."""
+    from exoarmur_cli import report
+    from exoarmur_cli.gates import Verdict, results_to_json
+
     report.render_summary(console, outcome.results, outcome.durations_s, outcome.overall, outcome.bundle)
     console.print(f"total {time.monotonic() - began:.1f}s")
     if junit is not None:
@@ -263,7 +290,6 @@ def replay_verify_command(
     Exit 0 every check holds · 1 a difference (listed) · 2 not a bundle · 3 --live found no stack.
     """
     from exoarmur_cli.bundle import BundleError
-    from exoarmur_cli.stack import StackError
     from exoarmur_cli.verify import resolve, verify
 
     try:
@@ -305,7 +331,7 @@ def self_test_command(
     except KeyboardInterrupt:
         reap_all()
         raise typer.Exit(EXIT_INTERRUPTED)
-    except ExoError as exc:
+    except KNOWN_ERRORS as exc:
         reap_all()
         fail(exc, exit_code_for(exc))
     table = Table("defect", *[f"G{g}" for g in range(1, 9)], "expected criterion", "result",

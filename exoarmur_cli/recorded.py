@@ -21,12 +21,14 @@ raw/ files (one JSON object per line unless noted):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from exoarmur_cli.history import Event, read_events
+from exoarmur_cli.rundata import RunParams
 
 HISTORY = "history.jsonl"
 LOAD_HISTORY = "load-history.jsonl"  # written by the Locust process: same Event schema
@@ -50,10 +52,15 @@ class Recorded:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     wire: list[dict[str, Any]] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # raw/run_params.json as read
     # None: the bundle has no KV export (an older run), which is not the same as an empty bucket.
     kv_safety: list[dict[str, Any]] | None = None
     kv_approvals: list[dict[str, Any]] | None = None
+
+    @cached_property
+    def run(self) -> RunParams:
+        """raw/run_params.json as its frozen type (parts it lacks load empty or None)."""
+        return RunParams.from_json(self.params)
 
     def scenario_events(self, scenario: str) -> list[Event]:
         return [e for e in self.history if e.scenario == scenario]

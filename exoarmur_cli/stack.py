@@ -1,14 +1,13 @@
-"""Stack control: bring up, supervise, fault and tear down the embedded ExoArmur stack.
+"""Stack control: bring up, supervise and tear down the embedded ExoArmur stack.
 
 ``LocalStack`` spawns each component as ``python -m exoarmur <name>`` in its own process group
-with its own log, and can stop, SIGKILL, pause (SIGSTOP/SIGCONT) and restart any one of them
-— NATS included, on the same store directory.
+with its own log, and can start any one of them again — NATS included, on the same store
+directory. Faulting its processes (SIGKILL, restart, pause) is ``faults.process``.
 """
 
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -19,20 +18,13 @@ import orjson
 import psutil
 
 from exoarmur import stackconfig
-from exoarmur.contracts import ReasonCode
-from exoarmur.errors import ExoError
 from exoarmur.natsio import wait_for_port
 from exoarmur.stackconfig import StackConfig
+from exoarmur_cli.errors import StackError
 from exoarmur_cli.procs import Child
 
 READY_TIMEOUT_S = 30.0
 PIDS_FILE = "pids.json"
-
-
-class StackError(ExoError):
-    """The stack could not be started, reached or made ready."""
-
-    reason_code = ReasonCode.STACK_UNAVAILABLE
 
 
 class LocalStack:
@@ -129,26 +121,6 @@ class LocalStack:
         if self.temporary:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    # --- faults ----------------------------------------------------------------------------
-
-    def kill(self, name: str) -> None:
-        self.children[name].kill()
-
-    def terminate(self, name: str) -> None:
-        self.children[name].stop()
-
-    def pause(self, name: str) -> None:
-        self.children[name].signal(signal.SIGSTOP)
-
-    def resume(self, name: str) -> None:
-        self.children[name].signal(signal.SIGCONT)
-
-    def restart(self, name: str, *, hard: bool = False) -> None:
-        """Stop (SIGTERM, or SIGKILL when ``hard``) and start again on the same state."""
-        self.kill(name) if hard else self.terminate(name)
-        self.start_component(name)
-        self.write_pids()
-
     # --- for `stack status` / `stack down` in another process --------------------------------
 
     def write_pids(self) -> None:
@@ -171,3 +143,6 @@ def read_pids(stack_dir: Path) -> dict[str, dict]:
         return orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return {}
+
+
+__all__ = ["LocalStack", "StackError", "read_pids"]

@@ -11,7 +11,7 @@ from exoarmur_cli.recorded import Recorded
 
 def backpressure(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "backpressure")
-    bound = rec.params.get("policy", {}).get("pending_bound")
+    bound = rec.run.policy.pending_bound
     window = scenario_window_ms(rec, "backpressure")
     pending = [s["value"] for s in rec.samples if s["kind"] == "pending"
                and window and window[0] <= s["time_ms"] <= window[1]]
@@ -64,7 +64,7 @@ def resources(rec: Recorded) -> tuple[dict, dict]:
         if s["kind"] == "rss_mb":
             rss[s["process"]] = max(rss.get(s["process"], 0.0), s["value"])
     pending = [s["value"] for s in rec.samples if s["kind"] == "pending"]
-    bound = rec.params.get("policy", {}).get("pending_bound")
+    bound = rec.run.policy.pending_bound
     return {
         "peak_rss_mb_max": max(rss.values()) if rss else None,
         "run_pending_peak_vs_bound": max(pending) / bound if pending and bound else None,

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event
 from exoarmur_cli.recorded import Recorded
+from exoarmur_cli.stats import quantile  # noqa: F401 - the checkers take the one definition from here
 
 TERMINAL = {"EXECUTED", "DENIED", "FAILED", "EXPIRED"}
 
@@ -102,16 +103,7 @@ def intent_ref(tenant_id: str, key: str) -> str:
 
 def wall_ms(rec: Recorded, event: Event) -> float:
     """An event's wall-clock time: the run's recorded start plus its monotonic offset."""
-    return rec.params["t0_wall_ms"] + event.time_ms
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile; None (a missing measurement) when there is nothing to rank."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))
-    return float(ordered[rank])
+    return rec.run.t0_wall_ms + event.time_ms
 
 
 def scenario_window_ms(rec: Recorded, scenario: str) -> tuple[float, float] | None:

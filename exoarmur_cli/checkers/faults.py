@@ -7,26 +7,23 @@ from collections import Counter
 from exoarmur_cli.checkers.common import (
     audit_time_by_pair, first, intent_time_by_pair, records_by_pair, scenario_of_key, submissions,
 )
+from exoarmur_cli.history import Tag
 from exoarmur_cli.recorded import Recorded
 
 VALID_TRANSITIONS = {("CLOSED", "OPEN"), ("OPEN", "HALF_OPEN"), ("HALF_OPEN", "CLOSED"), ("HALF_OPEN", "OPEN")}
 BOUNDED_FAILURES = ("TIMEOUT_", "BREAKER_OPEN", "RETRY_EXHAUSTED")
 
 
-def _policy(rec: Recorded) -> dict:
-    return rec.params.get("policy", {})
-
-
 def timeouts(rec: Recorded) -> tuple[dict, dict]:
     records = records_by_pair(rec)
     stored = intent_time_by_pair(rec)
     arrived = audit_time_by_pair(rec)
-    hung = [s for s in submissions(rec.history, "timeout") if s.tag == "hang" and s.accepted]
+    hung = [s for s in submissions(rec.history, "timeout") if s.tag == Tag.HANG and s.accepted]
     outcomes = [records.get(s.pair, [{}])[0] for s in hung]
     unbounded = [s.key for s, r in zip(hung, outcomes)
                  if r.get("outcome") != "FAILED" or not str(r.get("reason_code")).startswith(BOUNDED_FAILURES)]
     resolution = [arrived[s.pair] - stored[s.pair] for s in hung if s.pair in arrived and s.pair in stored]
-    deadline_ms = _policy(rec).get("timeouts_s", {}).get("EXECUTION_INTENT", 0) * 1000
+    deadline_ms = rec.run.policy.timeouts_s.get("EXECUTION_INTENT", 0) * 1000
     return {
         "hang_intents": len(hung),
         "hang_not_bounded": len(unbounded) if hung else None,
@@ -37,7 +34,7 @@ def timeouts(rec: Recorded) -> tuple[dict, dict]:
 
 
 def retries(rec: Recorded) -> tuple[dict, dict]:
-    attempts_allowed = _policy(rec).get("retry_attempts", {}).get("effector_call")
+    attempts_allowed = rec.run.policy.retry_attempts.get("effector_call")
     all_records = [row["record"] for row in rec.audit]
     over = [r["idempotency_key"] for r in all_records if attempts_allowed is not None and r["attempts"] > attempts_allowed]
     flaky = [r for r in all_records if scenario_of_key(r["idempotency_key"]) == "retry"]

@@ -13,7 +13,7 @@ from collections import Counter
 from exoarmur_cli.checkers.common import (
     effects_by_intent, first, intent_ref, records_by_pair, scenario_of_key, submissions,
 )
-from exoarmur_cli.history import FAIL
+from exoarmur_cli.history import FAIL, Expect
 from exoarmur_cli.recorded import Recorded
 
 
@@ -64,11 +64,12 @@ def expectations(rec: Recorded) -> tuple[dict, dict]:
     checked: Counter = Counter()
     examples = []
     for sub in submissions(rec.history):
-        if not sub.tag.startswith("expect:"):
+        expect = Expect.parse(sub.tag)
+        if expect is None:
             continue
         scenario = sub.invoke.scenario
         checked[scenario] += 1
-        expected = sub.tag.removeprefix("expect:")
+        expected = expect.pair
         got = [f"{r['outcome']}/{r['reason_code']}" for r in records.get(sub.pair, [])]
         if not sub.accepted or got != [expected]:
             unmet[scenario] += 1

@@ -8,7 +8,7 @@ from exoarmur_cli.checkers.common import (
     Submission, audit_time_by_pair, first, intent_ref, quantile, records_by_pair, submissions, wall_ms,
 )
 from exoarmur_cli.checkers.replay import replay_decisions
-from exoarmur_cli.history import OK
+from exoarmur_cli.history import OK, Tag
 from exoarmur_cli.recorded import Recorded
 
 APPROVAL_CLASSES = {"A2", "A3"}
@@ -177,13 +177,13 @@ def _approved(record: dict) -> bool:
 
 def tenancy(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "tenancy")
-    cross = [s for s in subs if s.tag == "cross_tenant"]
-    bad = [s for s in subs if s.tag == "bad_input"]
+    cross = [s for s in subs if s.tag == Tag.CROSS_TENANT]
+    bad = [s for s in subs if s.tag == Tag.BAD_INPUT]
     reads = [e for e in rec.history if e.f == "read_audit" and e.type in ("ok", "fail")]
     leaked_reads = [e.index for e in reads if e.type == OK and (
         e.value["target_tenant"] != e.value["caller_tenant"]
         or any(t != e.value["caller_tenant"] for t in e.value["record_tenants"]))]
-    owners = rec.params.get("node_owners", {})
+    owners = rec.run.node_owners
     foreign_effects = [row["idempotency_key"] for row in rec.ledger if owners.get(row["node_id"]) != row["tenant_id"]]
     foreign_records = [r["idempotency_key"] for r in _records(rec)
                        if r["outcome"] == "EXECUTED" and owners.get(r["node_id"]) != r["tenant_id"]]
@@ -193,13 +193,13 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
                   if targets.get(row["intent_ref"]) != (row["tenant_id"], row["node_id"])]
     arrived = audit_time_by_pair(rec)
 
-    def p99(tag: str) -> float | None:
+    def p99(tag: Tag) -> float | None:
         return quantile([arrived[s.pair] - wall_ms(rec, s.invoke) for s in subs
                          if s.tag == tag and s.accepted and s.pair in arrived], 0.99)
 
-    baseline, under = p99("quiet:baseline"), p99("quiet:noise")
-    quiet_refused = sum(1 for s in subs if s.tag.startswith("quiet") and s.refused)
-    noisy_limited = sum(1 for s in subs if s.tag == "noisy" and s.reason == "RATE_LIMITED_TENANT")
+    baseline, under = p99(Tag.QUIET_BASELINE), p99(Tag.QUIET_NOISE)
+    quiet_refused = sum(1 for s in subs if s.tag in (Tag.QUIET_BASELINE, Tag.QUIET_NOISE) and s.refused)
+    noisy_limited = sum(1 for s in subs if s.tag == Tag.NOISY and s.reason == "RATE_LIMITED_TENANT")
     return {
         "cross_tenant_attempts": len(cross),
         "bad_input_attempts": len(bad),

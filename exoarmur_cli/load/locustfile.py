@@ -39,7 +39,7 @@ import orjson
 from locust import FastHttpUser, LoadTestShape, task
 
 from exoarmur import stackconfig
-from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event
+from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event, wall_ms
 
 SCENARIO = "load"
 F_SUBMIT = "submit"
@@ -87,7 +87,7 @@ def nodes_for(peer_id: str, tenant_id: str) -> list[str]:
 # different greenlets cannot interleave, and each is in the file as soon as it is written.
 
 _HISTORY_FD = os.open(os.environ["EXO_LOAD_HISTORY"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-_T0_WALL_MS = int(os.environ.get("EXO_RUN_T0_WALL_MS", str(int(time.time() * 1000))))
+_T0_WALL_MS = int(os.environ.get("EXO_RUN_T0_WALL_MS", str(wall_ms())))
 # Run-relative ms from the monotonic clock, anchored once to the run's wall-clock start.
 _MONO_TO_RUN_MS = time.time() * 1000 - _T0_WALL_MS - time.monotonic() * 1000
 _index = itertools.count()

@@ -61,6 +61,23 @@ def locust_argv(api_url: str, out_dir: Path, users: int) -> list[str]:
     ]
 
 
+def _locust_env(stack_dir: str, history_path: Path, phases: list[LoadPhase], *, t0_wall_ms: int, seed: int,
+                key_prefix: str) -> dict[str, str]:
+    """What the Locust process reads from its environment (see ``locustfile``)."""
+    return {
+        **os.environ,
+        "EXO_STACK_CONFIG": str(stack_dir),
+        "EXO_LOAD_HISTORY": str(history_path),
+        "EXO_RUN_T0_WALL_MS": str(int(t0_wall_ms)),
+        "EXO_LOAD_PHASES": orjson.dumps([
+            {"name": p.name, "duration_s": p.duration_s, "rate_per_s": p.rate_per_s} for p in phases
+        ]).decode(),
+        "EXO_SEED": str(seed),
+        "EXO_KEY_PREFIX": key_prefix,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def run_load(
     stack_dir: Path,
     out_dir: Path,
@@ -84,18 +101,7 @@ def run_load(
     history_path = Path(history_path) if history_path else out_dir / HISTORY_FILE
     log_path = out_dir / "locust.log"
     deadline_s = timeout_s if timeout_s is not None else sum(p.duration_s for p in phases) + DEADLINE_SLACK_S
-    env = {
-        **os.environ,
-        "EXO_STACK_CONFIG": str(config.stack_dir),
-        "EXO_LOAD_HISTORY": str(history_path),
-        "EXO_RUN_T0_WALL_MS": str(int(t0_wall_ms)),
-        "EXO_LOAD_PHASES": orjson.dumps([
-            {"name": p.name, "duration_s": p.duration_s, "rate_per_s": p.rate_per_s} for p in phases
-        ]).decode(),
-        "EXO_SEED": str(seed),
-        "EXO_KEY_PREFIX": key_prefix,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = _locust_env(config.stack_dir, history_path, phases, t0_wall_ms=t0_wall_ms, seed=seed, key_prefix=key_prefix)
     began = time.monotonic()
     timed_out = False
     exit_code: int | None = None

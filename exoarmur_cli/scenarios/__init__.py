@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
-from exoarmur.contracts import ReasonCode
-from exoarmur.errors import ExoError
 from exoarmur_cli.scenarios import capacity, durability, failures, power_loss, safety
 from exoarmur_cli.scenarios.base import Context, ScenarioNotRun
+from exoarmur_cli.scenarios.params import ScenarioFileError, ScenarioParams, parse
 
 DRIVERS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "deployment": durability.deployment,
@@ -32,14 +31,10 @@ DRIVERS: dict[str, Callable[[Context], Awaitable[None]]] = {
 }
 ORDER = list(DRIVERS)  # the order they run in: cheap and foundational first, load last
 
-__all__ = ["DRIVERS", "ORDER", "Context", "ScenarioNotRun", "ScenarioFileError", "load_scenario"]
+__all__ = ["DRIVERS", "ORDER", "Context", "ScenarioNotRun", "ScenarioFileError", "ScenarioParams", "load_scenario"]
 
 
-class ScenarioFileError(ExoError):
-    reason_code = ReasonCode.CONFIG_INVALID
-
-
-def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[dict[str, Any], str]:
+def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[ScenarioParams, str]:
     """(parameters for ``profile``, the file's text) — the text goes into the bundle."""
     path = Path(scenarios_dir) / f"{name}.toml"
     try:
@@ -53,4 +48,4 @@ def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[dict[st
         raise ScenarioFileError(f"scenario file {path} must say name = \"{name}\"")
     if profile not in data:
         raise ScenarioFileError(f"scenario file {path} has no [{profile}] table")
-    return {**data.get("common", {}), **data[profile]}, text
+    return parse(name, {**data.get("common", {}), **data[profile]}, f"scenario file {path} [{profile}]"), text

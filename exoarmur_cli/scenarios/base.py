@@ -10,25 +10,25 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
-from exoarmur.contracts import ReasonCode
-from exoarmur.errors import ExoError
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.client import AuditWatch, StackClient, Submitted, intent_body
-from exoarmur_cli.history import INFO, History
+from exoarmur_cli.errors import ScenarioNotRun
+from exoarmur_cli.faults import Faults, nemesis
+from exoarmur_cli.history import INFO, Expect, History, Tag, wall_ms
+from exoarmur_cli.rundata import Policy
+from exoarmur_cli.scenarios.params import ScenarioParams
+from exoarmur_cli.stacks import Stack
 
-
-class ScenarioNotRun(ExoError):
-    """The scenario needs something this stack cannot give (e.g. process faults on an external
-    stack). Its gates become INCOMPLETE, never green."""
-
-    reason_code = ReasonCode.STACK_UNAVAILABLE
+__all__ = ["Context", "ScenarioNotRun"]
 
 
 @dataclass
@@ -38,14 +38,15 @@ class Context:
     client: StackClient
     history: History
     watch: AuditWatch
-    nc: Any
-    js: Any
-    rng: random.Random
-    params: dict[str, Any]
+    nc: NATS
+    js: JetStreamContext
+    rng: random.Random  # drawn from the run's seed
+    params: ScenarioParams  # the driver narrows it to its own type (``params.as_``)
     raw_dir: Path
-    stack: Any = None  # LocalStack, or None for an external stack
-    effector_proxy: Any = None  # FaultProxy between cells and effector, when the harness placed one
-    policy: dict[str, Any] = field(default_factory=dict)
+    stack: Stack
+    faults: Faults
+    policy: Policy
+    t0_wall_ms: int  # the run's wall-clock start
     _serial: int = 0
 
     # --- identities ------------------------------------------------------------------------
@@ -69,22 +70,23 @@ class Context:
     # --- faults and observations -----------------------------------------------------------
 
     def nemesis(self, f: str, **value: Any) -> None:
-        self.history.append(INFO, f, "nemesis", {"wall_ms": int(time.time() * 1000), **value})
+        """A fault the scenario applies itself (the ``faults`` it holds record their own)."""
+        nemesis.record(self.history, f, **value)
 
     def observe(self, f: str, **value: Any) -> None:
-        self.history.append(INFO, f, "observer", {"wall_ms": int(time.time() * 1000), **value})
+        self.history.append(INFO, f, "observer", {"wall_ms": wall_ms(), **value})
 
-    def require_stack(self, what: str):
-        if self.stack is None:
+    def require_local(self, what: str) -> None:
+        if self.stack.external:
             raise ScenarioNotRun(f"needs process control to {what}; an external stack gives none")
-        return self.stack
 
     def timeout(self, name: str) -> float:
-        return float(self.policy["timeouts_s"][name])
+        return self.policy.timeout_s(name)
 
     # --- workload --------------------------------------------------------------------------
 
-    async def submit_all(self, items: list[tuple[str, dict]], concurrency: int = 16, tag: str = "") -> list[Submitted]:
+    async def submit_all(self, items: list[tuple[str, dict]], concurrency: int = 16,
+                         tag: Tag | Expect = Tag.NONE) -> list[Submitted]:
         sem = asyncio.Semaphore(concurrency)
 
         async def one(peer: str, body: dict) -> Submitted:
@@ -93,7 +95,8 @@ class Context:
 
         return list(await asyncio.gather(*(one(p, b) for p, b in items)))
 
-    async def submit_at_rate(self, make, rate_per_s: float, duration_s: float, tag: str = "") -> list[Submitted]:
+    async def submit_at_rate(self, make, rate_per_s: float, duration_s: float,
+                             tag: Tag | Expect = Tag.NONE) -> list[Submitted]:
         """Open loop: one submission every 1/rate seconds, whatever the answers."""
         tasks = []
         began = time.monotonic()
@@ -147,7 +150,7 @@ class Context:
             if all(state == "CLOSED" for state in (await self.breaker_states()).values()):
                 return True
             peer, body = self.body(tenant_id)
-            sub = await self.client.submit(peer, body, tag="probe")
+            sub = await self.client.submit(peer, body, tag=Tag.PROBE)
             if sub.accepted:
                 await self.watch.wait_for([(sub.tenant_id, sub.key)], 6.0, js=self.js)
             await asyncio.sleep(0.1)

@@ -4,40 +4,42 @@ from __future__ import annotations
 
 import asyncio
 
+from exoarmur_cli.history import Tag
 from exoarmur_cli.scenarios.base import Context
+from exoarmur_cli.scenarios.params import BackpressureParams, LoadParams, as_
 
 
 async def backpressure(ctx: Context) -> None:
     """Cells paused, intents keep coming: past the pending bound the api must refuse (QUEUE_FULL),
     never queue without limit and never drop; resumed, every accepted intent completes."""
-    stack = ctx.require_stack("pause the cells")
-    cells = [name for name in stack.children if name.startswith("cell")]
+    p = as_(ctx.params, BackpressureParams)
+    processes = ctx.faults.processes("pause the cells")
+    cells = processes.cells
     t = ctx.config.tenants
     for cell in cells:
-        ctx.nemesis("pause", target=cell)
-        stack.pause(cell)
+        processes.pause(cell)
     try:
-        rate = ctx.params["rate_per_s"]
-        duration = ctx.policy["pending_bound"] * ctx.params["over_bound"] / rate
-        subs = await ctx.submit_at_rate(lambda: ctx.body(ctx.rng.choice(t)), rate, duration, tag="backpressure")
+        rate = p.rate_per_s
+        duration = ctx.policy.pending_bound * p.over_bound / rate
+        subs = await ctx.submit_at_rate(lambda: ctx.body(ctx.rng.choice(t)), rate, duration, tag=Tag.BACKPRESSURE)
     finally:
         for cell in cells:
-            stack.resume(cell)
-            ctx.nemesis("resume", target=cell)
+            processes.resume(cell)
     await ctx.settle(subs)
 
 
 async def load(ctx: Context) -> None:
     """Locust in its own process, one user per peer (500), every node targeted (1,000)."""
+    p = as_(ctx.params, LoadParams)
     from exoarmur_cli.load.runner import LoadPhase, run_load
 
-    capacity = ctx.policy["rate_global_per_s"]
-    phases = [LoadPhase("sustained", ctx.params["sustained_s"], capacity * ctx.params["sustained_fraction"]),
-              LoadPhase("overload", ctx.params["overload_s"], capacity * ctx.params["overload_factor"])]
+    capacity = ctx.policy.rate_global_per_s
+    phases = [LoadPhase("sustained", p.sustained_s, capacity * p.sustained_fraction),
+              LoadPhase("overload", p.overload_s, capacity * p.overload_factor)]
     ctx.observe("load_plan", capacity_per_s=capacity,
-                phases=[{"name": p.name, "duration_s": p.duration_s, "rate_per_s": p.rate_per_s} for p in phases])
+                phases=[{"name": ph.name, "duration_s": ph.duration_s, "rate_per_s": ph.rate_per_s} for ph in phases])
     result = await asyncio.to_thread(
-        run_load, ctx.config.stack_dir, ctx.raw_dir, phases, t0_wall_ms=ctx.params["t0_wall_ms"],
+        run_load, ctx.config.stack_dir, ctx.raw_dir, phases, t0_wall_ms=ctx.t0_wall_ms,
         seed=ctx.rng.randint(0, 2**31), key_prefix="load")
     ctx.observe("load_done", exit_code=result.exit_code, duration_s=round(result.duration_s, 3),
                 stats=result.stats_rows, failures=result.failures_rows)

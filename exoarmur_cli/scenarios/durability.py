@@ -16,10 +16,12 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from exoarmur.contracts import key_digest
+from exoarmur.contracts import Outcome, ReasonCode, key_digest
 from exoarmur_cli.client import intent_body
 from exoarmur_cli.export import read_stream
+from exoarmur_cli.history import Expect
 from exoarmur_cli.scenarios.base import Context
+from exoarmur_cli.scenarios.params import DeploymentParams, PersistenceParams, RestartParams, as_
 
 
 # Every stream the stack keeps, hashed across restarts: intents and records (ours, by subject),
@@ -51,7 +53,8 @@ async def _switch(ctx: Context, engaged: bool, tenant_id: str | None = None) -> 
 
 
 async def persistence(ctx: Context) -> None:
-    stack = ctx.require_stack("restart nats-server")
+    p = as_(ctx.params, PersistenceParams)
+    processes = ctx.faults.processes("restart nats-server")
     tenants = ctx.config.tenants
     accepted: list = []
 
@@ -60,7 +63,7 @@ async def persistence(ctx: Context) -> None:
         subs = await ctx.submit_all(items)
         accepted.extend(s for s in subs if s.accepted)
 
-    await wave(ctx.params["intents"])
+    await wave(p.intents)
     await ctx.settle(accepted)
     # Both KV buckets hold writes before the first restart: a tenant switch cycled, an approval.
     await _switch(ctx, True, tenants[-1])
@@ -73,47 +76,45 @@ async def persistence(ctx: Context) -> None:
             await _snapshot(ctx, "engaged_before_SIGKILL", [(s.tenant_id, s.key) for s in accepted])
         # Submissions keep arriving while the server goes down: what was acked must survive.
         flow = asyncio.create_task(ctx.submit_at_rate(
-            lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_during_restart"], 1.5))
+            lambda: ctx.body(ctx.rng.choice(tenants)), p.rate_during_restart, 1.5))
         await asyncio.sleep(0.3)
-        ctx.nemesis("restart_nats", mode=mode)
-        await asyncio.to_thread(stack.restart, "nats", hard=mode == "SIGKILL")
+        await asyncio.to_thread(processes.restart, "nats", hard=mode == "SIGKILL")
         accepted.extend(s for s in await flow if s.accepted)
         ctx.observe("api_ready_after_restart", mode=mode, ready=await ctx.wait_api_ready())
         if mode == "SIGKILL":
-            held = await ctx.submit_all([ctx.body(ctx.rng.choice(tenants)) for _ in range(ctx.params["per_check"])],
-                                        tag="expect:DENIED/KILL_SWITCH_GLOBAL")
+            held = await ctx.submit_all([ctx.body(ctx.rng.choice(tenants)) for _ in range(p.per_check)],
+                                        tag=Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_GLOBAL))
             accepted.extend(s for s in held if s.accepted)
             await ctx.settle(held)
             await _switch(ctx, False)
-        await wave(ctx.params["intents"] // 2)
+        await wave(p.intents // 2)
         await ctx.settle(accepted)
         await _snapshot(ctx, f"after_{mode}", [(s.tenant_id, s.key) for s in accepted])
 
 
 async def restart(ctx: Context) -> None:
     """SIGKILL cells and the api while intents are in flight; everything acked must converge."""
-    stack = ctx.require_stack("kill cells and the api")
+    p = as_(ctx.params, RestartParams)
+    processes = ctx.faults.processes("kill cells and the api")
     tenants = ctx.config.tenants
-    duration = ctx.params["duration_s"]
+    duration = p.duration_s
     # A slower effector keeps intents in flight, so every kill lands on work half-done.
-    await ctx.client.effector_faults(latency_ms=ctx.params["effector_latency_ms"], seed=ctx.rng.randint(0, 2**31))
+    await ctx.faults.effector.set(latency_ms=p.effector_latency_ms, seed=ctx.rng.randint(0, 2**31))
     flow = asyncio.create_task(ctx.submit_at_rate(
-        lambda: ctx.body(ctx.rng.choice(tenants)), ctx.params["rate_per_s"], duration))
+        lambda: ctx.body(ctx.rng.choice(tenants)), p.rate_per_s, duration))
     # Cells first: a killed cell's work comes back only after the redelivery delay, so the
     # sooner the last cell dies the sooner the scenario converges; the api holds no messages.
-    targets = ["cell-0", "cell-1", "api"] * ctx.params["rounds"]
+    targets = ["cell-0", "cell-1", "api"] * p.rounds
     gap = duration / (len(targets) + 1)
     for target in targets:
         await asyncio.sleep(gap * ctx.rng.uniform(0.5, 1.0))
-        ctx.nemesis("kill", target=target, signal="SIGKILL")
-        await asyncio.to_thread(stack.kill, target)
+        await asyncio.to_thread(processes.kill, target)
         await asyncio.sleep(ctx.rng.uniform(0.1, 0.4))
-        await asyncio.to_thread(stack.start_component, target)
-        ctx.nemesis("start", target=target)
+        await asyncio.to_thread(processes.start, target)
         if target == "api":
             await ctx.wait_api_ready()
     submitted = await flow
-    await ctx.client.effector_faults()
+    await ctx.faults.effector.clear()
     await ctx.settle(submitted)
 
 
@@ -124,7 +125,8 @@ def _exoarmur_command() -> list[str]:
 
 async def deployment(ctx: Context) -> None:
     """Cold start from empty state with the documented command, one intent end to end, down."""
-    ctx.require_stack("cold-start a second stack on this machine")
+    p = as_(ctx.params, DeploymentParams)
+    ctx.require_local("cold-start a second stack on this machine")
     stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-deploy-"))
     exo = _exoarmur_command()
     log = open(ctx.raw_dir / "deployment_stack_up.log", "wb")
@@ -134,7 +136,7 @@ async def deployment(ctx: Context) -> None:
     result = {"ready_s": None, "status_exit": None, "down_exit": None, "first_intent_outcome": None,
               "first_intent_terminal_s": None, "processes_left": None, "stack_up_exit": None}
     try:
-        ready = await asyncio.to_thread(_wait_line, up, "ready in", ctx.params["ready_timeout_s"], log)
+        ready = await asyncio.to_thread(_wait_line, up, "ready in", p.ready_timeout_s, log)
         if ready:
             result["ready_s"] = round(time.monotonic() - began, 3)
             status = await asyncio.to_thread(subprocess.run, exo + ["stack", "status", "--dir", str(stack_dir)],

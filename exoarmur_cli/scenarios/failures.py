@@ -5,90 +5,92 @@ from __future__ import annotations
 import asyncio
 import time
 
+from exoarmur_cli.faults import Toxics
+from exoarmur_cli.history import EXECUTED_OK, Tag
 from exoarmur_cli.scenarios.base import Context
+from exoarmur_cli.scenarios.params import BreakerParams, ChaosParams, RetryParams, TimeoutParams, as_
 
 
 async def timeout(ctx: Context) -> None:
+    p = as_(ctx.params, TimeoutParams)
     t = ctx.config.tenants
-    await ctx.client.effector_faults(hang=True)
-    hung = await ctx.submit_all([ctx.body(t[1]) for _ in range(ctx.params["hang_intents"])], tag="hang")
+    await ctx.faults.effector.set(hang=True)
+    hung = await ctx.submit_all([ctx.body(t[1]) for _ in range(p.hang_intents)], tag=Tag.HANG)
     await ctx.settle(hung)
-    await ctx.client.effector_faults(latency_ms=ctx.params["slow_latency_ms"], jitter_ms=ctx.params["slow_jitter_ms"],
-                                     seed=ctx.rng.randint(0, 2**31))
+    await ctx.faults.effector.set(latency_ms=p.slow_latency_ms, jitter_ms=p.slow_jitter_ms,
+                                  seed=ctx.rng.randint(0, 2**31))
     await ctx.breaker_recovered()
-    slow = await ctx.submit_all([ctx.body(t[2]) for _ in range(ctx.params["slow_intents"])], tag="expect:EXECUTED/OK")
+    slow = await ctx.submit_all([ctx.body(t[2]) for _ in range(p.slow_intents)], tag=EXECUTED_OK)
     await ctx.settle(slow)
-    await ctx.client.effector_faults()
+    await ctx.faults.effector.clear()
 
 
 async def retry(ctx: Context) -> None:
+    p = as_(ctx.params, RetryParams)
     t = ctx.config.tenants
     await ctx.breaker_recovered()  # start with closed breakers, or open ones would mask retries
-    await ctx.client.effector_faults(error_rate=ctx.params["error_rate"],
-                                     lose_response_rate=ctx.params["lose_response_rate"],
-                                     seed=ctx.rng.randint(0, 2**31))
-    subs = await ctx.submit_all([ctx.body(t[ctx.rng.randrange(len(t))]) for _ in range(ctx.params["intents"])],
-                                concurrency=ctx.params["concurrency"], tag="flaky")
+    await ctx.faults.effector.set(error_rate=p.error_rate,
+                                  lose_response_rate=p.lose_response_rate,
+                                  seed=ctx.rng.randint(0, 2**31))
+    subs = await ctx.submit_all([ctx.body(t[ctx.rng.randrange(len(t))]) for _ in range(p.intents)],
+                                concurrency=p.concurrency, tag=Tag.FLAKY)
     await ctx.settle(subs)
-    await ctx.client.effector_faults()
+    await ctx.faults.effector.clear()
     await ctx.breaker_recovered()
 
 
 async def breaker(ctx: Context) -> None:
+    p = as_(ctx.params, BreakerParams)
     t = ctx.config.tenants
-    await ctx.client.effector_faults(down=True)
+    await ctx.faults.effector.set(down=True)
     down = []
 
     async def one() -> None:  # one at a time: each cell's breaker sees each failure
         peer, body = ctx.body(t[3])
-        sub = await ctx.client.submit(peer, body, tag="effector_down")
+        sub = await ctx.client.submit(peer, body, tag=Tag.EFFECTOR_DOWN)
         down.append(sub)
         await ctx.settle([sub], timeout_s=8)
 
     # Failures until every cell's breaker has opened (its window may hold earlier successes)...
-    for _ in range(ctx.params["max_intents_to_open"]):
+    for _ in range(p.max_intents_to_open):
         states = await ctx.breaker_states()
         if states and all(state == "OPEN" for state in states.values()):
             break
         await one()
     ctx.observe("breakers_open", states=await ctx.breaker_states())
     # ...then a few more while open: these must fail fast, without calling the effector.
-    for _ in range(ctx.params["intents_while_open"]):
+    for _ in range(p.intents_while_open):
         await one()
-    await ctx.client.effector_faults()
+    await ctx.faults.effector.clear()
     ctx.nemesis("effector_recovered")
-    await asyncio.sleep(ctx.policy["breaker_open_s"])
+    await asyncio.sleep(ctx.policy.breaker_open_s)
     recovered = await ctx.breaker_recovered(t[3], timeout_s=15)
     ctx.observe("breaker_recovery", all_closed=recovered)
-    after = await ctx.submit_all([ctx.body(t[3]) for _ in range(ctx.params["intents_after"])],
-                                 tag="expect:EXECUTED/OK")
+    after = await ctx.submit_all([ctx.body(t[3]) for _ in range(p.intents_after)],
+                                 tag=EXECUTED_OK)
     await ctx.settle(after)
 
 
 async def chaos(ctx: Context) -> None:
     """Seeded, combined: SIGKILL cells, TCP latency and resets to the effector, duplicate
     submissions, a paused (slow) consumer — while a steady flow of intents runs."""
-    stack = ctx.require_stack("kill and pause cells")
-    proxy = ctx.effector_proxy
-    if proxy is None:
-        from exoarmur_cli.scenarios.base import ScenarioNotRun
-
-        raise ScenarioNotRun("no fault proxy sits between the cells and the effector")
-    from exoarmur_cli.faults.proxy import Toxics
+    p = as_(ctx.params, ChaosParams)
+    processes = ctx.faults.processes("kill and pause cells")
+    link = ctx.faults.effector_link()
 
     t = ctx.config.tenants
-    duration = ctx.params["duration_s"]
+    duration = p.duration_s
     resubmit: list[tuple[str, dict]] = []
 
     def make() -> tuple[str, dict]:
-        if resubmit and ctx.rng.random() < ctx.params["duplicate_ratio"]:
+        if resubmit and ctx.rng.random() < p.duplicate_ratio:
             return resubmit[ctx.rng.randrange(len(resubmit))]  # the same body again: one intent
         item = ctx.body(ctx.rng.choice(t))
         resubmit.append(item)
         return item
 
-    flow = asyncio.create_task(ctx.submit_at_rate(make, ctx.params["rate_per_s"], duration, tag="chaos"))
-    cells = [name for name in stack.children if name.startswith("cell")]
+    flow = asyncio.create_task(ctx.submit_at_rate(make, p.rate_per_s, duration, tag=Tag.CHAOS))
+    cells = processes.cells
     began = time.monotonic()
     kinds = ["kill_cell", "latency", "reset_peer", "pause_cell"]
     step = 0
@@ -99,25 +101,18 @@ async def chaos(ctx: Context) -> None:
         hold = ctx.rng.uniform(0.5, 1.2)
         target = ctx.rng.choice(cells)
         if kind == "kill_cell":
-            ctx.nemesis("kill", target=target, signal="SIGKILL")
-            await asyncio.to_thread(stack.kill, target)
+            await asyncio.to_thread(processes.kill, target)
             await asyncio.sleep(hold)
-            await asyncio.to_thread(stack.start_component, target)
-            ctx.nemesis("start", target=target)
+            await asyncio.to_thread(processes.start, target)
         elif kind == "pause_cell":
-            ctx.nemesis("pause", target=target)
-            stack.pause(target)
+            processes.pause(target)
             await asyncio.sleep(hold)
-            stack.resume(target)
-            ctx.nemesis("resume", target=target)
+            processes.resume(target)
         else:
-            toxics = (Toxics(latency_ms=ctx.params["latency_ms"], jitter_ms=ctx.params["latency_ms"] / 2)
-                      if kind == "latency" else Toxics(reset_peer_rate=ctx.params["reset_rate"]))
-            ctx.nemesis("proxy_toxics", target="cells->effector", **{k: v for k, v in vars(toxics).items() if v})
-            proxy.set_toxics(toxics)
+            link.set(Toxics(latency_ms=p.latency_ms, jitter_ms=p.latency_ms / 2)
+                     if kind == "latency" else Toxics(reset_peer_rate=p.reset_rate))
             await asyncio.sleep(hold)
-            proxy.clear()
-            ctx.nemesis("proxy_clear", target="cells->effector")
+            link.clear()
         await asyncio.sleep(ctx.rng.uniform(0.1, 0.4))
     submitted = await flow
     await ctx.settle(submitted)

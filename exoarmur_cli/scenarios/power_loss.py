@@ -20,7 +20,7 @@ import hashlib
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
@@ -34,6 +34,7 @@ from exoarmur_cli.faults.lazyfs import (
 )
 from exoarmur_cli.history import History
 from exoarmur_cli.scenarios.base import Context, ScenarioNotRun
+from exoarmur_cli.scenarios.params import PowerLossParams, as_
 from exoarmur_cli.stack import LocalStack, StackError
 
 TARGETS = ("nats", "effector", "both")  # which host loses power, in turn
@@ -62,7 +63,7 @@ class Machine:
         for name in HOSTS[target]:
             (self.disks[name].mountpoint / CANARY).write_bytes(b"\xa5" * CANARY_BYTES)
         for name in HOSTS[target]:
-            self.stack.kill(name)  # SIGKILL and reap: nothing of it can write any more
+            self.stack.children[name].kill()  # SIGKILL and reap: nothing of it can write any more
         return {name: self.disks[name].power_loss() for name in HOSTS[target]}
 
     def canaries_left(self, target: str) -> dict[str, bool]:
@@ -128,7 +129,7 @@ def _bring_up(ctx: Context) -> Machine:
 
 
 async def power_loss(ctx: Context) -> None:
-    ctx.require_stack("power off nats-server and the effector")
+    ctx.require_local("power off nats-server and the effector")
     problem = await asyncio.to_thread(unavailable_reason)
     if problem is not None:
         raise ScenarioNotRun(f"lazy file system unavailable: {problem}")
@@ -149,9 +150,7 @@ async def power_loss(ctx: Context) -> None:
         watch = AuditWatch()
         await watch.start(nc)
         async with StackClient(machine.config, history) as client:
-            sub = Context(name=ctx.name, config=machine.config, client=client, history=ctx.history, watch=watch,
-                          nc=nc, js=nc.jetstream(), rng=ctx.rng, params=ctx.params, raw_dir=ctx.raw_dir,
-                          stack=machine.stack, policy=ctx.policy)
+            sub = replace(ctx, config=machine.config, client=client, watch=watch, nc=nc, js=nc.jetstream())
             await _drive(sub, machine)
     finally:
         if nc is not None:
@@ -165,17 +164,18 @@ async def power_loss(ctx: Context) -> None:
 
 async def _drive(sub: Context, machine: Machine) -> None:
     tenants = sub.config.tenants
-    round_s = float(sub.params["round_s"])
+    p = as_(sub.params, PowerLossParams)
+    round_s = float(p.round_s)
     accepted = []
-    for round_ in range(int(sub.params["power_losses"])):
+    for round_ in range(p.power_losses):
         target = TARGETS[round_ % len(TARGETS)]
         flow = asyncio.create_task(sub.submit_at_rate(
-            lambda: sub.body(sub.rng.choice(tenants)), sub.params["rate_per_s"], round_s))
+            lambda: sub.body(sub.rng.choice(tenants)), p.rate_per_s, round_s))
         await asyncio.sleep(round_s * sub.rng.uniform(0.4, 0.6))
         sub.observe("acknowledged_before", round=round_, **await _stored(sub, intents=False))
         dropped = await asyncio.to_thread(machine.power_off, target)
         sub.nemesis("power_loss", round=round_, target=target, dropped=dropped)
-        restored = await asyncio.to_thread(machine.power_on, target, float(sub.params["restart_timeout_s"]))
+        restored = await asyncio.to_thread(machine.power_on, target, float(p.restart_timeout_s))
         restored["streams_missing"] = await _streams_missing(sub)
         restored["api_ready"] = await sub.wait_api_ready()
         restored["canary_survived"] = await asyncio.to_thread(machine.canaries_left, target)

@@ -8,41 +8,45 @@ from __future__ import annotations
 
 import asyncio
 
+from exoarmur.contracts import Outcome, ReasonCode
 from exoarmur_cli.client import intent_hash
+from exoarmur_cli.history import EXECUTED_OK, Expect, Tag
 from exoarmur_cli.scenarios.base import Context
+from exoarmur_cli.scenarios.params import KillswitchParams, ReplayParams, TenancyParams, as_
 
 
 async def replay(ctx: Context) -> None:
     """Drive one intent down every decision path, so replay is checked on each of them."""
+    p = as_(ctx.params, ReplayParams)
     t = ctx.config.tenants
-    plain = [ctx.body(t[0]) for _ in range(ctx.params["per_path"])]
-    subs = await ctx.submit_all(plain, tag="expect:EXECUTED/OK")
+    plain = [ctx.body(t[0]) for _ in range(p.per_path)]
+    subs = await ctx.submit_all(plain, tag=EXECUTED_OK)
     await ctx.client.set_switch(True, tenant_id=t[1])
-    subs += await ctx.submit_all([ctx.body(t[1]) for _ in range(ctx.params["per_path"])],
-                                 tag="expect:DENIED/KILL_SWITCH_TENANT")
+    subs += await ctx.submit_all([ctx.body(t[1]) for _ in range(p.per_path)],
+                                 tag=Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_TENANT))
     await ctx.settle(subs)
     await ctx.client.set_switch(False, tenant_id=t[1])
     await ctx.client.set_switch(True)
-    subs += await ctx.submit_all([ctx.body(t[2]) for _ in range(ctx.params["per_path"])],
-                                 tag="expect:DENIED/KILL_SWITCH_GLOBAL")
+    subs += await ctx.submit_all([ctx.body(t[2]) for _ in range(p.per_path)],
+                                 tag=Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_GLOBAL))
     await ctx.settle(subs)
     await ctx.client.set_switch(False)
-    subs += await _approval_paths(ctx, t[3], ctx.params["per_path"], unapproved=ctx.params["per_path"])
-    await ctx.settle(subs, timeout_s=ctx.policy["approval_wait_s"] + 15)
+    subs += await _approval_paths(ctx, t[3], p.per_path, unapproved=p.per_path)
+    await ctx.settle(subs, timeout_s=ctx.policy.approval_wait_s + 15)
 
 
-# Every path an A2/A3 intent can take through approval: (probe, expectation). The approval
-# oracle (checkers/approvals.py) judges each path by its probe name, so a self-test "caught"
-# names the path that broke.
+# Every path an A2/A3 intent can take through approval, with the outcome the contract demands.
+# The approval oracle (checkers/approvals.py) judges each path by its probe name, so a self-test
+# "caught" names the path that broke.
 APPROVAL_PATHS = {
-    "approved": "expect:EXECUTED/OK",
-    "denied": "expect:DENIED/APPROVAL_DENIED",
-    "wrong_hash": "expect:DENIED/APPROVAL_MISMATCH",
-    "changed_params": "expect:DENIED/APPROVAL_MISMATCH",
-    "other_tenant": "expect:EXPIRED/APPROVAL_EXPIRED",
-    "expired_ttl": "expect:EXPIRED/APPROVAL_EXPIRED",
-    "late_grant": "expect:EXPIRED/APPROVAL_EXPIRED",
-    "none": "expect:EXPIRED/APPROVAL_EXPIRED",  # no approval ever comes: expires after the wait
+    "approved": EXECUTED_OK,
+    "denied": Expect(Outcome.DENIED, ReasonCode.APPROVAL_DENIED),
+    "wrong_hash": Expect(Outcome.DENIED, ReasonCode.APPROVAL_MISMATCH),
+    "changed_params": Expect(Outcome.DENIED, ReasonCode.APPROVAL_MISMATCH),
+    "other_tenant": Expect(Outcome.EXPIRED, ReasonCode.APPROVAL_EXPIRED),
+    "expired_ttl": Expect(Outcome.EXPIRED, ReasonCode.APPROVAL_EXPIRED),
+    "late_grant": Expect(Outcome.EXPIRED, ReasonCode.APPROVAL_EXPIRED),
+    "none": Expect(Outcome.EXPIRED, ReasonCode.APPROVAL_EXPIRED),  # no approval ever comes: expires after the wait
 }
 SHORT_TTL_S = 0.2  # an approval that has run out before its intent is submitted
 
@@ -88,13 +92,14 @@ async def _grant(ctx: Context, path: str, body: dict, other_tenant: str) -> None
 
 
 async def killswitch(ctx: Context) -> None:
+    p = as_(ctx.params, KillswitchParams)
     t = ctx.config.tenants
     # 1. Global switch toggled under a steady flow: measure how soon decisions reflect it.
-    engaged_s, released_s = ctx.params["engaged_s"], ctx.params["released_s"]
-    flow = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[4]), ctx.params["flow_rate_per_s"],
-                                                  ctx.params["cycles"] * (engaged_s + released_s) + 0.4))
+    engaged_s, released_s = p.engaged_s, p.released_s
+    flow = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[4]), p.flow_rate_per_s,
+                                                  p.cycles * (engaged_s + released_s) + 0.4))
     await asyncio.sleep(0.2)
-    for _ in range(ctx.params["cycles"]):
+    for _ in range(p.cycles):
         await ctx.client.set_switch(True)
         await asyncio.sleep(engaged_s)
         await ctx.client.set_switch(False)
@@ -105,23 +110,23 @@ async def killswitch(ctx: Context) -> None:
     subs += await _tenant_switches_under_flow(ctx, [t[5], t[6]], engaged_s, released_s)
     # A tenant switch stops that tenant only.
     await ctx.client.set_switch(True, tenant_id=t[5])
-    subs += await ctx.submit_all([ctx.body(t[5]) for _ in range(ctx.params["per_check"])],
-                                 tag="expect:DENIED/KILL_SWITCH_TENANT")
-    subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(ctx.params["per_check"])], tag="expect:EXECUTED/OK")
+    subs += await ctx.submit_all([ctx.body(t[5]) for _ in range(p.per_check)],
+                                 tag=Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_TENANT))
+    subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(p.per_check)], tag=EXECUTED_OK)
     await ctx.settle(subs)
     await ctx.client.set_switch(False, tenant_id=t[5])
     # 3. Unreadable safety state fails closed: the global switch's value is corrupted in NATS.
     kv = await ctx.js.key_value("safety")
     await kv.put("global", b"\x00 not json")
     ctx.nemesis("corrupt_safety_state", key="global", begin=True)  # recorded once the corrupt write is acked
-    subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(ctx.params["per_check"])],
-                                 tag="expect:DENIED/SAFETY_STATE_UNAVAILABLE")
+    subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(p.per_check)],
+                                 tag=Expect(Outcome.DENIED, ReasonCode.SAFETY_STATE_UNAVAILABLE))
     await ctx.settle(subs)
     await ctx.client.set_switch(False)  # an operator repairs the state through the api
     ctx.nemesis("corrupt_safety_state", key="global", begin=False)
     # 4. A2/A3 need an approval bound to the intent's hash; unapproved ones expire.
-    subs += await _approval_paths(ctx, t[7], 1, unapproved=ctx.params["per_check"])
-    await ctx.settle(subs, timeout_s=ctx.policy["approval_wait_s"] + 15)
+    subs += await _approval_paths(ctx, t[7], 1, unapproved=p.per_check)
+    await ctx.settle(subs, timeout_s=ctx.policy.approval_wait_s + 15)
     # 5. Only the operator writes switches and approvals: every other kind of caller is refused.
     await _operator_probes(ctx, t[8], t[9])
 
@@ -130,7 +135,7 @@ async def _tenant_switches_under_flow(ctx: Context, tenants: list[str], engaged_
     lead_s = 0.3
     duration_s = lead_s + len(tenants) * (engaged_s + released_s) + 0.2
     flows = [asyncio.create_task(ctx.submit_at_rate(lambda tenant=tenant: ctx.body(tenant),
-                                                    ctx.params["flow_rate_per_s"], duration_s)) for tenant in tenants]
+                                                    as_(ctx.params, KillswitchParams).flow_rate_per_s, duration_s)) for tenant in tenants]
     await asyncio.sleep(lead_s)
     for tenant in tenants:
         await ctx.client.set_switch(True, tenant_id=tenant)
@@ -164,40 +169,41 @@ async def _operator_probes(ctx: Context, own: str, other: str) -> None:
 
 
 async def tenancy(ctx: Context) -> None:
+    p = as_(ctx.params, TenancyParams)
     t = ctx.config.tenants
     own, other = t[0], t[1]
     peer = ctx.peers_of(own)[0]
     # 1. Cross-tenant attempts: every one must be refused and leave nothing behind.
     _, body = ctx.body(own)
     cross = []
-    cross.append(await ctx.client.submit(peer, {**body, "tenant_id": other}, tag="cross_tenant"))
+    cross.append(await ctx.client.submit(peer, {**body, "tenant_id": other}, tag=Tag.CROSS_TENANT))
     _, body = ctx.body(own)
-    cross.append(await ctx.client.submit(peer, {**body, "node_id": ctx.nodes_of(other)[0]}, tag="cross_tenant"))
+    cross.append(await ctx.client.submit(peer, {**body, "node_id": ctx.nodes_of(other)[0]}, tag=Tag.CROSS_TENANT))
     _, body = ctx.body(own)
-    cross.append(await ctx.client.submit(peer, {**body, "peer_id": ctx.peers_of(other)[0]}, tag="cross_tenant"))
+    cross.append(await ctx.client.submit(peer, {**body, "peer_id": ctx.peers_of(other)[0]}, tag=Tag.CROSS_TENANT))
     _, body = ctx.body(own)
     cross.append(await ctx.client.submit(peer, body, token=ctx.config.peers[ctx.peers_of(other)[0]].token,
-                                         tag="cross_tenant"))
+                                         tag=Tag.CROSS_TENANT))
     await ctx.client.read_audit(peer, tenant_id=other)
     await ctx.client.read_audit(peer)
     # Malformed and unauthenticated input is refused with a reason code, never a 500.
-    await ctx.client.submit(peer, body, raw=b"{not json", tag="bad_input")
-    await ctx.client.submit(peer, {**body, "surprise": 1}, tag="bad_input")
-    await ctx.client.submit(peer, {**body, "parameters": {"blob": "x" * 5000}}, tag="bad_input")
-    await ctx.client.submit(peer, body, token="wrong-token", tag="bad_input")
-    await ctx.client.submit(peer, {**body, "node_id": "node-9999"}, tag="bad_input")
+    await ctx.client.submit(peer, body, raw=b"{not json", tag=Tag.BAD_INPUT)
+    await ctx.client.submit(peer, {**body, "surprise": 1}, tag=Tag.BAD_INPUT)
+    await ctx.client.submit(peer, {**body, "parameters": {"blob": "x" * 5000}}, tag=Tag.BAD_INPUT)
+    await ctx.client.submit(peer, body, token="wrong-token", tag=Tag.BAD_INPUT)
+    await ctx.client.submit(peer, {**body, "node_id": "node-9999"}, tag=Tag.BAD_INPUT)
     # 2. A noisy tenant is limited while quiet tenants keep their latency.
     quiet = t[2:5]
-    quiet_rate = ctx.params["quiet_rate_per_s"]
+    quiet_rate = p.quiet_rate_per_s
 
     def quiet_body():
         return ctx.body(ctx.rng.choice(quiet))
 
-    baseline = await ctx.submit_at_rate(quiet_body, quiet_rate, ctx.params["phase_s"], tag="quiet:baseline")
-    noisy_rate = ctx.policy["rate_tenant_per_s"] * ctx.params["noisy_over_limit"]
+    baseline = await ctx.submit_at_rate(quiet_body, quiet_rate, p.phase_s, tag=Tag.QUIET_BASELINE)
+    noisy_rate = ctx.policy.rate_tenant_per_s * p.noisy_over_limit
     ctx.nemesis("noisy_tenant", tenant=t[8], rate_per_s=noisy_rate)
-    noisy = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[8]), noisy_rate, ctx.params["phase_s"],
-                                                   tag="noisy"))
-    under = await ctx.submit_at_rate(quiet_body, quiet_rate, ctx.params["phase_s"], tag="quiet:noise")
+    noisy = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[8]), noisy_rate, p.phase_s,
+                                                   tag=Tag.NOISY))
+    under = await ctx.submit_at_rate(quiet_body, quiet_rate, p.phase_s, tag=Tag.QUIET_NOISE)
     await ctx.settle(baseline + under + await noisy + cross)
     await ctx.client.read_audit(ctx.peers_of(t[8])[0])

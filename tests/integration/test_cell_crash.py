@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from exoarmur import natsio
+from exoarmur_cli.faults import ProcessFaults
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ def test_sigkilled_cells_converge_to_one_record_and_one_effect_per_intent(exo):
             if index in kill_at:
                 k = kill_at.index(index)
                 time.sleep(rng.uniform(0, 0.05))
-                exo.stack.kill(victims[k])
+                ProcessFaults(exo.stack).kill(victims[k])
                 down.append((victims[k], index + restart_after[k]))
             peer = rng.choice(peers)
             intent = exo.intent(peer, key=f"crash-{index:03d}", parameters={"n": index})

@@ -11,6 +11,7 @@ import pytest
 
 from exoarmur import natsio
 from exoarmur.contracts import AuditRecordV1
+from exoarmur_cli.faults import ProcessFaults
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +57,7 @@ def test_nats_restart_keeps_acked_intents_and_records(exo, history, hard):
     try:
         in_flight = submit_batch(exo, history, "inflight", 15)  # acked, not yet handled
         nats_pid = exo.stack.children["nats"].pid
-        exo.stack.restart("nats", hard=hard)
+        ProcessFaults(exo.stack).restart("nats", hard=hard)
     finally:
         exo.faults()
     assert exo.stack.children["nats"].pid != nats_pid

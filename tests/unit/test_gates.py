@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from exoarmur.contracts import ReasonCode
-from exoarmur.errors import ExoError
+from exoarmur_cli.errors import HarnessError
 from exoarmur_cli.gates import (
     Gate,
     GateFileError,
@@ -69,7 +69,7 @@ def test_bad_expr_is_a_gate_file_error_naming_file_and_expr(expr: str) -> None:
     with pytest.raises(GateFileError) as info:
         gate(text, "g7_bad.toml")
     assert "g7_bad.toml" in str(info.value) and "criteria[0]" in str(info.value)
-    assert isinstance(info.value, ExoError) and info.value.reason_code is ReasonCode.CONFIG_INVALID
+    assert isinstance(info.value, HarnessError) and info.value.reason_code is ReasonCode.CONFIG_INVALID
 
 
 @pytest.mark.parametrize(

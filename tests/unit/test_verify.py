@@ -1,6 +1,6 @@
 """replay-verify on a small hand-built bundle: a clean one verifies, each tampering is named.
 
-The bundle is built the way a run builds one (Bundle.create → raw/ → run.judge → finalize), from
+The bundle is built the way a run builds one (Bundle.create → raw/ → judging.judge → finalize), from
 hand-written sealed records, so every check has real input and each test takes milliseconds.
 """
 
@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 
 from exoarmur.contracts import AuditRecordV1, Outcome, ReasonCode
 from exoarmur_cli import main as cli
-from exoarmur_cli import verify_live
+from exoarmur_cli.verify import live as verify_live
 from exoarmur_cli.bundle import FINAL, PASS_FAIL, Bundle, BundleError, file_digests, root_digest
 from exoarmur_cli.gates import load_gate_text, overall
 from exoarmur_cli.history import OK
 from exoarmur_cli.recorded import AUDIT, HISTORY, INTENTS, RUN_PARAMS, load, write_jsonl
-from exoarmur_cli.run import judge
+from exoarmur_cli.judging import judge
 from exoarmur_cli.stack import StackError
 from exoarmur_cli.verify import expected_pass_fail, resolve, same_value, verify
 

@@ -36,8 +36,9 @@ from exoarmur.stackconfig import StackConfig
 from exoarmur_cli import recorded
 from exoarmur_cli.bundle import RAW
 from exoarmur_cli.client import AuditWatch
-from exoarmur_cli.stack import LocalStack, StackError
-from exoarmur_cli.verify import Check
+from exoarmur_cli.errors import HarnessError, StackError
+from exoarmur_cli.stack import LocalStack
+from exoarmur_cli.verify.checks import Check
 
 LIVE_PATHS = frozenset({
     (Outcome.EXECUTED, ReasonCode.OK),
@@ -179,7 +180,7 @@ def start_stack(params: dict, progress: Callable[[str], None]) -> LocalStack:
         stack.start()
     except StackError:
         raise
-    except (ExoError, OSError, ValueError, ZeroDivisionError) as exc:
+    except (ExoError, HarnessError, OSError, ValueError, ZeroDivisionError) as exc:
         raise StackError(f"cannot start a fresh stack: {type(exc).__name__}: {exc}") from exc
     return stack
 
@@ -204,7 +205,7 @@ async def _replay(config: StackConfig, batches: list[list[LiveItem]]) -> tuple[i
     """(how many terminal records equal the recorded ones, every difference)."""
     try:
         nc = await natsio.connect(config.nats_url, "exoarmur-replay-verify")
-    except (ExoError, OSError) as exc:
+    except (ExoError, HarnessError, OSError) as exc:
         raise StackError(f"the fresh stack's NATS is unreachable: {type(exc).__name__}: {exc}") from exc
     equal, problems = 0, []
     try:
@@ -215,7 +216,7 @@ async def _replay(config: StackConfig, batches: list[list[LiveItem]]) -> tuple[i
             for batch in batches:
                 got_equal, got_problems = await fresh.replay(batch)
                 equal, problems = equal + got_equal, problems + got_problems
-    except (httpx.HTTPError, ExoError, OSError) as exc:
+    except (httpx.HTTPError, ExoError, HarnessError, OSError) as exc:
         problems.append({"kind": "error", "text": f"live replay stopped: {type(exc).__name__}: {exc}"})
     finally:
         await nc.close()

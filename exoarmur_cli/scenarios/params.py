@@ -1,0 +1,152 @@
+"""Each scenario's parameters as a frozen type, read from its TOML file (``common`` plus the
+profile's table) and checked there: a missing, unknown or non-numeric parameter is a
+``ScenarioFileError`` before anything runs. ``to_json`` gives back the table as read, which is
+what raw/run_params.json records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, TypeVar
+
+from exoarmur_cli.errors import ConfigError
+
+Number = int | float
+P = TypeVar("P", bound="ScenarioParams")
+
+
+class ScenarioFileError(ConfigError):
+    """A scenario file is unreadable, not TOML, misnamed, or its parameters are not the scenario's."""
+
+
+@dataclass(frozen=True)
+class ScenarioParams:
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class DeploymentParams(ScenarioParams):
+    ready_timeout_s: Number
+
+
+@dataclass(frozen=True)
+class PersistenceParams(ScenarioParams):
+    intents: int
+    rate_during_restart: Number
+    per_check: int  # submitted after the hard restart while the global switch should still hold
+
+
+@dataclass(frozen=True)
+class PowerLossParams(ScenarioParams):
+    power_losses: int
+    rate_per_s: Number
+    round_s: Number
+    restart_timeout_s: Number
+
+
+@dataclass(frozen=True)
+class RestartParams(ScenarioParams):
+    rate_per_s: Number
+    effector_latency_ms: Number
+    duration_s: Number
+    rounds: int
+
+
+@dataclass(frozen=True)
+class ReplayParams(ScenarioParams):
+    per_path: int
+
+
+@dataclass(frozen=True)
+class KillswitchParams(ScenarioParams):
+    flow_rate_per_s: Number
+    cycles: int
+    per_check: int
+    engaged_s: Number  # each engagement is held this long under flow (longer than the effect bound)
+    released_s: Number
+    switch_effect_bound_ms: Number  # no effect may land this long after a switch's ack while engaged
+
+
+@dataclass(frozen=True)
+class TenancyParams(ScenarioParams):
+    quiet_rate_per_s: Number
+    phase_s: Number
+    noisy_over_limit: Number
+
+
+@dataclass(frozen=True)
+class TimeoutParams(ScenarioParams):
+    hang_intents: int
+    slow_intents: int
+    slow_latency_ms: Number
+    slow_jitter_ms: Number
+
+
+@dataclass(frozen=True)
+class RetryParams(ScenarioParams):
+    error_rate: Number
+    lose_response_rate: Number
+    intents: int
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class BreakerParams(ScenarioParams):
+    max_intents_to_open: int
+    intents_while_open: int
+    intents_after: int
+
+
+@dataclass(frozen=True)
+class BackpressureParams(ScenarioParams):
+    rate_per_s: Number
+    over_bound: Number
+
+
+@dataclass(frozen=True)
+class ChaosParams(ScenarioParams):
+    duration_s: Number
+    rate_per_s: Number
+    duplicate_ratio: Number
+    latency_ms: Number
+    reset_rate: Number
+
+
+@dataclass(frozen=True)
+class LoadParams(ScenarioParams):
+    sustained_s: Number
+    sustained_fraction: Number
+    overload_s: Number
+    overload_factor: Number
+
+
+PARAMS: dict[str, type[ScenarioParams]] = {
+    "deployment": DeploymentParams, "persistence": PersistenceParams, "power_loss": PowerLossParams,
+    "restart": RestartParams,
+    "replay": ReplayParams, "killswitch": KillswitchParams, "tenancy": TenancyParams,
+    "timeout": TimeoutParams, "retry": RetryParams, "breaker": BreakerParams,
+    "backpressure": BackpressureParams, "chaos": ChaosParams, "load": LoadParams,
+}
+
+
+def parse(name: str, table: Mapping[str, Any], where: str) -> ScenarioParams:
+    """``table`` (common + profile) as ``name``'s parameters; ScenarioFileError says what is wrong."""
+    kind = PARAMS.get(name)
+    if kind is None:
+        raise ScenarioFileError(f"{where}: no scenario named {name!r}")
+    wanted = {f.name: f.type for f in fields(kind)}
+    missing, unknown = sorted(set(wanted) - set(table)), sorted(set(table) - set(wanted))
+    if missing or unknown:
+        raise ScenarioFileError(f"{where}: parameters missing {missing or '-'}, unknown {unknown or '-'}")
+    for key, value in table.items():
+        whole = wanted[key] == "int"
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            raise ScenarioFileError(f"{where}: {key} = {value!r} is not {'an integer' if whole else 'a number'}")
+    return kind(**table)
+
+
+def as_(params: ScenarioParams, kind: type[P]) -> P:
+    """``params`` narrowed to ``kind`` (a driver's own parameters)."""
+    if not isinstance(params, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(params).__name__}")
+    return params

@@ -1,0 +1,156 @@
+"""The stack a run drives, behind one protocol: the embedded one, or an external one (a cluster
+later). ``run`` never asks which it has; it asks the stack.
+
+- ``EmbeddedStack`` generates a config, places a ``FaultProxy`` between the cells and the
+  effector, and starts a ``LocalStack``; every fault is available.
+- ``ExternalStack`` is a stack someone else runs (``--nats-url``/``--api-url`` and its
+  ``stack.json``): no process control and no proxy, and asking for either says so
+  (``FaultError``), so the scenarios that need them are NOT RUN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from exoarmur import stackconfig
+from exoarmur.stackconfig import StackConfig
+from exoarmur_cli.errors import ConfigError, FaultError
+from exoarmur_cli.faults import FaultProxy, NetworkFaults, ProcessFaults
+from exoarmur_cli.faults.wiretap import Wiretap
+from exoarmur_cli.history import History
+from exoarmur_cli.stack import LocalStack
+
+SAMPLED = ("api", "cell")  # the processes whose memory a run samples
+
+
+class Stack(Protocol):
+    config: StackConfig
+    external: bool
+    nats_url: str
+    api_url: str
+    ready_s: float | None  # seconds from start to ready; None when the harness did not start it
+    monitor_url: str | None  # nats-server monitoring, when the harness may read it
+    logs_dir: Path | None  # component logs, when the harness wrote them
+
+    async def up(self, progress: Callable[[str], None]) -> None: ...
+
+    async def down(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+    def sampled_pids(self) -> dict[str, int]: ...
+
+    def process_faults(self, what: str, history: History) -> ProcessFaults: ...
+
+    def effector_link_faults(self, history: History) -> NetworkFaults: ...
+
+
+class EmbeddedStack:
+    external = False
+
+    def __init__(self, *, seed: int, overrides: dict, defects: list[str], wiretap_path: Path | None = None) -> None:
+        self.seed, self.overrides, self.defects = seed, overrides, defects
+        self.wiretap_path = wiretap_path  # where the proxy logs the cells -> effector HTTP it sees
+        self.ready_s: float | None = None
+        self.local: LocalStack | None = None
+        self.proxy: FaultProxy | None = None
+        self.config: StackConfig | None = None
+
+    async def up(self, progress: Callable[[str], None]) -> None:
+        stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
+        config = stackconfig.generate(stack_dir, seed=self.seed, overrides=self.overrides, defects=self.defects)
+        self.config = config
+        wiretap = Wiretap(self.wiretap_path) if self.wiretap_path is not None else None
+        self.proxy = FaultProxy(config.host, config.effector_port, seed=self.seed, name="cells->effector",
+                                wiretap=wiretap)
+        await self.proxy.start()
+        self.local = LocalStack(config, proxies={"cell": ["--effector-url", self.proxy.url()]})
+        progress(f"starting the embedded stack in {stack_dir}")
+        try:
+            self.ready_s = await asyncio.to_thread(self.local.start)  # stops what it started if it fails
+        except BaseException:
+            await self.down()
+            raise
+
+    @property
+    def nats_url(self) -> str:
+        return self.config.nats_url
+
+    @property
+    def api_url(self) -> str:
+        return self.config.api_url
+
+    @property
+    def monitor_url(self) -> str:
+        return self.config.monitor_url
+
+    @property
+    def logs_dir(self) -> Path:
+        return Path(self.config.stack_dir) / "logs"
+
+    async def down(self) -> None:
+        if self.local is not None:
+            await asyncio.to_thread(self.local.stop)
+        if self.proxy is not None:
+            await self.proxy.stop()
+            if self.proxy.wiretap is not None:
+                self.proxy.wiretap.close()
+
+    def discard(self) -> None:
+        """Its logs are in the bundle by now; the store and config go."""
+        shutil.rmtree(self.config.stack_dir, ignore_errors=True)
+
+    def sampled_pids(self) -> dict[str, int]:
+        return {name: child.pid for name, child in self.local.children.items()
+                if name.startswith(SAMPLED) and child.alive()}
+
+    def process_faults(self, what: str, history: History) -> ProcessFaults:
+        return ProcessFaults(self.local, history)
+
+    def effector_link_faults(self, history: History) -> NetworkFaults:
+        return NetworkFaults(self.proxy, history)
+
+
+class ExternalStack:
+    external = True
+    ready_s = None
+    monitor_url = None
+    logs_dir = None
+
+    def __init__(self, *, nats_url: str, api_url: str, stack_config: Path | None) -> None:
+        if stack_config is None:
+            raise ConfigError("an external stack needs --stack-config (its stack.json: tokens, nodes)")
+        self.nats_url, self.api_url = nats_url, api_url
+        self.config = stackconfig.load(stack_config)
+
+    async def up(self, progress: Callable[[str], None]) -> None:
+        """Someone else runs it: nothing to start."""
+
+    async def down(self) -> None:
+        """Someone else runs it: nothing to stop."""
+
+    def discard(self) -> None:
+        """Nothing of it is the harness's to remove."""
+
+    def sampled_pids(self) -> dict[str, int]:
+        return {}
+
+    def process_faults(self, what: str, history: History) -> ProcessFaults:
+        raise FaultError(f"needs process control to {what}; an external stack gives none")
+
+    def effector_link_faults(self, history: History) -> NetworkFaults:
+        raise FaultError("no fault proxy sits between the cells and the effector")
+
+
+def open_stack(*, nats_url: str | None, api_url: str | None, stack_config: Path | None, seed: int,
+               overrides: dict, defects: list[str], wiretap_path: Path | None = None) -> Stack:
+    """The stack the options name (not yet up): external when an api url is given."""
+    if api_url is not None:
+        return ExternalStack(nats_url=nats_url or "", api_url=api_url, stack_config=stack_config)
+    return EmbeddedStack(seed=seed, overrides=overrides, defects=defects, wiretap_path=wiretap_path)
+

@@ -1,0 +1,83 @@
+"""Typed run data: written once as frozen types, read back from the same JSON the bundle keeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exoarmur.contracts import Outcome, ReasonCode
+from exoarmur_cli.history import EXECUTED_OK, Expect, Tag, tag_text
+from exoarmur_cli.recorded import Recorded
+from exoarmur_cli.rundata import Policy, RunMeta, RunParams
+from exoarmur_cli.scenarios import load_scenario
+from exoarmur_cli.scenarios.params import ScenarioFileError, TimeoutParams, as_, parse
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+TABLES = {
+    "timeouts": [{"category": "EXECUTION_INTENT", "deadline_s": 3.5}, {"category": "KV_GET", "deadline_s": 1.0}],
+    "retry": [{"name": "effector_call", "attempts": 4, "cap_s": 0.25}],
+    "breakers": [{"name": "effector", "open_s": 1.0, "half_open_max_probes": 2}],
+    "bounds": [{"name": "pending_intents", "limit": 1000}, {"name": "approval_wait_ms", "limit": 30000}],
+    "rate_limits": [{"name": "tenant", "rate_per_s": 100, "burst": 200}, {"name": "global", "rate_per_s": 1000,
+                                                                          "burst": 2000}],
+}
+
+
+def test_policy_from_tables_with_overrides_and_back_through_json() -> None:
+    policy = Policy.from_tables(TABLES, {"pending_intents": 300, "approval_wait_ms": 2000})
+    assert policy.timeout_s("redelivery") == 4.5 and policy.timeout_s("KV_GET") == 1.0
+    assert (policy.pending_bound, policy.approval_wait_s, policy.rate_tenant_per_s) == (300, 2.0, 100)
+    assert policy.retry_attempts == {"effector_call": 4}
+    assert Policy.from_json(policy.to_json()) == policy
+    assert (policy.rate_tenant_burst, policy.effector_retry_cap_s, policy.breaker_half_open_max_probes) == (200, 0.25, 2)
+    assert sorted(policy.to_json()) == ["approval_wait_s", "breaker_half_open_max_probes", "breaker_open_s",
+                                        "effector_retry_cap_s", "pending_bound", "rate_global_burst",
+                                        "rate_global_per_s", "rate_tenant_burst", "rate_tenant_per_s",
+                                        "retry_attempts", "timeouts_s"]
+
+
+def test_run_params_round_trip_and_a_partial_file_loads_as_missing() -> None:
+    params = RunParams(t0_wall_ms=5, seed=1, profile="quick", policy=Policy(pending_bound=7),
+                       node_owners={"n1": "t1"}, stack={"peers": 2})
+    assert RunParams.from_json(params.to_json()) == params
+    partial = Recorded(params={"policy": {"pending_bound": 100}})
+    assert partial.run.policy.pending_bound == 100 and partial.run.policy.breaker_open_s is None
+    assert partial.run.t0_wall_ms is None and partial.run.node_owners == {}
+    assert Recorded().run == RunParams()
+
+
+def test_run_meta_leaves_out_what_is_not_known_yet() -> None:
+    meta = RunMeta(seed=3, profile="quick", defects_injected=("no-timeout",))
+    assert meta.to_json() == {"seed": 3, "profile": "quick", "defects_injected": ["no-timeout"],
+                              "started_wall_ms": None}
+    later = RunMeta(seed=3, profile="quick", started_wall_ms=9, external_stack=False, gates_selected=(1, 2))
+    assert later.to_json()["external_stack"] is False and later.to_json()["gates_selected"] == [1, 2]
+    assert "stack_ready_s" not in later.to_json()
+
+
+def test_expectations_are_typed_and_keep_their_recorded_tag() -> None:
+    expect = Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_GLOBAL)
+    assert expect.tag == "expect:DENIED/KILL_SWITCH_GLOBAL" and Expect.parse(expect.tag) == expect
+    assert EXECUTED_OK.tag == "expect:EXECUTED/OK"
+    assert Expect.parse("hang") is None and Expect.parse("expect:NOPE/OK") is None
+    assert tag_text(Tag.QUIET_BASELINE) == "quiet:baseline" and tag_text(expect) == expect.tag
+    assert tag_text(Tag.NONE) == ""
+
+
+def test_scenario_files_give_typed_parameters() -> None:
+    params, text = load_scenario(SCENARIOS, "timeout", "quick")
+    timeout = as_(params, TimeoutParams)
+    assert timeout.hang_intents >= 1 and "hang_intents" in text
+    assert parse("timeout", params.to_json(), "x") == params
+
+
+@pytest.mark.parametrize(("table", "says"), [
+    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": 1}, "missing ['slow_jitter_ms']"),
+    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": 1, "slow_jitter_ms": 1, "extra": 1}, "unknown ['extra']"),
+    ({"hang_intents": 2.5, "slow_intents": 1, "slow_latency_ms": 1, "slow_jitter_ms": 1}, "not an integer"),
+    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": "fast", "slow_jitter_ms": 1}, "not a number"),
+])
+def test_bad_scenario_parameters_are_refused_with_why(table, says) -> None:
+    with pytest.raises(ScenarioFileError, match=says.replace("[", r"\[").replace("]", r"\]")):
+        parse("timeout", table, "timeout.toml")
