@@ -27,6 +27,7 @@ from exoarmur_cli.gates import overall as overall_of
 FORMAT = "exoarmur-bundle/1"
 FINAL = "13_final_evidence_bundle.json"
 PASS_FAIL = "PASS_FAIL.txt"
+REPORT = "index.html"  # the HTML view of the evidence: see record_report
 RAW = "raw"
 FILES: tuple[str, ...] = (
     "00_reliability_surface.md",
@@ -47,6 +48,10 @@ FILES: tuple[str, ...] = (
 )
 # Written only by finalize/mark_incomplete, and not hashed (they carry the digests).
 _VERDICT_FILES = frozenset({FINAL, PASS_FAIL})
+# Not under the root digest either: the report is re-buildable from the evidence, and rebuilding
+# it must not change the digest PASS_FAIL.txt (and CI logs) quote. 13 records its own sha256
+# under "report" and replay-verify checks it (exoarmur_cli/html_report/_check.py).
+_UNHASHED = _VERDICT_FILES | {REPORT, f".{REPORT}.tmp"}
 _RUN_DIR = re.compile(r"^reality_run_(\d{3,})$")
 _MAX_CREATE_TRIES = 1000
 _IN_PROGRESS = "INCOMPLETE: run in progress\nFINAL: INCOMPLETE\n"
@@ -88,14 +93,14 @@ def latest_bundle(out_dir: Path) -> Path | None:
 
 def file_digests(bundle_path: Path) -> dict[str, str]:
     """sha256 of every file under the bundle (relative posix paths, raw/ recursively),
-    except the two verdict files, which carry these digests."""
+    except the two verdict files, which carry these digests, and the report (see REPORT)."""
     bundle_path = Path(bundle_path)
     digests: dict[str, str] = {}
     for path in sorted(bundle_path.rglob("*")):
         if not path.is_file():
             continue
         relative = path.relative_to(bundle_path).as_posix()
-        if relative in _VERDICT_FILES:
+        if relative in _UNHASHED:
             continue
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
@@ -129,6 +134,20 @@ def read_final(bundle_path: Path) -> dict[str, Any]:
     if not isinstance(final, dict) or final.get("format") != FORMAT:
         raise BundleError(f"{final_path}: not an {FORMAT} document")
     return final
+
+
+def record_report(bundle_path: Path, entry: Mapping[str, Any]) -> None:
+    """Record the report's entry (its sha256, or why it could not be built) in 13 under
+    ``report``; nothing else in 13 changes, so the root digest stays the run's."""
+    final = read_final(bundle_path)
+    final["report"] = dict(entry)
+    _atomic_write(Path(bundle_path) / FINAL, _dump(final))
+
+
+def _write_report(bundle_path: Path, built_by: str, *, interruptible: bool = True) -> None:
+    from exoarmur_cli.html_report import write_report_quietly  # heavy (matplotlib): only when a bundle ends
+
+    write_report_quietly(bundle_path, built_by, interruptible=interruptible)
 
 
 def verify_digests(bundle_path: Path, final: Mapping[str, Any]) -> list[str]:
@@ -222,6 +241,7 @@ class Bundle:
             f"FINAL: {Verdict.INCOMPLETE.value}\nROOT DIGEST: {root}\n"
         )
         _atomic_write(self.path / PASS_FAIL, text.encode())
+        _write_report(self.path, "run (INCOMPLETE)", interruptible=False)
         return root
 
     def finalize(
@@ -249,6 +269,7 @@ class Bundle:
         _atomic_write(self.path / FINAL, _dump(final))
         text = pass_fail_text(gate_results, status, defects, root)
         _atomic_write(self.path / PASS_FAIL, text.encode())
+        _write_report(self.path, "run")
         return root
 
 
