@@ -281,6 +281,36 @@ def replay_verify_command(
     raise typer.Exit(EXIT_OK if report.valid else EXIT_RED)
 
 
+@app.command("report")
+def report_command(
+    bundle: str = typer.Argument("latest", help="a reality_run_NNN directory, or 'latest' under --out"),
+    open_: bool = typer.Option(False, "--open", help="open index.html in the default browser afterwards"),
+    out: Path = typer.Option(Path("artifacts"), "--out", help="where 'latest' looks for bundles"),
+) -> None:
+    """Rebuild a bundle's index.html from its raw/ and 13 alone (an old bundle gets a report too).
+
+    The page's sha256 is recorded in 13 under 'report'; the root digest and every evidence digest
+    stay as the run wrote them, so replay-verify still fails on any edited evidence.
+    Exit 0 written · 2 not a bundle.
+    """
+    from exoarmur_cli.bundle import BundleError
+    from exoarmur_cli.html_report import REPORT, write_report
+    from exoarmur_cli.verify import resolve
+
+    try:
+        path = resolve(bundle, out)
+        entry = write_report(path, "exoarmur report")
+    except BundleError as exc:
+        console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    target = (path / REPORT).resolve()
+    print(f"{target}  sha256 {entry['sha256']}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(target.as_uri())
+
+
 @app.command("self-test")
 def self_test_command(
     defect: list[str] = typer.Option([], "--defect", help="only these defects (default: all)"),

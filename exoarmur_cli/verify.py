@@ -9,6 +9,9 @@ Each check reads the bundle and returns a frozen ``Check`` (valid, counts, every
                 ``replay_decisions`` (the one implementation gate 3 uses).
 3. verdicts   — every gate recorded in 13 re-judged from raw/ with the gate files embedded in
                 the bundle, through ``run.judge`` (the one judging path a run uses).
+   report     — index.html has the sha256 13 records under ``report`` (outside the root digest: the
+                page is a view rebuilt by ``exoarmur report``) and shows 13's root digest, status,
+                verdicts and measured values.
 4. live       — optional: the recorded intents re-submitted, in record order and with the
                 recorded safety state (kill switches, approvals), to a fresh embedded stack;
                 outcome and reason code must match intent by intent. Only decision-determined
@@ -110,6 +113,7 @@ def verify(bundle: Path, *, live: bool = False, live_limit: int = LIVE_LIMIT,
         check_integrity(bundle, final, audit_rows, audit_unreadable),
         check_decisions(audit_rows, intent_rows, intents_unreadable),
         check_verdicts(bundle, final),
+        check_report(bundle, final),
     ]
     if live:
         from exoarmur_cli.verify_live import check_live
@@ -223,6 +227,17 @@ def _pass_fail_problems(bundle: Path, final: Mapping[str, Any]) -> list[dict]:
 
 def _at(lines: list[str], index: int) -> str:
     return lines[index] if index < len(lines) else "<end of file>"
+
+
+def check_report(bundle: Path, final: Mapping[str, Any]) -> Check:
+    """index.html has the sha256 13 records under 'report' and shows 13's root digest, status,
+    verdicts and measured values (see html_report/_check.py for why it is outside the root)."""
+    from exoarmur_cli.html_report import REPORT, report_problems
+
+    problems = tuple({"kind": "report", "path": REPORT, "text": text} for text in report_problems(bundle, final))
+    summary = (f"{REPORT} matches 13 (digest, root digest, verdicts, measured values)" if not problems
+               else f"{REPORT}: {len(problems)} differences")
+    return Check("report", not problems, summary, {"differences": len(problems)}, problems)
 
 
 # --- 2. decision replay ---------------------------------------------------------------------
