@@ -72,7 +72,8 @@ def test_a_fresh_bundle_verifies(bundle: Path) -> None:
     done = exoarmur("replay-verify", str(bundle))
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[1:4]] == ["PASS  integrity", "PASS  decisions", "PASS  verdicts"]
+    assert [line.split(":")[0] for line in lines[1:5]] == ["PASS  integrity", "PASS  decisions", "PASS  verdicts",
+                                                           "PASS  report"]
     assert re.search(r"PASS  integrity: \d+ files, root digest ok, PASS_FAIL.txt ok, \d+ audit seals ok", done.stdout)
 
 
@@ -81,7 +82,7 @@ def test_json_report_and_latest(bundle: Path) -> None:
     assert done.returncode == EXIT_OK, done.stderr
     report = orjson.loads(done.stdout)
     assert report["bundle"] == str(bundle) and report["valid"] is True and report["exit_code"] == 0
-    assert [c["name"] for c in report["checks"]] == ["integrity", "decisions", "verdicts"]
+    assert [c["name"] for c in report["checks"]] == ["integrity", "decisions", "verdicts", "report"]
     assert report["checks"][1]["counts"]["replayed"] == len(audit_rows(bundle)) > 0
 
 

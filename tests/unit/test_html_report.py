@@ -17,7 +17,7 @@ from exoarmur_cli import main as cli
 from exoarmur_cli.bundle import FINAL, PASS_FAIL, Bundle, file_digests, read_final, record_report
 from exoarmur_cli.gates import load_gate_text, overall
 from exoarmur_cli.history import OK
-from exoarmur_cli.html_report import REPORT, build_html, report_problems, write_report
+from exoarmur_cli.html_report import REPORT, build_html, report_problems
 from exoarmur_cli.recorded import AUDIT, EVENTS, HISTORY, INTENTS, RUN_PARAMS, SAMPLES, load, write_jsonl
 from exoarmur_cli.run import judge
 from exoarmur_cli.verify import verify
