@@ -111,6 +111,24 @@ def exactly_once_table(bundle: BundleData, scenario: str | None) -> Table:
                  ("check", "count", "offending keys (first 10)"), _count_rows(bundle, pairs))
 
 
+def violations_table(bundle: BundleData, title: str, pairs: Iterable[tuple[str, str, str]]) -> Table:
+    return Table(title, ("check", "count", "offending keys (first 10)"), _count_rows(bundle, pairs))
+
+
+G1_VIOLATIONS = (("acked intents lost", "acked_intents_lost", "persistence.lost"),
+                 ("intents changed or lost across restarts", "intents_changed_or_lost", "persistence.intents_changed"),
+                 ("audit records changed or lost", "audit_records_changed_or_lost", "persistence.audit_changed"))
+G5_VIOLATIONS = (("executed while the global switch was engaged", "executions_while_global_engaged",
+                  "killswitch.executed_while_engaged"),
+                 ("executed while its tenant's switch was engaged", "tenant_switch_leaks", "killswitch.tenant_leaks"),
+                 ("executed while the switch state was unreadable", "fail_closed_executions", "killswitch.fail_open"),
+                 ("A2/A3 executed without approval", "unapproved_a2a3_executed", "killswitch.unapproved"))
+G6_VIOLATIONS = (("cross-tenant reads that returned records (event index)", "cross_tenant_reads_leaked",
+                  "tenancy.leaked_reads"),
+                 ("effects or EXECUTED records on another tenant's node", "cross_tenant_effects",
+                  "tenancy.foreign_effects"))
+
+
 def _mapping_table(title: str, data: Mapping[str, Any] | None, key: str = "name", value: str = "value") -> Table:
     rows = tuple((str(k), fmt_measured(v) if not isinstance(v, (dict, list)) else str(v))
                  for k, v in (data or {}).items())
@@ -174,34 +192,68 @@ def _locust_cell(value: str | None) -> str:
         return value
 
 
+Blocks = tuple[tuple[Table, ...], tuple[Plot, ...], tuple[tuple[str, str], ...]]
+
+
+def _metrics_table(bundle: BundleData, title: str, names: Iterable[str]) -> Table:
+    return _mapping_table(title, {name: bundle.metrics.get(name) for name in names})
+
+
+def _g1(b: BundleData) -> Blocks:
+    return ((violations_table(b, "Losses and changes, with the offending keys", G1_VIOLATIONS),
+             _metrics_table(b, "Content compared across NATS restarts",
+                            ("audit_records_compared", "nats_restarts_sigterm", "nats_restarts_sigkill"))),
+            (), (("#plot-timeline", "NATS restarts on the timeline"),))
+
+
+def _g2(b: BundleData) -> Blocks:
+    return (exactly_once_table(b, "restart"),), (), (("#plot-timeline", "kills on the timeline"),)
+
+
+def _g3(b: BundleData) -> Blocks:
+    return (replay_table(b),), (), ()
+
+
+def _g4(b: BundleData) -> Blocks:
+    return (_mapping_table("Cold start", (b.evidence.get("cold_start") or {}).get("cold_start")),), (), ()
+
+
+def _g5(b: BundleData) -> Blocks:
+    return ((violations_table(b, "Violations, with the offending keys", G5_VIOLATIONS),),
+            (figures.propagation_plot(b),),
+            (("#plot-killswitch", "engaged intervals and the decisions around them"),))
+
+
+def _g6(b: BundleData) -> Blocks:
+    return ((_metrics_table(b, "Quiet tenant latency under a noisy neighbour",
+                            ("quiet_tenant_p99_ms_baseline", "quiet_tenant_p99_ms_under_noise",
+                             "quiet_tenant_latency_ratio", "noisy_tenant_rate_limited", "quiet_tenant_refused")),
+             violations_table(b, "Isolation breaches, with the offending keys", G6_VIOLATIONS)),
+            (), (("#plot-latency", "latency per scenario"),))
+
+
+def _g7(b: BundleData) -> Blocks:
+    attempts = (b.evidence.get("retries") or {}).get("attempts_histogram")
+    return ((exactly_once_table(b, "chaos"), chaos_table(b),
+             _mapping_table("Retry attempts per intent (retry scenario)", attempts, "attempts", "intents")),
+            (), (("#plot-timeline", "chaos fault timeline"), ("#plot-breaker", "breaker state per cell")))
+
+
+def _g8(b: BundleData) -> Blocks:
+    return ((coverage_table(b), refusal_table(b), locust_table(b)), (),
+            (("#plot-pending", "pending depth"), ("#plot-rss", "RSS per process"), ("#plot-locust", "Locust rates"),
+             (f"raw/{LOCUST_HTML}", "Locust's own HTML report")))
+
+
+GATE_EVIDENCE = {1: _g1, 2: _g2, 3: _g3, 4: _g4, 5: _g5, 6: _g6, 7: _g7, 8: _g8}
+
+
 def evidence_sections(bundle: BundleData) -> list[Section]:
     """G1..G8 evidence, for the gates 13 records."""
-    propagation = figures.propagation_plot(bundle)
-    builders = {
-        1: lambda: ((_mapping_table("Content compared across NATS restarts", {
-            k: bundle.metrics.get(k) for k in ("audit_records_compared", "acked_intents_lost", "intents_changed_or_lost",
-                                               "audit_records_changed_or_lost", "nats_restarts_sigterm",
-                                               "nats_restarts_sigkill")}),), (), (("#plot-timeline", "NATS restarts on the timeline"),)),
-        2: lambda: ((exactly_once_table(bundle, "restart"),), (), (("#plot-timeline", "kills on the timeline"),)),
-        3: lambda: ((replay_table(bundle),), (), ()),
-        4: lambda: ((_mapping_table("Cold start", (bundle.evidence.get("cold_start") or {}).get("cold_start")),), (), ()),
-        5: lambda: ((), (propagation,), (("#plot-killswitch", "engaged intervals and the decisions around them"),)),
-        6: lambda: ((_mapping_table("Quiet tenant latency and isolation", {
-            k: bundle.metrics.get(k) for k in ("quiet_tenant_p99_ms_baseline", "quiet_tenant_p99_ms_under_noise",
-                                               "quiet_tenant_latency_ratio", "noisy_tenant_rate_limited",
-                                               "cross_tenant_accepted", "cross_tenant_reads_leaked",
-                                               "cross_tenant_effects")}),), (), (("#plot-latency", "latency per scenario"),)),
-        7: lambda: ((exactly_once_table(bundle, "chaos"), chaos_table(bundle),
-                     _mapping_table("Retry attempts per intent (retry scenario)",
-                                    (bundle.evidence.get("retries") or {}).get("attempts_histogram"), "attempts", "intents")),
-                    (), (("#plot-timeline", "chaos fault timeline"), ("#plot-breaker", "breaker state per cell"))),
-        8: lambda: ((coverage_table(bundle), refusal_table(bundle), locust_table(bundle)), (),
-                    (("#plot-pending", "pending depth"), ("#plot-rss", "RSS per process"),
-                     ("#plot-locust", "Locust rates"), (f"raw/{LOCUST_HTML}", "Locust's own HTML report"))),
-    }
     sections = []
     for result in sorted(bundle.results, key=lambda r: r.gate_id):
-        tables, plots, links = builders.get(result.gate_id, lambda: ((), (), ()))()
+        build = GATE_EVIDENCE.get(result.gate_id)
+        tables, plots, links = build(bundle) if build else ((), (), ())
         gate = bundle.gate_files.get(result.gate_id)
         sources = sorted({s for c in result.criteria for s in CHECKER_SOURCES.get(bundle.metric_checker.get(c.metric, ""), ())})
         sections.append(Section(f"evidence-G{result.gate_id}", f"G{result.gate_id} {result.name}",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from exoarmur_cli.html_report._series import BREAKER_LEVEL, Interval, Span
 
@@ -253,4 +254,5 @@ def histogram_figure(values: Sequence[float], threshold: float | None, threshold
     if marker is not None:
         ax.axvline(marker, color="#2ca02c", lw=1.2, label=marker_label)
     ax.set_xlabel(xlabel)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return finish(fig, ax, [], "count")
