@@ -26,7 +26,7 @@ import psutil
 
 from exoarmur import natsio, stackconfig
 from exoarmur.nats_server import server_binary
-from exoarmur_cli import checkers, gates, recorded, report
+from exoarmur_cli import checkers, environment, gates, recorded, report
 from exoarmur_cli.bundle import Bundle
 from exoarmur_cli.client import AuditWatch, StackClient
 from exoarmur_cli.export import export_all
@@ -153,6 +153,7 @@ class Run:
         self.options = options
         self.progress = progress
         self.bundle = Bundle.create(options.out)
+        self.bundle.write_json(f"raw/{environment.ENVIRONMENT}", environment.record())
         self.outcome = RunOutcome(self.bundle.path)
         self.meta: dict[str, Any] = {"seed": options.seed, "profile": options.profile, "started_wall_ms": None,
                                      "defects_injected": list(options.defects)}

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from exoarmur_cli import checkers, gates, recorded
 from exoarmur_cli.bundle import RAW, BundleError, read_final, verify_digests
+from exoarmur_cli.environment import ENVIRONMENT
 
 LOCUST_HISTORY = "locust_stats_history.csv"
 LOCUST_STATS = "locust_stats.csv"
@@ -65,6 +68,7 @@ class BundleData:
     gate_files: dict[int, gates.Gate] = field(default_factory=dict)
     integrity: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # what could not be read, said on the page
+    environment: dict[str, Any] = field(default_factory=dict)  # raw/environment.json, {} if absent
 
     @property
     def raw(self) -> Path:
@@ -118,6 +122,14 @@ def _gate_files(raw: Path) -> tuple[dict[int, gates.Gate], list[str]]:
     return found, problems
 
 
+def _environment(raw: Path) -> dict[str, Any]:
+    try:
+        found = orjson.loads((raw / ENVIRONMENT).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _load_recorded(raw: Path) -> tuple[recorded.Recorded, list[str]]:
     try:
         return recorded.load(raw), []
@@ -141,4 +153,5 @@ def load_bundle(path: Path) -> BundleData:
         metric_checker=source, locust_history=read_csv(path / RAW / LOCUST_HISTORY),
         locust_stats=read_csv(path / RAW / LOCUST_STATS), gate_files=gate_files,
         integrity=tuple(verify_digests(path, final)), problems=tuple(problems + gate_problems),
+        environment=_environment(path / RAW),
     )

@@ -274,7 +274,17 @@ def metadata(bundle: BundleData) -> dict[str, Any]:
         "versions": run.get("versions") or {}, "durations": run.get("durations_s") or {},
         "stack": {k: v for k, v in stack.items() if k not in ("overrides", "stack_dir")},
         "external": run.get("external_stack"), "scenarios": run.get("scenarios") or [],
+        "environment": _environment_line(bundle.environment),
         "root_digest": bundle.final.get("root_digest"), "files": sorted((bundle.final.get("files") or {}).items()),
         "raw_files": [recorded.HISTORY, recorded.LOAD_HISTORY, recorded.AUDIT, recorded.INTENTS, recorded.EVENTS,
                       recorded.LEDGER, recorded.SAMPLES, recorded.RUN_PARAMS],
     }
+
+
+def _environment_line(env: Mapping[str, Any]) -> str:
+    if not env:
+        return "not recorded (raw/environment.json is absent: a bundle from before it was recorded)"
+    python, system = env.get("python") or {}, env.get("os") or {}
+    return (f"Python {python.get('version')} ({python.get('implementation')}) · {system.get('platform')} · "
+            f"{env.get('cpus_usable')} of {env.get('cpu_count')} CPUs · {env.get('memory_total_mb')} MB · "
+            f"{len(env.get('distributions') or [])} distributions installed")

