@@ -171,7 +171,10 @@ def bench_command(
         fail(exc, exit_code_for(exc))
     document = orjson.dumps(figures_json(figures), option=orjson.OPT_INDENT_2).decode()
     if save is not None:
-        save.write_text(document + "\n")
+        try:
+            save.write_text(document + "\n")
+        except OSError as exc:
+            usage_error(f"--save {save}: {exc.strerror or exc}")
     if as_json:
         print(document)
         return

@@ -39,9 +39,21 @@ def _missing(*names: str) -> str:
 
 
 def all_plots(bundle: BundleData, timeline: Timeline) -> list[Plot]:
-    return [timeline_plot(bundle, timeline), latency_plot(bundle, timeline), admission_plot(bundle, timeline),
-            pending_plot(bundle, timeline), rss_plot(bundle, timeline), breaker_plot(bundle, timeline),
-            killswitch_plot(bundle), locust_plot(bundle, timeline)]
+    with_timeline = {"plot-timeline": timeline_plot, "plot-latency": latency_plot, "plot-admission": admission_plot,
+                     "plot-pending": pending_plot, "plot-rss": rss_plot, "plot-breaker": breaker_plot}
+    plots = [guarded(plot_id, lambda make=make: make(bundle, timeline)) for plot_id, make in with_timeline.items()]
+    plots.insert(6, guarded("plot-killswitch", lambda: killswitch_plot(bundle)))
+    plots.append(guarded("plot-locust", lambda: locust_plot(bundle, timeline)))
+    return plots
+
+
+def guarded(plot_id: str, make) -> Plot:
+    """A figure whose raw data cannot be read is shown as not drawn, with why: never a crash."""
+    try:
+        return make()
+    except Exception as exc:  # malformed raw data: the page says so instead of failing to exist
+        return Plot(plot_id, plot_id.removeprefix("plot-"), "", (), missing=f"could not be drawn from raw/: "
+                    f"{type(exc).__name__}: {exc}")
 
 
 def timeline_plot(bundle: BundleData, timeline: Timeline) -> Plot:

@@ -253,7 +253,11 @@ def evidence_sections(bundle: BundleData) -> list[Section]:
     sections = []
     for result in sorted(bundle.results, key=lambda r: r.gate_id):
         build = GATE_EVIDENCE.get(result.gate_id)
-        tables, plots, links = build(bundle) if build else ((), (), ())
+        try:
+            tables, plots, links = build(bundle) if build else ((), (), ())
+        except Exception as exc:  # malformed evidence: said in the section, never a crash
+            tables, plots, links = (Table("Evidence could not be read", ("error",),
+                                          ((f"{type(exc).__name__}: {exc}",),)),), (), ()
         gate = bundle.gate_files.get(result.gate_id)
         sources = sorted({s for c in result.criteria for s in CHECKER_SOURCES.get(bundle.metric_checker.get(c.metric, ""), ())})
         sections.append(Section(f"evidence-G{result.gate_id}", f"G{result.gate_id} {result.name}",

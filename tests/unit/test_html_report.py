@@ -183,3 +183,14 @@ def test_an_incomplete_bundle_gets_a_report_that_says_why(tmp_path: Path) -> Non
     assert 'id="gates-missing"' in html
     assert all(_state(html, p) == "missing" for p in PLOTS)
     assert report_problems(bundle.path, read_final(bundle.path)) == []
+
+
+def test_malformed_raw_data_is_said_on_the_page_never_a_crash(built: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(built, tmp_path / built.name))
+    write_jsonl(copy / "raw" / EVENTS, [{"subject": "exo.events.breaker.cell-0", "data": {"cell_id": "cell-0"}}])
+    html = build_html(copy)
+    assert _state(html, "plot-breaker") == "missing"
+    assert "NOT DRAWN — could not be drawn from raw/: KeyError" in html
+    assert _state(html, "plot-timeline") == "drawn" and 'id="integrity"' in html
