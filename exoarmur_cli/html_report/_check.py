@@ -18,6 +18,7 @@ from typing import Any
 
 from exoarmur_cli import gates
 from exoarmur_cli.display import fmt_measured
+from exoarmur_cli.gates import fmt_number
 
 REPORT = "index.html"
 FORMAT = "exoarmur-report/1"
@@ -31,6 +32,7 @@ class _Facts(HTMLParser):
         self.meta: dict[str, str] = {}
         self.ids: dict[str, dict[str, str]] = {}
         self.verdict_text: dict[str, str] = {}
+        self.row_cells: dict[str, list[str]] = {}  # a row's visible text, cell by cell
         self._row: str | None = None
         self._in_verdict = False
 
@@ -42,6 +44,8 @@ class _Facts(HTMLParser):
             self.ids[a["id"]] = a
         if tag == "tr":
             self._row = a.get("id")
+        if tag == "td" and self._row:
+            self.row_cells.setdefault(self._row, []).append("")
         if tag == "span" and "verdict" in a.get("class", "").split() and self._row:
             self._in_verdict = True
 
@@ -52,6 +56,8 @@ class _Facts(HTMLParser):
             self._row = None
 
     def handle_data(self, data: str) -> None:
+        if self._row and self.row_cells.get(self._row):
+            self.row_cells[self._row][-1] += data.strip()
         if self._in_verdict and self._row:
             self.verdict_text[self._row] = self.verdict_text.get(self._row, "") + data.strip()
 
@@ -112,8 +118,12 @@ def _criteria_problems(facts: _Facts, result: gates.GateResult) -> list[str]:
         row = facts.ids.get(f"crit-G{result.gate_id}-{n}")
         want = (c.expr, "true" if c.passed else "false", fmt_measured(c.value))
         got = None if row is None else (row.get("data-expr"), row.get("data-passed"), row.get("data-measured"))
+        shown = tuple(facts.row_cells.get(f"crit-G{result.gate_id}-{n}", [])[:4])
+        visible = (c.expr, want[2], f"{c.op} {fmt_number(c.threshold)}", "PASS" if c.passed else "FAIL")
         if got != want:
             problems.append(f"{REPORT} G{result.gate_id} criterion {n + 1}: shows {got}; 13 says {want}")
+        elif shown != visible:
+            problems.append(f"{REPORT} G{result.gate_id} criterion {n + 1}: reads {shown}; 13 says {visible}")
     extra = f"crit-G{result.gate_id}-{len(result.criteria)}"
     if extra in facts.ids:
         problems.append(f"{REPORT} shows more criteria for G{result.gate_id} than 13 records")

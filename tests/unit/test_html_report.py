@@ -194,3 +194,19 @@ def test_malformed_raw_data_is_said_on_the_page_never_a_crash(built: Path, tmp_p
     assert _state(html, "plot-breaker") == "missing"
     assert "NOT DRAWN — could not be drawn from raw/: KeyError" in html
     assert _state(html, "plot-timeline") == "drawn" and 'id="integrity"' in html
+
+
+def test_a_forged_visible_value_is_caught_even_with_the_data_attributes_intact(built: Path, tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    copy = Path(shutil.copytree(built, tmp_path / built.name))
+    page = copy / REPORT
+    html = page.read_text()
+    row = re.search(r'<tr class="criterion" id="crit-G3-0".*?</tr>', html, re.DOTALL)[0]
+    measured = re.search(r'<td class="num (?:pass|fail)">([^<]*)</td>', row)
+    forged_row = row.replace(measured[0], measured[0].replace(f">{measured[1]}<", ">99999<"))
+    page.write_text(html.replace(row, forged_row))
+    record_report(copy, {**read_final(copy)["report"], "sha256": hashlib.sha256(page.read_bytes()).hexdigest()})
+    (problem,) = report_problems(copy, read_final(copy))
+    assert problem.startswith("index.html G3 criterion 1: reads (") and "'99999'" in problem
