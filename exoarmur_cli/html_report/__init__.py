@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from exoarmur_cli.bundle import BundleError, read_final, record_report
+from exoarmur_cli.gates import fmt_number
 from exoarmur_cli.html_report._check import FORMAT, REPORT, report_problems, sha256_file
 from exoarmur_cli.html_report._figures import all_plots, timeline_of
 from exoarmur_cli.html_report._model import load_bundle
@@ -29,9 +30,17 @@ from exoarmur_cli.html_report._plots import fault_colour
 __all__ = ["REPORT", "build_html", "write_report", "report_problems"]
 
 
+def _exact(value: Any) -> Any:
+    """A configured number as it is in force, without a float's '.0' (2000.0 → 2000)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return fmt_number(value) if is_number else value
+
+
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("exoarmur_cli.html_report", "templates"),
-                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("exoarmur_cli.html_report", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["exact"] = _exact
+    return env
 
 
 def build_html(bundle_path: Path, built_by: str = "exoarmur report") -> str:
