@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import aiohttp
 import psutil
@@ -51,6 +51,15 @@ class Figures:
                 for name, mb in self.peak_rss_mb.items()
             },
         }
+
+
+def figures_json(figures: Figures) -> dict:
+    """What ``bench --json`` prints and ``bench --save`` writes: every figure with its unit in its
+    name, the targets, and each target's verdict."""
+    verdicts = figures.verdicts()
+    return {"figures": asdict(figures), "targets": dict(TARGETS),
+            "verdicts": [{"target": line, "met": met} for line, met in verdicts.items()],
+            "all_met": all(verdicts.values())}
 
 
 def _intent_bodies(config: StackConfig):

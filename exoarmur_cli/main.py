@@ -122,28 +122,36 @@ def stack_down(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir")) -> No
 
 
 @stack_app.command("status")
-def stack_status(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir")) -> None:
+def stack_status(
+    stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir"),
+    as_json: bool = typer.Option(False, "--json", help="print the status as JSON on stdout"),
+) -> None:
     """Show each recorded component and whether the api is ready. Exit 3 when not up."""
     from exoarmur import stackconfig
     from exoarmur_cli.stack import read_pids
 
     pids = read_pids(stack_dir)
-    if not pids:
-        print(f"no stack recorded in {stack_dir}")
-        raise typer.Exit(EXIT_STACK)
-    all_up = True
     pids.pop("supervisor", None)
-    for name, rec in pids.items():
-        up = pid_is_ours(rec["pid"], rec["create_time"])
-        all_up &= up
-        print(f"{name:10s} pid {rec['pid']:>7}  {'up' if up else 'DOWN'}")
-    try:
-        cfg = stackconfig.load(stack_dir)
-        ready = httpx.get(f"{cfg.api_url}/readyz", timeout=2).status_code == 200
-    except (*KNOWN_ERRORS, httpx.HTTPError):
-        ready = False
-    print(f"api ready: {ready}")
-    if not (ready and all_up):
+    components = {name: {"pid": rec["pid"], "up": pid_is_ours(rec["pid"], rec["create_time"])}
+                  for name, rec in pids.items()}
+    ready = False
+    if pids:
+        try:
+            cfg = stackconfig.load(stack_dir)
+            ready = httpx.get(f"{cfg.api_url}/readyz", timeout=2).status_code == 200
+        except (*KNOWN_ERRORS, httpx.HTTPError):
+            ready = False
+    up = bool(pids) and ready and all(c["up"] for c in components.values())
+    if as_json:
+        print(orjson.dumps({"dir": str(stack_dir), "recorded": bool(pids), "components": components,
+                            "api_ready": ready, "up": up}, option=orjson.OPT_INDENT_2).decode())
+    elif not pids:
+        print(f"no stack recorded in {stack_dir}")
+    else:
+        for name, component in components.items():
+            print(f"{name:10s} pid {component['pid']:>7}  {'up' if component['up'] else 'DOWN'}")
+        print(f"api ready: {ready}")
+    if not up:
         raise typer.Exit(EXIT_STACK)
 
 
@@ -156,14 +164,26 @@ def policy(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("bench")
-def bench_command() -> None:
+def bench_command(
+    as_json: bool = typer.Option(False, "--json", help="print the figures, targets and verdicts as JSON"),
+    save: Path = typer.Option(None, "--save", help="also write that JSON to this file"),
+) -> None:
     """Measure publish ceiling, end-to-end throughput, latency at half load, RSS under 3× overload."""
-    from exoarmur_cli.bench import bench
+    from exoarmur_cli.bench import bench, figures_json
 
     try:
         figures = bench()
     except KNOWN_ERRORS as exc:
         fail(exc, exit_code_for(exc))
+    document = orjson.dumps(figures_json(figures), option=orjson.OPT_INDENT_2).decode()
+    if save is not None:
+        try:
+            save.write_text(document + "\n")
+        except OSError as exc:
+            usage_error(f"--save {save}: {exc.strerror or exc}")
+    if as_json:
+        print(document)
+        return
     print(f"(a) pipelined durable JetStream publishes/s : {figures.publish_per_s:,.0f}")
     print(f"(b) end-to-end intents/s                    : {figures.intents_per_s:,.0f}")
     print(f"(c) at {figures.half_load_per_s:,.0f}/s ({figures.half_load_completed} intents): p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms")
@@ -172,6 +192,17 @@ def bench_command() -> None:
         print(f"    peak RSS {name}: {mb:.0f} MB")
     for line, ok in figures.verdicts().items():
         print(f"  {'MET ' if ok else 'MISS'} {line}")
+
+
+def step_summary(bundle: Path) -> None:
+    """Append the run's markdown summary to $GITHUB_STEP_SUMMARY when CI sets it (else nothing)."""
+    from exoarmur_cli.bundle import BundleError, read_final
+    from exoarmur_cli.ci_summary import ENV_VAR, append_step_summary, summary_md
+
+    try:
+        append_step_summary(summary_md(read_final(bundle), bundle))
+    except (BundleError, OSError) as exc:  # the summary is a courtesy: it never changes the run's outcome
+        console.print(f"[yellow]warning[/yellow] ${ENV_VAR} not written: {exc}", soft_wrap=True)
 
 
 @app.command("run-gates")
@@ -244,19 +275,23 @@ def _execute_run(options, all_gates: dict, began: float):
     try:
         return asyncio.run(run.execute())
     except KeyboardInterrupt:
-        reap_all()
-        run.bundle.mark_incomplete("interrupted (Ctrl-C)", EXIT_INTERRUPTED, run.meta)
+        _incomplete(run, "interrupted (Ctrl-C)", EXIT_INTERRUPTED)
         console.print(f"interrupted: bundle {run.bundle.path} marked INCOMPLETE")
         raise typer.Exit(EXIT_INTERRUPTED)
     except KNOWN_ERRORS as exc:
-        reap_all()
         code = exit_code_for(exc)
-        run.bundle.mark_incomplete(f"{exc.reason_code.value}: {exc}", code, run.meta)
+        _incomplete(run, f"{exc.reason_code.value}: {exc}", code)
         fail(exc, code)
     except Exception as exc:
-        reap_all()
-        run.bundle.mark_incomplete(f"harness crashed: {type(exc).__name__}: {exc}", EXIT_STACK, run.meta)
+        _incomplete(run, f"harness crashed: {type(exc).__name__}: {exc}", EXIT_STACK)
         raise
+
+
+def _incomplete(run, reason: str, code: int) -> None:
+    """Reap, seal the bundle INCOMPLETE (with its page), and write the CI summary."""
+    reap_all()
+    run.bundle.mark_incomplete(reason, code, run.meta)
+    step_summary(run.bundle.path)
 
 
 def _show_outcome(outcome, began: float, junit: Path | None, as_json: bool) -> None:
@@ -265,6 +300,7 @@ def _show_outcome(outcome, began: float, junit: Path | None, as_json: bool) -> N
     from exoarmur_cli.gates import Verdict, results_to_json
 
     report.render_summary(console, outcome.results, outcome.durations_s, outcome.overall, outcome.bundle)
+    step_summary(outcome.bundle)
     console.print(f"total {time.monotonic() - began:.1f}s")
     if junit is not None:
         junit.write_text(report.junit_xml(outcome.results))
@@ -305,6 +341,36 @@ def replay_verify_command(
     else:
         print("\n".join(report.lines()))
     raise typer.Exit(EXIT_OK if report.valid else EXIT_RED)
+
+
+@app.command("report")
+def report_command(
+    bundle: str = typer.Argument("latest", help="a reality_run_NNN directory, or 'latest' under --out"),
+    open_: bool = typer.Option(False, "--open", help="open index.html in the default browser afterwards"),
+    out: Path = typer.Option(Path("artifacts"), "--out", help="where 'latest' looks for bundles"),
+) -> None:
+    """Rebuild a bundle's index.html from its raw/ and 13 alone (an old bundle gets a report too).
+
+    The page's sha256 is recorded in 13 under 'report'; the root digest and every evidence digest
+    stay as the run wrote them, so replay-verify still fails on any edited evidence.
+    Exit 0 written · 2 not a bundle.
+    """
+    from exoarmur_cli.bundle import BundleError
+    from exoarmur_cli.html_report import REPORT, write_report
+    from exoarmur_cli.verify import resolve
+
+    try:
+        path = resolve(bundle, out)
+        entry = write_report(path, "exoarmur report")
+    except BundleError as exc:
+        console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    target = (path / REPORT).resolve()
+    print(f"{target}  sha256 {entry['sha256']}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(target.as_uri())
 
 
 @app.command("self-test")

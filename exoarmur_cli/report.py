@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from exoarmur_cli.display import fmt_measured
 from exoarmur_cli.gates import CriterionResult, Gate, GateResult, Verdict, fmt_number, measured
 
 TOPICS = ("timeout", "retry", "backpressure", "breaker")
@@ -48,6 +49,7 @@ _VERDICT_STYLE = {Verdict.GREEN: "bold green", Verdict.RED: "bold red",
 
 
 def _cell(value: Any) -> str:
+    """A configured value, exactly as it is in force."""
     if isinstance(value, bool) or value is None:
         text = "missing" if value is None else str(value).lower()
     elif isinstance(value, (int, float)):
@@ -57,12 +59,19 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A markdown table; columns default to every key, in first-seen order."""
+def _measured_cell(value: Any) -> str:
+    """A measured value, rounded to what the measurement supports (see ``display``)."""
+    return fmt_measured(value).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+             cell: Callable[[Any], str] = _cell) -> str:
+    """A markdown table; columns default to every key, in first-seen order. ``cell`` renders a value:
+    ``_cell`` (exact) for configuration, ``_measured_cell`` (rounded) for measurements."""
     if columns is None:
         columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -209,8 +218,8 @@ def topic_criteria(topic: str, results: Iterable[GateResult]) -> list[tuple[Gate
 
 def criterion_line(result: GateResult, criterion: CriterionResult) -> str:
     return (f"{'PASS' if criterion.passed else 'FAIL'}  {criterion.expr}  "
-            f"measured={fmt_number(criterion.value)}  "
-            f"threshold={criterion.op} {fmt_number(criterion.threshold)}  (gate G{result.gate_id})")
+            f"measured {fmt_measured(criterion.value)}, needs {criterion.op} {fmt_number(criterion.threshold)}  "
+            f"(gate G{result.gate_id})")
 
 
 def test_outputs_txt(topic: str, results: Sequence[GateResult], gates: Mapping[int, Gate]) -> str:
@@ -231,7 +240,7 @@ def test_outputs_txt(topic: str, results: Sequence[GateResult], gates: Mapping[i
     for result in {r.gate_id: r for r, _ in judged}.values():
         lines += ["", f"## G{result.gate_id} {result.name}: {result.verdict.value}"]
         lines += [f"scenario not run: {s}" for s in result.scenarios_missing]
-        lines += [f"  {k} = {_cell(v)}" for k, v in sorted(result.metrics.items())]
+        lines += [f"  {k} = {_measured_cell(v)}" for k, v in sorted(result.metrics.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -280,7 +289,7 @@ def _criteria_md(topic: str, results: Iterable[GateResult]) -> str:
     if not rows:
         return f"**No {topic} criteria were evaluated** — this is not a pass.\n"
     return md_table([{**row, "passed": "PASS" if row["passed"] else "FAIL"} for row in rows],
-                    ["gate", "expr", "value", "passed"])
+                    ["gate", "expr", "value", "passed"], _measured_cell)
 
 
 def load_results(
@@ -296,20 +305,28 @@ def load_results(
     data = {"phases": phases, "totals": totals, "coverage": coverage(metrics),
             "criteria": _criteria_json("load", results), "metrics": dict(metrics)}
     text = ["# Load test results\n"]
-    text.append(md_table(phases, list(_LOCUST_FIELDS)) if phases else "**No Locust statistics were recorded.**\n")
-    text.append(f"Total requests: {fmt_number(totals['requests'])}, failures: {fmt_number(totals['failures'])}\n")
+    text.append(md_table(phases, list(_LOCUST_FIELDS), _measured_cell) if phases else "**No Locust statistics were recorded.**\n")
+    text.append(f"Total requests: {fmt_measured(totals['requests'])}, failures: {fmt_measured(totals['failures'])}\n")
     text.append("## Coverage (covered/expected)\n\n" + md_table(
         [{"kind": k, "covered": v} for k, v in data["coverage"].items()]))
     text.append("## Load criteria\n\n" + _criteria_md("load", results))
     return data, "\n".join(text)
 
 
+_FAULT_TIME_KEYS = ("time_ms", "t_ms")  # the chaos checker records "t_ms" (ms since the run began)
+
+
 def _fault_row(fault: Mapping[str, Any]) -> dict[str, Any]:
-    time_s = _number(fault.get("time_s"))
-    time_ms = fault.get("time_ms", None if time_s is None else time_s * 1000)
-    known = {"time_ms", "time_s", "kind", "target"}
-    detail = ", ".join(f"{k}={v}" for k, v in sorted(fault.items()) if k not in known)
-    return {"time_ms": time_ms, "kind": fault.get("kind"), "target": fault.get("target"), "detail": detail}
+    """One injected fault: when (whole ms since the run began: the history clock's resolution
+    for a fault is the injection call, not microseconds), what, where, and the rest as detail."""
+    time_ms = next((_number(fault[k]) for k in _FAULT_TIME_KEYS if k in fault), None)
+    if time_ms is None and _number(fault.get("time_s")) is not None:
+        time_ms = _number(fault.get("time_s")) * 1000
+    known = {*_FAULT_TIME_KEYS, "time_s", "kind", "target"}
+    detail = ", ".join(f"{k}={_measured_cell(v) if isinstance(v, float) else v}"
+                       for k, v in sorted(fault.items()) if k not in known)
+    return {"time_ms": None if time_ms is None else round(time_ms), "kind": fault.get("kind"),
+            "target": fault.get("target"), "detail": detail}
 
 
 def chaos_results(
@@ -324,7 +341,7 @@ def chaos_results(
             "fault_kinds": dict(sorted(kinds.items())),
             "criteria": _criteria_json("chaos", results), "metrics": dict(metrics)}
     text = [f"# Chaos test results\n\nFaults injected: {len(rows)}\n"]
-    text.append(md_table(rows, ["time_ms", "kind", "target", "detail"]) if rows
+    text.append(md_table(rows, ["time_ms", "kind", "target", "detail"], _measured_cell) if rows
                 else "**No faults were injected.**\n")
     text.append("## Chaos criteria\n\n" + _criteria_md("chaos", results))
     return data, "\n".join(text)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from exoarmur_cli import gates, recorded, report
+from exoarmur_cli import environment, gates, recorded, report
 from exoarmur_cli.bundle import DESIGN_TOPICS, Bundle, numbered
 from exoarmur_cli.drive import Driver
 from exoarmur_cli.errors import ConfigError
@@ -112,6 +112,7 @@ class Run:
         self.progress = progress
         self._all_gates = all_gates
         self.bundle = Bundle.create(options.out)
+        self.bundle.write_json(f"raw/{environment.ENVIRONMENT}", environment.record())
         self.outcome = RunOutcome(self.bundle.path)
         self._meta = RunMeta(seed=options.seed, profile=options.profile, defects_injected=tuple(options.defects))
 

@@ -8,6 +8,7 @@ its own process group, with a hard deadline, and always reaps it. What the run l
     <out_dir>/locust_stats.csv     per request name (submit[<phase>]) and Aggregated
     <out_dir>/locust_failures.csv  refusals grouped by reason code, per phase
     <out_dir>/locust_stats_history.csv, locust_exceptions.csv, locust.log
+    <out_dir>/locust_report.html   Locust's own HTML report (--html)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEADLINE_SLACK_S = 30.0  # spawn, drain and CSV writing on top of the phases
 TERM_GRACE_S = 5.0  # after SIGTERM (Locust writes its CSVs on it), before SIGKILL
 HISTORY_FILE = "load-history.jsonl"
+LOCUST_HTML = "locust_report.html"
 _CATCH_RESPONSE = re.compile(r"^CatchResponseError\('(.*)'\)$")
 
 
@@ -57,6 +59,7 @@ def locust_argv(api_url: str, out_dir: Path, users: int) -> list[str]:
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", api_url, "--users", str(users), "--spawn-rate", str(users),
         "--csv", str(out_dir / "locust"), "--csv-full-history", "--only-summary",
+        "--html", str(out_dir / LOCUST_HTML),  # Locust's own report, kept beside its CSVs
         "--loglevel", "WARNING", "--exit-code-on-error", "0",
     ]
 

@@ -9,6 +9,9 @@ Each check reads the bundle and returns a frozen ``Check`` (valid, counts, every
                 ``replay_decisions`` (the one implementation gate 3 uses).
 3. verdicts   — every gate recorded in 13 re-judged from raw/ with the gate files embedded in
                 the bundle, through ``judging.judge`` (the one judging path a run uses).
+   report     — index.html has the sha256 13 records under ``report`` (outside the root digest: the
+                page is a view rebuilt by ``exoarmur report``) and shows 13's root digest, status,
+                verdicts and measured values.
 4. live       — optional: the recorded intents re-submitted, in record order and with the
                 recorded safety state (kill switches, approvals), to a fresh embedded stack;
                 outcome and reason code must match intent by intent. Only decision-determined
@@ -28,9 +31,10 @@ from exoarmur_cli.bundle import BundleError, latest_bundle, read_final
 from exoarmur_cli.verify.checks import AUDIT_PATH, INTENTS_PATH, Check, Report, read_rows
 from exoarmur_cli.verify.decisions import check_decisions
 from exoarmur_cli.verify.integrity import check_integrity, expected_pass_fail
+from exoarmur_cli.verify.report import check_report
 from exoarmur_cli.verify.verdicts import check_verdicts, embedded_gates, same_value
 
-__all__ = ["Check", "Report", "check_decisions", "check_integrity", "check_verdicts", "embedded_gates",
+__all__ = ["Check", "Report", "check_decisions", "check_integrity", "check_report", "check_verdicts", "embedded_gates",
            "expected_pass_fail", "read_rows", "resolve", "same_value", "verify"]
 
 LIVE_LIMIT = 200
@@ -57,6 +61,7 @@ def verify(bundle: Path, *, live: bool = False, live_limit: int = LIVE_LIMIT,
         check_integrity(bundle, final, audit_rows, audit_unreadable),
         check_decisions(audit_rows, intent_rows, intents_unreadable),
         check_verdicts(bundle, final),
+        check_report(bundle, final),
     ]
     if live:
         from exoarmur_cli.verify.live import check_live

@@ -72,7 +72,8 @@ def test_a_fresh_bundle_verifies(bundle: Path) -> None:
     done = exoarmur("replay-verify", str(bundle))
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[1:4]] == ["PASS  integrity", "PASS  decisions", "PASS  verdicts"]
+    assert [line.split(":")[0] for line in lines[1:5]] == ["PASS  integrity", "PASS  decisions", "PASS  verdicts",
+                                                           "PASS  report"]
     assert re.search(r"PASS  integrity: \d+ files, root digest ok, PASS_FAIL.txt ok, \d+ audit seals ok", done.stdout)
 
 
@@ -81,7 +82,7 @@ def test_json_report_and_latest(bundle: Path) -> None:
     assert done.returncode == EXIT_OK, done.stderr
     report = orjson.loads(done.stdout)
     assert report["bundle"] == str(bundle) and report["valid"] is True and report["exit_code"] == 0
-    assert [c["name"] for c in report["checks"]] == ["integrity", "decisions", "verdicts"]
+    assert [c["name"] for c in report["checks"]] == ["integrity", "decisions", "verdicts", "report"]
     assert report["checks"][1]["counts"]["replayed"] == len(audit_rows(bundle)) > 0
 
 
@@ -153,8 +154,10 @@ def test_a_path_that_is_not_a_bundle_exits_2_with_one_line(tmp_path: Path) -> No
 def test_live_resubmission_reproduces_every_outcome(bundle: Path) -> None:
     done = exoarmur("replay-verify", str(bundle), "--live", "--live-limit", "30", "--json")
     assert done.returncode == EXIT_OK, done.stdout[-3000:] + done.stderr[-2000:]
-    live = orjson.loads(done.stdout)["checks"][3]
-    assert live["name"] == "live" and live["valid"]
+    checks = orjson.loads(done.stdout)["checks"]
+    assert [c["name"] for c in checks] == ["integrity", "decisions", "verdicts", "report", "live"]
+    live = checks[-1]
+    assert live["valid"]
     counts = live["counts"]
     assert 0 < counts["compared"] <= 30 and counts["differences"] == 0
     assert counts["compared"] + counts["skipped"] == len(audit_rows(bundle))  # each skip counted with its reason

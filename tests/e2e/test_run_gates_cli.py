@@ -167,9 +167,11 @@ def nothing_left(tmp_path: Path) -> Iterator[None]:
 
 
 def sha256_of_every_file(bundle: Path) -> dict[str, str]:
-    """Computed here, independently of exoarmur_cli.bundle: every file but the two verdict files."""
+    """Computed here, independently of exoarmur_cli.bundle: every file but the two verdict files and
+    the report (a view of the evidence whose own digest 13 keeps under "report", outside the root)."""
     return {p.relative_to(bundle).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(bundle.rglob("*")) if p.is_file() and p.name not in (FINAL, PASS_FAIL)}
+            for p in sorted(bundle.rglob("*")) if p.is_file() and p.name not in (FINAL, PASS_FAIL)
+            and p.relative_to(bundle).as_posix() != "index.html"}
 
 
 def root_of(digests: dict[str, str]) -> str:
@@ -237,7 +239,7 @@ def test_green_run_exits_0_and_prints_json_for_both_gates(green: Green) -> None:
 
 def test_green_bundle_holds_exactly_its_files_each_hashed_into_13(green: Green) -> None:
     bundle = green.bundle
-    assert sorted(os.listdir(bundle)) == sorted([*FILES, "raw"])
+    assert sorted(os.listdir(bundle)) == sorted([*FILES, "raw", "index.html"])
     assert (bundle / "raw").is_dir() and (bundle / "raw" / "history.jsonl").is_file()
 
     pass_fail = (bundle / PASS_FAIL).read_text()
@@ -252,6 +254,7 @@ def test_green_bundle_holds_exactly_its_files_each_hashed_into_13(green: Green) 
     assert any(name.startswith("raw/") for name in digests)
     assert final["status"] == "GREEN"
     assert root == final["root_digest"] == root_of(digests) == orjson.loads(green.first.stdout)["root_digest"]
+    assert final["report"]["sha256"] == hashlib.sha256((bundle / "index.html").read_bytes()).hexdigest()
 
 
 def test_junit_xml_has_one_passing_testcase_per_criterion(green: Green) -> None:

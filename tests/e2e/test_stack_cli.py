@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -86,6 +87,12 @@ def test_stack_up_status_down(tmp_path):
         status = run(exoarmur("stack", "status", "--dir", str(stack_dir)))
         assert status.returncode == 0, status.stdout + status.stderr
         assert "api ready: True" in status.stdout
+        as_json = run(exoarmur("stack", "status", "--dir", str(stack_dir), "--json"))
+        assert as_json.returncode == 0, as_json.stdout + as_json.stderr
+        found = json.loads(as_json.stdout)
+        assert found["up"] is True and found["api_ready"] is True and found["recorded"] is True
+        assert set(found["components"]) == set(up.pids) - {"supervisor"}
+        assert all(c["up"] and c["pid"] == up.pids[n]["pid"] for n, c in found["components"].items())
 
         down = run(exoarmur("stack", "down", "--dir", str(stack_dir)))
         assert down.returncode == 0, down.stdout + down.stderr
@@ -96,6 +103,10 @@ def test_stack_up_status_down(tmp_path):
 
         after = run(exoarmur("stack", "status", "--dir", str(stack_dir)))
         assert after.returncode == EXIT_STACK
+        after_json = run(exoarmur("stack", "status", "--dir", str(stack_dir), "--json"))
+        assert after_json.returncode == EXIT_STACK
+        assert json.loads(after_json.stdout) == {"dir": str(stack_dir), "recorded": False, "components": {},
+                                                 "api_ready": False, "up": False}
 
 
 def test_sigint_stops_the_stack_and_exits_130(tmp_path):

@@ -153,3 +153,5 @@ def test_locust_csvs_are_parsed_per_phase_and_reason(load_run: tuple[LoadResult,
             refusals[(row["Name"][len("submit["):-1], row["reason"])] += int(row["Occurrences"])
     assert refusals == collections.Counter({k: v for k, v in not_ok.items() if k[1] is not None})
     assert (out_dir / "locust_stats_history.csv").exists()
+    html = (out_dir / "locust_report.html").read_text()  # Locust's own report, kept beside its CSVs
+    assert "submit[" in html and "<html" in html.lower()

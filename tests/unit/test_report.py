@@ -120,8 +120,9 @@ def test_design_docs_change_when_a_table_changes() -> None:
 
 def test_test_outputs_list_each_tagged_criterion_with_its_measurement() -> None:
     text = report.test_outputs_txt("timeout", results(p99_ms=180.5), GATES)
-    assert "FAIL  killswitch_propagation_p99_ms < 100  measured=180.5  threshold=< 100  (gate G5)" in text
-    assert "PASS  hung_intents_unresolved == 0  measured=0  threshold=== 0  (gate G7)" in text
+    assert "FAIL  killswitch_propagation_p99_ms < 100  measured 180.5, needs < 100  (gate G5)" in text
+    assert "PASS  hung_intents_unresolved == 0  measured 0, needs == 0  (gate G7)" in text
+    assert "===" not in text
     assert "executed_after_switch == 0  measured" not in text  # untagged criterion
     assert "criteria: 2  passed: 1  failed: 1" in text
     assert "killswitch_propagation_p99_ms = 180.5" in text  # related metrics of the gate
@@ -168,6 +169,37 @@ def test_chaos_results_list_every_fault_and_the_chaos_criteria() -> None:
     assert "| G7 | duplicate_effects == 0 | 1 | FAIL |" in text
     _, none_text = report.chaos_results({}, [], [])
     assert "No faults were injected" in none_text and "No chaos criteria were evaluated" in none_text
+
+
+def test_chaos_table_takes_the_time_the_checker_records_and_rounds_it() -> None:
+    # The chaos checker records each fault as {"t_ms", "kind", **value}: the time belongs in time_ms.
+    faults = [{"t_ms": 49664.711, "kind": "proxy_toxics", "target": "cells->effector", "reset_peer_rate": 0.3,
+               "wall_ms": 1795793624725},
+              {"t_ms": 51969.898, "kind": "proxy_toxics", "target": "cells->effector", "jitter_ms": 40.0,
+               "latency_ms": 80, "wall_ms": 1795793627031},
+              {"kind": "kill", "target": "cell-0"}]
+    _, text = report.chaos_results({}, faults, [])
+    lines = [line for line in text.splitlines() if line.startswith("| ") and "proxy_toxics" in line or "| kill" in line]
+    assert lines[0] == "| 49665 | proxy_toxics | cells->effector | reset_peer_rate=0.3, wall_ms=1795793624725 |"
+    assert lines[1] == ("| 51970 | proxy_toxics | cells->effector | jitter_ms=40, latency_ms=80, "
+                        "wall_ms=1795793627031 |")
+    assert lines[2] == "| missing | kill | cell-0 |  |"  # no time recorded: said, not invented
+    assert "t_ms=" not in text
+
+
+def test_measured_values_are_rounded_to_what_they_support_in_every_table() -> None:
+    stats = [{"Name": "submit[overload]", "Request Count": "877", "Failure Count": "50",
+              "Requests/s": "92.94736258", "50%": "1600", "95%": "2300", "99%": "2400"}]
+    res = results(p99_ms=224.7507316)
+    _, load_text = report.load_results({}, stats, res)
+    assert "| submit[overload] | 877 | 50 | 92.95 | 1600 | 2300 | 2400 |" in load_text
+    outputs = report.test_outputs_txt("timeout", res, GATES)
+    assert "measured 224.8, needs < 100" in outputs and "killswitch_propagation_p99_ms = 224.8" in outputs
+    assert "224.75" not in outputs and "224.75" not in load_text
+    # Configuration is shown exactly as in force, never rounded.
+    exact = copy.deepcopy(TABLES)
+    exact["retry"][0]["base_s"] = 0.0123456
+    assert "| 0.0123456 |" in report.reliability_surface_md(exact)
 
 
 def test_summary_rows_and_plain_text_rendering() -> None:

@@ -108,7 +108,7 @@ def test_a_clean_bundle_verifies(bundle: Path) -> None:
     report = verify(bundle)
     found = checks(report)
     assert report.valid, "\n".join(report.lines())
-    assert list(found) == ["integrity", "decisions", "verdicts"]
+    assert list(found) == ["integrity", "decisions", "verdicts", "report"]
     assert found["integrity"].counts["audit_seals_ok"] == 8 and found["integrity"].counts["files"] == 7
     assert found["decisions"].counts["replayed"] == 8
     g3 = load_gate_text("g3_replay_equivalence.toml", (REPO / "gates" / "g3_replay_equivalence.toml").read_text())
