@@ -33,7 +33,7 @@ _EXPR = re.compile(
     r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*$"
 )
 _FILE_NAME = re.compile(r"^g(?P<id>\d+)_(?P<slug>[a-z0-9_]+)\.toml$")
-_GATE_KEYS = {"id", "slug", "name", "scenarios", "summary", "criteria"}
+_GATE_KEYS = {"id", "slug", "name", "scenarios", "summary", "criteria", "declared"}
 _CRITERION_KEYS = {"expr", "why", "report"}
 _COMPARE = {
     "<": lambda a, b: a < b,
@@ -85,6 +85,9 @@ class Gate:
     criteria: tuple[Criterion, ...]
     source_text: str
     source_name: str
+    # The policy numbers this gate holds the stack to (``[declared]``): the harness's, not the
+    # stack's own table. The run gives its stack these, and judges against them.
+    declared: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,12 @@ def load_gate_text(name: str, text: str) -> Gate:
     exprs = [c.expr for c in criteria]
     if len(set(exprs)) != len(exprs):
         raise GateFileError(f"{name}: duplicate criterion expr")
+    declared = data.get("declared", {})
+    if not isinstance(declared, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in declared.values()):
+        raise GateFileError(f"{name}: [declared] must map names to numbers")
     return Gate(
+        declared=dict(declared),
         id=gate_id,
         slug=_need(data, "slug", str, name),
         name=_need(data, "name", str, name),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from exoarmur_cli import environment, gates, recorded, report
+from exoarmur_cli import declared, environment, gates, recorded, report
 from exoarmur_cli.bundle import DESIGN_TOPICS, Bundle, numbered
 from exoarmur_cli.drive import Driver
 from exoarmur_cli.errors import ConfigError
@@ -33,17 +33,6 @@ from exoarmur_cli.scenarios import ORDER, ScenarioParams, load_scenario
 from exoarmur_cli.stacks import Stack, open_stack
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-# The run's stack is the product with its admission limits scaled to what one 2-core machine can
-# offer in overload: Locust, sharing the cores with the stack, holds ~650/s, so a 250/s global
-# rate leaves room to offer 2.4x. Recorded in the bundle as overrides.
-RUN_STACK_OVERRIDES: dict[str, float] = {
-    "rate_tenant_per_s": 50, "rate_tenant_burst": 100,
-    "rate_global_per_s": 250, "rate_global_burst": 500,
-    "pending_intents": 300,
-    "approval_wait_ms": 2000,
-}
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -78,6 +67,7 @@ class Plan:
     params: dict[str, ScenarioParams]  # scenario -> its parameters for the profile
     texts: dict[str, str]  # scenario -> its TOML text, as embedded
     tables: dict  # the live policy tables
+    declared: dict[str, float]  # the policy every gate file declares (``[declared]``), merged
 
 
 def selected_scenarios(all_gates: dict[int, gates.Gate], chosen: tuple[int, ...]) -> list[str]:
@@ -98,8 +88,12 @@ def prepare(options: RunOptions, all_gates: dict[int, gates.Gate] | None = None)
     all_gates = all_gates if all_gates is not None else load_gates(options)
     names = selected_scenarios(all_gates, options.gates)
     loaded = {name: load_scenario(options.project_dir / "scenarios", name, options.profile) for name in names}
+    try:
+        policy = declared.merged({gid: gate.declared for gid, gate in all_gates.items()})
+    except declared.DeclaredConflict as exc:
+        raise ConfigError(f"gate files: {exc}") from None
     return Plan(all_gates, tuple(options.gates or all_gates), tuple(names), {n: p for n, (p, _) in loaded.items()},
-                {n: t for n, (_, t) in loaded.items()}, live_policy_tables())
+                {n: t for n, (_, t) in loaded.items()}, live_policy_tables(), policy)
 
 
 class Run:
@@ -128,10 +122,13 @@ class Run:
         history = History(self.bundle.raw_dir / recorded.HISTORY)
         t0_wall_ms = wall_ms() - int(history.now_ms())
         stack = open_stack(nats_url=options.nats_url, api_url=options.api_url, stack_config=options.stack_config,
-                           seed=options.seed, overrides=dict(RUN_STACK_OVERRIDES), defects=list(options.defects),
+                           seed=options.seed, overrides=declared.stack_overrides(plan.declared),
+                           defects=list(options.defects),
                            wiretap_path=self.bundle.raw_dir / recorded.WIRE)
         await stack.up(self.progress)
-        policy = Policy.from_tables(plan.tables, dict(stack.config.overrides))
+        # Judged by the numbers the gates declare; the stack's own (tables, overrides) are evidence.
+        policy = Policy.from_tables(declared.declared_tables(plan.tables, plan.declared),
+                                    {**stack.config.overrides, **declared.stack_overrides(plan.declared)})
         self._write_run_params(plan, stack, policy, t0_wall_ms)
         driver = Driver(stack, history, self.bundle.raw_dir, self.progress)
         try:
@@ -164,6 +161,7 @@ class Run:
                                policy_tables=plan.tables,
                                overrides=dict(stack.config.overrides),  # an external stack's: as its stack.json says
                                policy=policy, scenario_params=params, node_owners=dict(stack.config.nodes),
+                               declared={str(g.id): dict(g.declared) for g in plan.all_gates.values() if g.declared},
                                stack=stack.config.public_view())
         self.bundle.write_json(f"raw/{recorded.RUN_PARAMS}", run_params.to_json())
         self.bundle.write_text(numbered("surface", "design"), report.reliability_surface_md(plan.tables))

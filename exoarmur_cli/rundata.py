@@ -94,6 +94,7 @@ class RunParams:
     scenario_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     node_owners: Mapping[str, str] = field(default_factory=dict)  # node -> tenant
     stack: Mapping[str, Any] = field(default_factory=dict)  # the stack's public view
+    declared: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # gate id -> its [declared] policy
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: (self.policy.to_json() if f.name == "policy" else getattr(self, f.name)) for f in fields(self)}

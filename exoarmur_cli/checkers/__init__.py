@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from exoarmur_cli.checkers import (
-    admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, power_loss, safety, wire,
+    admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, policy, power_loss, safety, wire,
 )
 from exoarmur_cli.recorded import Recorded
 
@@ -18,6 +18,7 @@ Checker = Callable[[Recorded], tuple[dict, dict]]
 
 CHECKERS: dict[str, Checker] = {
     "exactly_once": integrity.exactly_once,
+    "policy_drift": policy.policy_drift,
     "expectations": integrity.expectations,
     "refusals": integrity.refusals,
     "persistence": durability.persistence,
