@@ -35,7 +35,7 @@ SAMPLE_INTERVAL_S = 0.2
 
 
 async def sample(stack: Stack, js, raw_dir: Path, history: History, stop: asyncio.Event) -> None:
-    """RSS of api and cells, and the pending depth of the cells' consumer, every interval."""
+    """RSS of every stack process, and the pending depth of the cells' consumer, every interval."""
     with open(raw_dir / recorded.SAMPLES, "ab") as out:
         while not stop.is_set():
             now = round(history.now_ms(), 1)

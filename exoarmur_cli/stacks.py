@@ -25,7 +25,7 @@ from exoarmur_cli.faults.wiretap import Wiretap
 from exoarmur_cli.history import History
 from exoarmur_cli.stack import LocalStack
 
-SAMPLED = ("api", "cell")  # the processes whose memory a run samples
+SAMPLED = ("api", "cell", "effector", "nats")  # the processes whose memory a run samples: every one
 
 
 class Stack(Protocol):

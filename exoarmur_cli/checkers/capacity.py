@@ -67,6 +67,7 @@ def resources(rec: Recorded) -> tuple[dict, dict]:
     bound = rec.run.policy.pending_bound
     return {
         "peak_rss_mb_max": max(rss.values()) if rss else None,
+        "rss_processes_sampled": len(rss),
         "run_pending_peak_vs_bound": max(pending) / bound if pending and bound else None,
         "samples_taken": len(rec.samples),
     }, {"peak_rss_mb": rss, "samples": first(rec.samples, 3)}

@@ -110,7 +110,8 @@ def test_peak_rss_is_the_largest_of_any_process():
                sample(3, "rss_mb", 210.25, "cell-0"), sample(4, "rss_mb", 90.0, "cell-0"),
                sample(5, "pending", 50)]
     metrics, evidence = resources(recorded(samples=samples, **BOUND))
-    assert metrics == {"peak_rss_mb_max": 210.25, "run_pending_peak_vs_bound": 0.5, "samples_taken": 5}
+    assert metrics == {"peak_rss_mb_max": 210.25, "rss_processes_sampled": 2, "run_pending_peak_vs_bound": 0.5,
+                       "samples_taken": 5}
     assert evidence["peak_rss_mb"] == {"api": 120.0, "cell-0": 210.25}
 
 
