@@ -168,7 +168,10 @@ async def deployment(ctx: Context) -> None:
     exo = _exoarmur_command()
     log = open(ctx.raw_dir / "deployment_stack_up.log", "wb")
     began = time.monotonic()
-    up = subprocess.Popen(exo + ["stack", "up", "--dir", str(stack_dir), "--seed", str(ctx.rng.randint(0, 9999))],
+    # The same build as the stack under test: a defect injected there is deployed here too.
+    carried = [arg for name in ctx.config.defects for arg in ("--inject-defect", name)]
+    up = subprocess.Popen(exo + ["stack", "up", "--dir", str(stack_dir), "--seed", str(ctx.rng.randint(0, 9999))]
+                          + carried,
                           stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     result = {"ready_s": None, "status_exit": None, "down_exit": None, "first_intent_outcome": None,
               "first_intent_terminal_s": None, "processes_left": None, "stack_up_exit": None}
