@@ -27,6 +27,10 @@ class Defect(str, Enum):
     NO_RATE_LIMIT = "no-rate-limit"
     LAZY_FSYNC = "lazy-fsync"
     LEDGER_NO_FSYNC = "ledger-no-fsync"
+    SWITCH_CACHE = "switch-cache"
+    RETRY_NO_BACKOFF = "retry-no-backoff"
+    EFFECT_WRONG_NODE = "effect-wrong-node"
+    BATCH_FETCH_WAIT = "batch-fetch-wait"
 
 
 DESCRIPTIONS: dict[Defect, str] = {
@@ -46,6 +50,11 @@ DESCRIPTIONS: dict[Defect, str] = {
     Defect.NO_RATE_LIMIT: "token buckets disabled",
     Defect.LAZY_FSYNC: "JetStream fsyncs on its default interval (2 minutes), not before each ack",
     Defect.LEDGER_NO_FSYNC: "the effector's SQLite ledger runs with synchronous=OFF: a commit is acked before it is on disk",
+    Defect.SWITCH_CACHE: "cells cache each kill-switch value they read for 2 s (an 'optimisation'): a switch engaged "
+                         "meanwhile is not seen",
+    Defect.RETRY_NO_BACKOFF: "cells retry a failed effector call at once, with no backoff sleep between attempts",
+    Defect.EFFECT_WRONG_NODE: "cells send the effect for the tenant's first node instead of the intent's node",
+    Defect.BATCH_FETCH_WAIT: "cells linger up to 8 s for a full batch of intents before handling the first one",
 }
 
 

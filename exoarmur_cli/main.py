@@ -55,14 +55,23 @@ def stack_up(
     stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="where the stack keeps config, store and logs"),
     cells: int = typer.Option(2, min=1, max=16),
     seed: int = typer.Option(0),
+    inject_defect: list[str] = typer.Option([], "--inject-defect",
+                                            help="start with this deliberate defect (repeatable; for self-test)"),
 ) -> None:
     """Start NATS, effector, api and cells; print URLs and tokens; stay up until Ctrl-C."""
+    from exoarmur.defects import parse as parse_defects
     from exoarmur_cli.stack import LocalStack, read_pids
 
     stack_dir = stack_dir.resolve()
     if read_pids(stack_dir):
         usage_error(f"a stack is already recorded in {stack_dir}; run `exoarmur stack down --dir {stack_dir}`")
-    stack = LocalStack.create(stack_dir, cells=cells, seed=seed)
+    try:
+        parse_defects(inject_defect)
+    except ValueError as exc:
+        usage_error(str(exc))
+    if inject_defect:
+        console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — not a real stack[/bold red]")
+    stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect)
     stopping = False
 
     def on_term(_sig, _frame):

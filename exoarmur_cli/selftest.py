@@ -36,6 +36,10 @@ EXPECTED: dict[Defect, tuple[int, str]] = {
     Defect.UNBOUNDED_RETRY: (7, "attempts_over_policy_observed"),
     Defect.NO_BREAKER: (7, "breaker_opened"),
     Defect.SILENT_DROP: (8, "backpressure_acked_without_terminal"),
+    Defect.SWITCH_CACHE: (5, "effects_past_switch_bound"),
+    Defect.RETRY_NO_BACKOFF: (7, "retry_gap_median_ms_effector_down"),
+    Defect.EFFECT_WRONG_NODE: (6, "effects_off_their_intent"),
+    Defect.BATCH_FETCH_WAIT: (4, "first_intent_terminal_s"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The delivery seam: when a cell acknowledges an intent, and what a redelivery means.
+"""The delivery seam: how a cell pulls intents, when it acknowledges one, and what a redelivery means.
 
 Production acks only after the intent's terminal record is durable (its publish acked), and
 treats a redelivery (``num_delivered > 1``, a cell died mid-way) as possibly done already: it
@@ -7,6 +7,8 @@ looks for the record first. Every delivery of an intent acts under the intent's 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,39 @@ from exoarmur.cell.effects import no_deadline
 from exoarmur.defects import Defect
 from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
 from exoarmur.seams import Alternatives
+
+FETCH_BATCH = 16
+FETCH_WAIT_S = 0.5
+FETCH_MORE_WAIT_S = 0.02
+BATCH_LINGER_S = 8.0  # defect ``batch-fetch-wait``
+
+
+async def first_then_waiting(sub, free: Callable[[], int]) -> list:
+    """The first message as soon as there is one, then as many as the stream says are
+    already waiting. A lingering fetch of a whole batch holds its first message until the
+    batch fills or expires (measured: p99 79 ms at half load, against 24 ms single)."""
+    msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+    waiting = min(msgs[0].metadata.num_pending, FETCH_BATCH, free())
+    if waiting > 0:
+        try:  # they are there now; a short expiry bounds the wait if another cell took them
+            msgs += await sub.fetch(waiting, timeout=FETCH_MORE_WAIT_S)
+        except asyncio.TimeoutError:
+            pass
+    return msgs
+
+
+async def full_batch(sub, free: Callable[[], int]) -> list:
+    """Defect ``batch-fetch-wait``: after the first message the cell lingers until it holds a
+    full batch or the linger (8 s) is over before handling anything, so a lone intent waits
+    out the whole linger (micro-batching tuned for throughput, not for the first intent)."""
+    msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+    linger_until = time.monotonic() + BATCH_LINGER_S
+    while len(msgs) < FETCH_BATCH and (left := linger_until - time.monotonic()) > 0:
+        try:
+            msgs += await sub.fetch(FETCH_BATCH - len(msgs), timeout=min(left, FETCH_WAIT_S))
+        except asyncio.TimeoutError:
+            pass
+    return msgs
 
 
 async def ack(msg) -> None:
@@ -52,6 +87,7 @@ class Delivery:
     is_redelivery: Callable[[Any], bool] = may_be_done
     effect_key_suffix: Callable[[Any], str] = intent_key
     within: Callable[[TimeoutCategory, Awaitable[Any]], Awaitable[Any]] = with_deadline  # the whole intent
+    pull: Callable[[Any, Callable[[], int]], Awaitable[list]] = first_then_waiting
 
 
 DELIVERY_DEFECTS: Alternatives = {
@@ -59,4 +95,5 @@ DELIVERY_DEFECTS: Alternatives = {
     Defect.ACK_BEFORE_DURABLE: {"on_receive": ack, "on_recorded": hold},
     Defect.NO_IDEMPOTENCY: {"is_redelivery": never_done, "effect_key_suffix": per_delivery_key},
     Defect.NO_TIMEOUT: {"within": no_deadline},
+    Defect.BATCH_FETCH_WAIT: {"pull": full_batch},
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -60,6 +60,8 @@ async def no_deadline(_category: TimeoutCategory, awaitable: Awaitable[T]) -> T:
 
 
 UNBOUNDED_RETRY = replace(RETRY_POLICIES["effector_call"], attempts=1_000_000)  # defect ``unbounded-retry``
+# defect ``retry-no-backoff``: the same attempts, but each retry fires at once (no backoff sleep)
+NO_BACKOFF_RETRY = replace(RETRY_POLICIES["effector_call"], base_s=0.0, cap_s=0.0)
 
 
 def effector_breaker(on_transition: Callable[[Transition], None]) -> CircuitBreaker:
@@ -96,12 +98,24 @@ def fresh_key(key_suffix: str) -> str:
     return f"{key_suffix}~{uuid.uuid4().hex}"
 
 
+def intent_node(intent: IntentV1, _node_owners: Mapping[str, str]) -> str:
+    """The effect is applied to the node the intent names."""
+    return intent.node_id
+
+
+def tenants_first_node(intent: IntentV1, node_owners: Mapping[str, str]) -> str:
+    """Defect ``effect-wrong-node``: the effect goes to the tenant's first node (a lookup by
+    tenant instead of by the intent), not to the node the intent names."""
+    return next((node for node, tenant in node_owners.items() if tenant == intent.tenant_id), intent.node_id)
+
+
 @dataclass(frozen=True)
 class EffectorCalls:
     within: Callable[[TimeoutCategory, Awaitable[Any]], Awaitable[Any]] = with_deadline
     retry: RetryPolicy = RETRY_POLICIES["effector_call"]
     breaker: Callable[[Callable[[Transition], None]], Any] = effector_breaker
     attempt_key: Callable[[str], str] = same_key
+    target_node: Callable[[IntentV1, Mapping[str, str]], str] = intent_node
 
 
 EFFECTOR_CALL_DEFECTS: Alternatives = {
@@ -109,6 +123,8 @@ EFFECTOR_CALL_DEFECTS: Alternatives = {
     Defect.UNBOUNDED_RETRY: {"retry": UNBOUNDED_RETRY},
     Defect.NO_BREAKER: {"breaker": never_opens},
     Defect.FRESH_EFFECTOR_KEY: {"attempt_key": fresh_key},
+    Defect.RETRY_NO_BACKOFF: {"retry": NO_BACKOFF_RETRY},
+    Defect.EFFECT_WRONG_NODE: {"target_node": tenants_first_node},
 }
 
 
@@ -117,8 +133,10 @@ EFFECTOR_CALL_DEFECTS: Alternatives = {
 class EffectorCaller:
     """One cell's way to the effector: its HTTP session, breaker and retry RNG."""
 
-    def __init__(self, calls: EffectorCalls, rng: random.Random, on_transition: Callable[[Transition], None]) -> None:
+    def __init__(self, calls: EffectorCalls, rng: random.Random, on_transition: Callable[[Transition], None],
+                 node_owners: Mapping[str, str] | None = None) -> None:
         self.calls = calls
+        self.node_owners = node_owners or {}
         self.rng = rng
         self.breaker = calls.breaker(on_transition)
         self.http: aiohttp.ClientSession | None = None
@@ -177,7 +195,8 @@ class EffectorCaller:
 
     async def _call_effector(self, intent: IntentV1, key_suffix: str = "") -> EffectorReceipt:
         intent_ref = natsio.msg_id(intent.tenant_id, intent.idempotency_key)
-        body = {"intent_ref": intent_ref, "tenant_id": intent.tenant_id, "node_id": intent.node_id,
+        body = {"intent_ref": intent_ref, "tenant_id": intent.tenant_id,
+                "node_id": self.calls.target_node(intent, self.node_owners),
                 "action": intent.action, "parameters": intent.parameters}
         headers = {"Idempotency-Key": intent_ref + key_suffix}
 

@@ -8,6 +8,7 @@ is ``decide(intent, snapshot)`` on the very snapshot that is recorded, so replay
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,25 @@ def read_switches(js: JetStreamContext, tenant_id: str) -> list[Read]:
 def ignore_switches(_js: JetStreamContext, _tenant_id: str) -> list[Read]:
     """Defect ``killswitch-ignored``: the switches are never read, as if none existed."""
     return [_absent(), _absent()]
+
+
+SWITCH_CACHE_S = 2.0  # defect ``switch-cache``
+_cached_reads: dict[str, tuple[float, tuple[bytes | None, int]]] = {}
+
+
+def cached_switches(js: JetStreamContext, tenant_id: str) -> list[Read]:
+    """Defect ``switch-cache``: each switch value read is reused for 2 s, so a switch engaged in
+    the meantime is not seen (a read that failed is not cached: it still fails closed)."""
+    return [_cached(js, natsio.GLOBAL_SWITCH_KEY), _cached(js, natsio.tenant_switch_key(tenant_id))]
+
+
+async def _cached(js: JetStreamContext, key: str) -> tuple[bytes | None, int]:
+    hit = _cached_reads.get(key)
+    if hit is not None and time.monotonic() - hit[0] < SWITCH_CACHE_S:
+        return hit[1]
+    value = await natsio.read_key(js, natsio.SAFETY_BUCKET, key, TimeoutCategory.KV_GET)
+    _cached_reads[key] = (time.monotonic(), value)
+    return value
 
 
 def as_recorded(approval: ApprovalV1) -> ApprovalV1:
@@ -110,6 +130,7 @@ class Safety:
 
 SAFETY_DEFECTS: Alternatives = {
     Defect.KILLSWITCH_IGNORED: {"switches": ignore_switches},
+    Defect.SWITCH_CACHE: {"switches": cached_switches},
     Defect.APPROVAL_BYPASS: {"approval": any_record_approves},
     Defect.KILLSWITCH_FAIL_OPEN: {"unreadable": fail_open},
     Defect.NONDETERMINISTIC_DECISION: {"decide": decide_on_clock},

@@ -37,9 +37,6 @@ from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_dead
 from exoarmur.seams import choose, injected
 from exoarmur.stackconfig import StackConfig
 
-FETCH_BATCH = 16
-FETCH_WAIT_S = 0.5
-FETCH_MORE_WAIT_S = 0.02
 APPROVAL_POLL_S = 0.25  # how often a pending A2/A3 intent re-checks for its approval
 # JetStream error codes meaning "this subject already holds its one record".
 ALREADY_RECORDED = {10071, 10077}
@@ -56,7 +53,8 @@ class Cell:
         self.safety = choose(Safety(), SAFETY_DEFECTS, defects)
         self.delivery = choose(Delivery(), DELIVERY_DEFECTS, defects)
         self.effector = EffectorCaller(choose(EffectorCalls(), EFFECTOR_CALL_DEFECTS, defects),
-                                       random.Random(f"{config.seed}:{cell_id}"), self._on_transition)
+                                       random.Random(f"{config.seed}:{cell_id}"), self._on_transition,
+                                       config.nodes)
         self.max_inflight = config.bound("cell_inflight")
         self.inflight = asyncio.Semaphore(self.max_inflight)
         self.approval_wait_ms = config.bound("approval_wait_ms")
@@ -105,18 +103,7 @@ class Cell:
         await self.nc.drain()
 
     async def _pull(self, sub) -> list:
-        """The first message as soon as there is one, then as many as the stream says are
-        already waiting. A lingering fetch of a whole batch holds its first message until the
-        batch fills or expires (measured: p99 79 ms at half load, against 24 ms single)."""
-        msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
-        free = self.max_inflight - len(self.tasks) - 1
-        waiting = min(msgs[0].metadata.num_pending, FETCH_BATCH, free)
-        if waiting > 0:
-            try:  # they are there now; a short expiry bounds the wait if another cell took them
-                msgs += await sub.fetch(waiting, timeout=FETCH_MORE_WAIT_S)
-            except asyncio.TimeoutError:
-                pass
-        return msgs
+        return await self.delivery.pull(sub, lambda: self.max_inflight - len(self.tasks) - 1)
 
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)

@@ -70,11 +70,34 @@ def _whole_streams_changed(snapshots: list[dict]) -> list[dict]:
 
 
 def restarts(rec: Recorded) -> tuple[dict, dict]:
-    kills = [e.value["target"] for e in rec.history if e.scenario == "restart" and e.f == "kill"]
+    """The faults the restart scenario applied, counted from its nemesis events: single kills by
+    target, moments when both cells were down at once, and nats-server pauses (with the longest
+    one, from its ``pause`` to its ``resume`` event: the recorded window covers the fault)."""
+    events = [e for e in rec.history if e.scenario == "restart" and e.process == "nemesis"]
+    kills = [e.value["target"] for e in events if e.f == "kill"]
+    down: set[str] = set()
+    both_cells = 0
+    paused_at: dict[str, float] = {}
+    pauses: list[float] = []
+    for e in events:
+        target = e.value.get("target", "")
+        if e.f == "kill" and target.startswith("cell"):
+            down.add(target)
+            both_cells += len(down) == 2
+        elif e.f == "start":
+            down.discard(target)
+        elif e.f == "pause" and target == "nats":
+            paused_at[target] = e.time_ms
+        elif e.f == "resume" and target in paused_at:
+            pauses.append((e.time_ms - paused_at.pop(target)) / 1000)
     return {
         "restart_cell_kills": sum(1 for k in kills if k.startswith("cell")),
         "restart_api_kills": kills.count("api"),
-    }, {"kills": kills}
+        "restart_effector_kills": kills.count("effector"),
+        "restart_both_cells_kills": both_cells,
+        "restart_nats_pauses": len(pauses),
+        "restart_nats_longest_pause_s": round(max(pauses), 3) if pauses else None,
+    }, {"kills": kills, "nats_pauses_s": [round(p, 3) for p in pauses]}
 
 
 def cold_start(rec: Recorded) -> tuple[dict, dict]:

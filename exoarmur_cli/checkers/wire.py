@@ -19,6 +19,7 @@ EFFECTS = "/v1/effects"
 SINGLE_DELIVERY = ("timeout", "retry", "breaker")
 DEADLINE_SLACK_S = 0.25  # event-loop lag on a loaded 2-core machine; a missing deadline overshoots by seconds
 GAP_SLACK_S = 0.1
+EFFECTOR_DOWN = "breaker"  # the scenario whose effector refuses every call at once
 
 
 def _attempts(rec: Recorded) -> dict[str, list[tuple[float, float | None]]]:
@@ -54,6 +55,11 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
     late = [k for k, a in attempts.items() for start, end in a
             if end is not None and (end - start) / 1000 > deadline_s + DEADLINE_SLACK_S]
     spread = quantile(gaps, 0.9) - quantile(gaps, 0.1) if len(gaps) >= 5 else None
+    # With the effector down a failed attempt answers at once, so the gap before the next one is
+    # the backoff alone: its median is ~10 ms with full jitter, ~1 ms with none, even under load
+    # (where other scenarios' gaps carry tens of ms of connection and event-loop latency).
+    down = [(nxt[0] - prev[1]) / 1000 for k, a in judged.items() if _scenario(k) == EFFECTOR_DOWN
+            for prev, nxt in zip(a, a[1:]) if prev[1] is not None]
     metrics = {
         "wire_requests": sum(len(a) for a in attempts.values()),
         "wire_keys_judged": len(judged),
@@ -62,6 +68,8 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
         "retry_gaps_observed": len(gaps),
         "retry_gaps_over_cap": sum(1 for g in gaps if g > cap_s + GAP_SLACK_S),
         "retry_gap_spread_ms": spread * 1000 if spread is not None else None,
+        "retry_gaps_effector_down": len(down),
+        "retry_gap_median_ms_effector_down": quantile(down, 0.5) * 1000 if len(down) >= 5 else None,
     }
     breaker_metrics, breaker_evidence = _breaker_open(rec, attempts, policy)
     metrics.update(breaker_metrics)

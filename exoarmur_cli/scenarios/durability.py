@@ -27,6 +27,8 @@ from exoarmur_cli.scenarios.params import DeploymentParams, PersistenceParams, R
 # Every stream the stack keeps, hashed across restarts: intents and records (ours, by subject),
 # events and both KV buckets (every message, by sequence).
 WHOLE_STREAMS = ("EVENTS", "KV_safety", "KV_approvals")
+# nats-server is paused this many KV read deadlines, so every read in flight times out.
+PAUSE_OVER_KV_DEADLINE = 1.7
 
 
 async def _snapshot(ctx: Context, label: str, keys: list[tuple[str, str]]) -> None:
@@ -93,29 +95,64 @@ async def persistence(ctx: Context) -> None:
 
 
 async def restart(ctx: Context) -> None:
-    """SIGKILL cells and the api while intents are in flight; everything acked must converge."""
+    """SIGKILL cells, the api, the effector and both cells at once, and SIGSTOP nats-server for
+    longer than a KV read deadline, while intents are in flight; everything acked must converge."""
     p = as_(ctx.params, RestartParams)
-    processes = ctx.faults.processes("kill cells and the api")
+    processes = ctx.faults.processes("kill cells, the api and the effector; pause nats-server")
     tenants = ctx.config.tenants
     duration = p.duration_s
+    latency = {"latency_ms": p.effector_latency_ms, "seed": ctx.rng.randint(0, 2**31)}
     # A slower effector keeps intents in flight, so every kill lands on work half-done.
-    await ctx.faults.effector.set(latency_ms=p.effector_latency_ms, seed=ctx.rng.randint(0, 2**31))
+    await ctx.faults.effector.set(**latency)
     flow = asyncio.create_task(ctx.submit_at_rate(
         lambda: ctx.body(ctx.rng.choice(tenants)), p.rate_per_s, duration))
     # Cells first: a killed cell's work comes back only after the redelivery delay, so the
     # sooner the last cell dies the sooner the scenario converges; the api holds no messages.
-    targets = ["cell-0", "cell-1", "api"] * p.rounds
+    targets = ["cell-0", "cell-1", "api", "effector", "both-cells", "nats-pause"] * p.rounds
     gap = duration / (len(targets) + 1)
     for target in targets:
         await asyncio.sleep(gap * ctx.rng.uniform(0.5, 1.0))
-        await asyncio.to_thread(processes.kill, target)
+        if target == "nats-pause":
+            await _pause_nats(ctx, processes)
+            continue
+        down = processes.cells if target == "both-cells" else [target]
+        for name in down:  # back to back: both cells are down at once
+            await asyncio.to_thread(processes.kill, name)
         await asyncio.sleep(ctx.rng.uniform(0.1, 0.4))
-        await asyncio.to_thread(processes.start, target)
+        for name in down:
+            await asyncio.to_thread(processes.start, name)
         if target == "api":
             await ctx.wait_api_ready()
+        elif target == "effector":  # a new process: its run-time faults start cleared
+            await _wait_effector_ready(ctx)
+            await ctx.faults.effector.set(**latency)
     submitted = await flow
     await ctx.faults.effector.clear()
     await ctx.settle(submitted)
+
+
+async def _pause_nats(ctx: Context, processes) -> None:
+    """SIGSTOP nats-server past the KV read deadline while cells are mid-intent: a read that
+    timed out must never be taken as 'already recorded'."""
+    await asyncio.to_thread(processes.pause, "nats")
+    try:
+        await asyncio.sleep(ctx.timeout("KV_GET") * PAUSE_OVER_KV_DEADLINE)
+    finally:
+        await asyncio.to_thread(processes.resume, "nats")
+
+
+async def _wait_effector_ready(ctx: Context, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            async with ctx.client.session.get(f"{ctx.config.effector_url}/healthz") as response:
+                if response.status == 200:
+                    return True
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            pass
+        await asyncio.sleep(0.05)
+    ctx.observe("effector_not_ready_after_restart", timeout_s=timeout_s)
+    return False
 
 
 def _exoarmur_command() -> list[str]:
@@ -131,7 +168,10 @@ async def deployment(ctx: Context) -> None:
     exo = _exoarmur_command()
     log = open(ctx.raw_dir / "deployment_stack_up.log", "wb")
     began = time.monotonic()
-    up = subprocess.Popen(exo + ["stack", "up", "--dir", str(stack_dir), "--seed", str(ctx.rng.randint(0, 9999))],
+    # The same build as the stack under test: a defect injected there is deployed here too.
+    carried = [arg for name in ctx.config.defects for arg in ("--inject-defect", name)]
+    up = subprocess.Popen(exo + ["stack", "up", "--dir", str(stack_dir), "--seed", str(ctx.rng.randint(0, 9999))]
+                          + carried,
                           stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     result = {"ready_s": None, "status_exit": None, "down_exit": None, "first_intent_outcome": None,
               "first_intent_terminal_s": None, "processes_left": None, "stack_up_exit": None}

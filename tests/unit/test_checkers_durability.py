@@ -124,10 +124,41 @@ def test_restart_kills_are_counted_by_target():
     hist = Hist()
     for target in ("cell-0", "cell-1", "api"):
         hist.nemesis("kill", "restart", target=target)
+        hist.nemesis("start", "restart", target=target)
     hist.nemesis("kill", "chaos", target="cell-0")  # another scenario's kill
     metrics, evidence = restarts(recorded(hist))
-    assert metrics == {"restart_cell_kills": 2, "restart_api_kills": 1}
+    assert metrics == {"restart_cell_kills": 2, "restart_api_kills": 1, "restart_effector_kills": 0,
+                       "restart_both_cells_kills": 0, "restart_nats_pauses": 0, "restart_nats_longest_pause_s": None}
     assert evidence["kills"] == ["cell-0", "cell-1", "api"]
+
+
+def test_restart_effector_kill_both_cells_down_and_nats_pause():
+    hist = Hist()
+    hist.nemesis("kill", "restart", target="effector")
+    hist.nemesis("start", "restart", target="effector")
+    hist.nemesis("kill", "restart", target="cell-0")
+    hist.nemesis("kill", "restart", target="cell-1")  # both down at once
+    hist.nemesis("start", "restart", target="cell-0")
+    hist.nemesis("start", "restart", target="cell-1")
+    hist.nemesis("pause", "restart", target="nats", time_ms=10_000)
+    hist.nemesis("resume", "restart", target="nats", time_ms=11_600)
+    hist.nemesis("pause", "chaos", target="nats", time_ms=20_000)  # another scenario's pause
+    hist.nemesis("resume", "chaos", target="nats", time_ms=25_000)
+    metrics, evidence = restarts(recorded(hist))
+    assert metrics["restart_effector_kills"] == 1
+    assert metrics["restart_both_cells_kills"] == 1
+    assert metrics["restart_nats_pauses"] == 1 and metrics["restart_nats_longest_pause_s"] == 1.6
+    assert evidence["nats_pauses_s"] == [1.6]
+
+
+def test_restart_cells_killed_one_after_another_are_not_both_down():
+    hist = Hist()
+    for target in ("cell-0", "cell-1"):
+        hist.nemesis("kill", "restart", target=target)
+        hist.nemesis("start", "restart", target=target)
+    hist.nemesis("pause", "restart", target="nats")  # never resumed: not a measured pause
+    metrics, _ = restarts(recorded(hist))
+    assert metrics["restart_both_cells_kills"] == 0 and metrics["restart_nats_pauses"] == 0
 
 
 def test_cold_start_not_observed_measures_nothing():

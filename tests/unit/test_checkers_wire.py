@@ -67,6 +67,22 @@ def test_a_retry_storm_has_no_spread_and_a_slow_backoff_overshoots_the_cap():
     assert judge(slow)["retry_gaps_over_cap"] == 1
 
 
+def test_retries_with_the_effector_down_wait_a_backoff_or_fire_at_once():
+    backoff = Wire()
+    for n in range(3):
+        backoff.retried(f"t1:breaker-{n:05d}", [4 + 5 * n, 12 + 6 * n])
+    metrics = judge(backoff)
+    assert metrics["retry_gaps_effector_down"] == 6 and metrics["retry_gap_median_ms_effector_down"] >= 5
+    at_once = Wire()
+    for n in range(3):
+        at_once.retried(f"t1:breaker-{n:05d}", [1, 1])
+        at_once.retried(f"t1:retry-{n:05d}", [30, 40])  # latency elsewhere does not hide it
+    assert judge(at_once)["retry_gap_median_ms_effector_down"] == 1
+    few = Wire()
+    few.retried("t1:breaker-00001", [10, 10])
+    assert judge(few)["retry_gap_median_ms_effector_down"] is None
+
+
 def test_an_attempt_that_outlived_its_deadline():
     w = Wire()
     w.attempt("t1:timeout-00001", 0, 480, status=None)  # gave up at its deadline: fine
