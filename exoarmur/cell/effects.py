@@ -52,6 +52,22 @@ class Execution:
     breaker_state: str | None = None  # as the first call found it
 
 
+class EffectUnknown(ExoError):
+    """This delivery failed, an earlier attempt (this delivery's, or a delivery before it) may
+    have been applied, and the effector cannot be asked now. Recording FAILED could hide an
+    applied effect, so the caller retries the intent later instead; ``failed`` is what it records
+    once it gives up."""
+
+    reason_code = ReasonCode.EFFECTOR_ERROR
+
+    def __init__(self, failed: Execution) -> None:
+        super().__init__(f"effect of a failed execution is unknown ({failed.reason_code.value})")
+        self.failed = failed
+
+
+_ABSENT = object()  # the effector says it never applied the key
+
+
 # --- the seam's parts: production, and the defects that break them -------------------------------
 
 async def no_deadline(_category: TimeoutCategory, awaitable: Awaitable[T]) -> T:
@@ -141,8 +157,12 @@ class EffectorCaller:
         self.breaker = calls.breaker(on_transition)
         self.http: aiohttp.ClientSession | None = None
 
-    async def execute(self, intent: IntentV1, key_suffix: str = "") -> Execution:
-        """Apply ``intent`` (retrying within policy); EXECUTED with its receipt, or FAILED with why."""
+    async def execute(self, intent: IntentV1, key_suffix: str = "", *, redelivered: bool = False) -> Execution:
+        """Apply ``intent`` (retrying within policy); EXECUTED with its receipt, or FAILED with why.
+
+        Before FAILED it asks the effector whether the key was applied after all, whenever an
+        attempt was made or the intent is a redelivery (a killed cell's call may have landed); if
+        the effector cannot say about a redelivery, ``EffectUnknown``."""
         attempts = 0
         first_seen: list[str] = []
 
@@ -171,16 +191,23 @@ class EffectorCaller:
             if isinstance(exc, RetryExhausted):
                 last = exc.last_error
                 reason = last.reason_code if isinstance(last, DeadlineExceeded) else ReasonCode.RETRY_EXHAUSTED
+            failed = Execution(Outcome.FAILED, reason, None, attempts, _first(first_seen))
+            if not (attempts or redelivered):
+                return failed  # nothing was ever sent for this intent
             # An attempt may have been applied with its answer lost: ask before recording FAILED.
-            applied = await self._applied_receipt(intent, key_suffix) if attempts else None
+            applied = await self._applied_receipt(intent, key_suffix)
+            if applied is _ABSENT:
+                return failed
             if applied is None:
-                return Execution(Outcome.FAILED, reason, None, attempts, _first(first_seen))
+                if redelivered:  # an earlier delivery's call may have landed: never record a guess
+                    raise EffectUnknown(failed)
+                return failed  # this delivery's own attempts only: FAILED, "not known to be applied"
             receipt = applied
         return Execution(Outcome.EXECUTED, ReasonCode.OK, receipt, attempts, _first(first_seen))
 
-    async def _applied_receipt(self, intent: IntentV1, key_suffix: str) -> EffectorReceipt | None:
-        """The effector's receipt for this intent's key if it applied it, else None (also when the
-        effector cannot say: the record then says FAILED, the honest 'not known to be applied')."""
+    async def _applied_receipt(self, intent: IntentV1, key_suffix: str) -> EffectorReceipt | object | None:
+        """The effector's receipt for this intent's key if it applied it, ``_ABSENT`` if it says it
+        did not, None if it cannot say (unreachable, a deadline, an unexpected answer)."""
         key = quote(natsio.msg_id(intent.tenant_id, intent.idempotency_key) + key_suffix, safe="")
 
         async def get() -> tuple[int, bytes]:
@@ -191,6 +218,8 @@ class EffectorCaller:
             status, content = await with_deadline(TimeoutCategory.EFFECTOR_CALL, get())
         except (aiohttp.ClientError, ExoError):
             return None
+        if status == 404:
+            return _ABSENT
         return EffectorReceipt.model_validate_json(content) if status == 200 else None
 
     async def _call_effector(self, intent: IntentV1, key_suffix: str = "") -> EffectorReceipt:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from exoarmur import natsio
 from exoarmur.cell.delivery import DELIVERY_DEFECTS, Delivery
-from exoarmur.cell.effects import EFFECTOR_CALL_DEFECTS, EffectorCalls, EffectorCaller, Execution
+from exoarmur.cell.effects import EFFECTOR_CALL_DEFECTS, EffectorCalls, EffectorCaller, EffectUnknown, Execution
 from exoarmur.cell.safety import SAFETY_DEFECTS, Safety
 from exoarmur.clock import now_ms
 from exoarmur.contracts import AuditRecordV1, IntentV1, Outcome, audit_id_for
@@ -38,6 +38,10 @@ from exoarmur.seams import choose, injected
 from exoarmur.stackconfig import StackConfig
 
 APPROVAL_POLL_S = 0.25  # how often a pending A2/A3 intent re-checks for its approval
+# A redelivered intent whose effect cannot be confirmed (effector unreachable) is retried this
+# often, this many deliveries in all, before FAILED is recorded as "not known to be applied".
+UNKNOWN_EFFECT_RETRY_S = 1.0
+UNKNOWN_EFFECT_MAX_DELIVERIES = 6
 # JetStream error codes meaning "this subject already holds its one record".
 ALREADY_RECORDED = {10071, 10077}
 
@@ -142,7 +146,14 @@ class Cell:
             return
         execution = Execution(decision.outcome, decision.reason_code, None, 0)
         if decision.execute:
-            execution = await self.effector.execute(intent, self.delivery.effect_key_suffix(msg))
+            try:
+                execution = await self.effector.execute(intent, self.delivery.effect_key_suffix(msg),
+                                                        redelivered=self.delivery.is_redelivery(msg))
+            except EffectUnknown as unknown:
+                if msg.metadata.num_delivered < UNKNOWN_EFFECT_MAX_DELIVERIES:
+                    await msg.nak(delay=UNKNOWN_EFFECT_RETRY_S)  # ask again later: never record a guess
+                    return
+                execution = unknown.failed  # the effector stayed unreachable: FAILED, "not known applied"
         record = AuditRecordV1(
             audit_id=audit_id_for(intent.tenant_id, intent.idempotency_key),
             tenant_id=intent.tenant_id, intent_id=intent.intent_id,
