@@ -25,6 +25,9 @@ class Defect(str, Enum):
     SILENT_DROP = "silent-drop"
     NONDETERMINISTIC_DECISION = "nondeterministic-decision"
     NO_RATE_LIMIT = "no-rate-limit"
+    NATS_ANONYMOUS = "nats-anonymous"
+    NATS_WIDE_ROLE = "nats-wide-role"
+    EFFECTOR_NO_AUTH = "effector-no-auth"
 
 
 DESCRIPTIONS: dict[Defect, str] = {
@@ -42,6 +45,9 @@ DESCRIPTIONS: dict[Defect, str] = {
     Defect.SILENT_DROP: "a full queue answers 202 and drops the intent",
     Defect.NONDETERMINISTIC_DECISION: "the decision reads the wall clock instead of its recorded input",
     Defect.NO_RATE_LIMIT: "token buckets disabled",
+    Defect.NATS_ANONYMOUS: "nats-server accepts connections without credentials, with every permission",
+    Defect.NATS_WIDE_ROLE: "the cells' NATS user may publish and subscribe to anything ('>')",
+    Defect.EFFECTOR_NO_AUTH: "the effector serves every caller, with or without a credential",
 }
 
 

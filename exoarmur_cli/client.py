@@ -142,16 +142,22 @@ class StackClient:
         self.history.append(OK if code == 200 else FAIL, "approval", "operator",
                             {"key": body["idempotency_key"], "status_code": code})
 
+    @property
+    def effector_auth(self) -> dict[str, str]:
+        """The harness's credential at the effector (faults and ledger are its routes)."""
+        return {"Authorization": f"Bearer {self.config.effector_tokens['harness']}"}
+
     async def effector_faults(self, **settings: Any) -> None:
         """Set the effector's fault settings (a nemesis action, recorded as such)."""
-        async with self.session.put(f"{self.effector_url}/v1/faults", json=settings) as response:
+        async with self.session.put(f"{self.effector_url}/v1/faults", json=settings,
+                                    headers=self.effector_auth) as response:
             await response.read()
             ok = response.status == 200
         self.history.append(INFO, "effector_faults", "nemesis",
                             {**settings, "applied": ok, "wall_ms": int(time.time() * 1000)})
 
     async def effector_ledger(self) -> list[dict]:
-        async with self.session.get(f"{self.effector_url}/v1/ledger") as response:
+        async with self.session.get(f"{self.effector_url}/v1/ledger", headers=self.effector_auth) as response:
             return await response.json()
 
 

@@ -60,10 +60,12 @@ async def read_stream(js, stream: str) -> list[dict]:
     return [r for r in rows if r["seq"] <= last_seq]
 
 
-async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None) -> dict:
+async def export_all(js, raw_dir: Path, effector_url: str, effector_token: str, monitor_url: str | None,
+                     logs_dir: Path | None) -> dict:
     """Write every raw export; returns counts for the run metadata."""
-    audit, intents, events = await asyncio.gather(
-        read_stream(js, "AUDIT"), read_stream(js, "INTENTS"), read_stream(js, "EVENTS"))
+    audit, intents, events, safety, approvals = await asyncio.gather(
+        read_stream(js, "AUDIT"), read_stream(js, "INTENTS"), read_stream(js, "EVENTS"),
+        read_stream(js, "KV_safety"), read_stream(js, "KV_approvals"))
     recorded.write_jsonl(raw_dir / recorded.AUDIT, (
         {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "record": orjson.loads(r["data"])}
         for r in audit))
@@ -74,8 +76,15 @@ async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | No
     recorded.write_jsonl(raw_dir / recorded.EVENTS, (
         {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "data": orjson.loads(r["data"])}
         for r in events))
+    # Every value ever put in the buckets (history kept), as raw bytes: a forged or corrupted
+    # value is evidence, not something to parse.
+    recorded.write_jsonl(raw_dir / recorded.KV, (
+        {"bucket": bucket, "seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"],
+         "operation": r["headers"].get("KV-Operation", "PUT"), "data": r["data"].decode(errors="replace")}
+        for bucket, rows in (("safety", safety), ("approvals", approvals)) for r in rows))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        async with session.get(f"{effector_url}/v1/ledger") as response:
+        async with session.get(f"{effector_url}/v1/ledger",
+                               headers={"Authorization": f"Bearer {effector_token}"}) as response:
             ledger = await response.json()
         recorded.write_jsonl(raw_dir / recorded.LEDGER, ledger)
         if monitor_url:
@@ -89,4 +98,5 @@ async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | No
             (raw_dir / "nats_server.json").write_bytes(orjson.dumps(server, option=orjson.OPT_INDENT_2))
     if logs_dir is not None and logs_dir.exists():
         shutil.copytree(logs_dir, raw_dir / "logs", dirs_exist_ok=True)
-    return {"audit_records": len(audit), "intents": len(intents), "events": len(events), "ledger_rows": len(ledger)}
+    return {"audit_records": len(audit), "intents": len(intents), "events": len(events), "ledger_rows": len(ledger),
+            "kv_values": len(safety) + len(approvals)}

@@ -10,6 +10,8 @@ raw/ files (one JSON object per line unless noted):
 - intents_export.jsonl   {"seq", "subject", "msg_id", "timestamp_ms", "intent": IntentV1}
 - events_export.jsonl    {"seq", "subject", "data": {...}} — breaker transitions, refusal counters
 - effector_ledger.jsonl  the effector's ledger rows
+- kv_export.jsonl        {"bucket", "seq", "subject", "operation", "data"} — every value put in the
+                         safety and approvals buckets (data as text, even when it is not JSON)
 - samples.jsonl          {"time_ms", "kind", "process", "value"} — RSS, pending depth, ...
 - run_params.json        (one object) seed, profile, policy tables, scenario parameters, stack view
 """
@@ -30,6 +32,7 @@ AUDIT = "audit_export.jsonl"
 INTENTS = "intents_export.jsonl"
 EVENTS = "events_export.jsonl"
 LEDGER = "effector_ledger.jsonl"
+KV = "kv_export.jsonl"
 SAMPLES = "samples.jsonl"
 RUN_PARAMS = "run_params.json"
 
@@ -41,6 +44,7 @@ class Recorded:
     intents: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    kv: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +87,7 @@ def load(raw_dir: Path) -> Recorded:
         intents=read_jsonl(raw_dir / INTENTS),
         events=read_jsonl(raw_dir / EVENTS),
         ledger=read_jsonl(raw_dir / LEDGER),
+        kv=read_jsonl(raw_dir / KV),
         samples=read_jsonl(raw_dir / SAMPLES),
         params=orjson.loads(params_path.read_bytes()) if params_path.exists() else {},
     )

@@ -222,7 +222,7 @@ class Run:
     async def _drive(self, names, params, config, stack, proxy, history, policy, t0_wall_ms) -> None:
         options = self.options
         nats_url = options.nats_url or config.nats_url
-        nc = await natsio.connect(nats_url, "exoarmur-harness")
+        nc = await natsio.connect_as(config, "harness", "exoarmur-harness", nats_url)
         stop = asyncio.Event()
         sampler = asyncio.create_task(_sample(stack, nc.jetstream(), self.bundle.raw_dir, history, stop))
         watch = AuditWatch()
@@ -235,7 +235,7 @@ class Run:
                     ctx = Context(name=name, config=config, client=client, history=history, watch=watch, nc=nc,
                                   js=nc.jetstream(), rng=random.Random(rng.random()),
                                   params={**params[name], "t0_wall_ms": t0_wall_ms}, raw_dir=self.bundle.raw_dir,
-                                  stack=stack, effector_proxy=proxy, policy=policy)
+                                  stack=stack, effector_proxy=proxy, policy=policy, nats_url=nats_url)
                     self.progress(f"scenario {name} ...")
                     began = time.monotonic()
                     await self._one(name, ctx, history)
@@ -249,6 +249,7 @@ class Run:
             await sampler
         self.progress("exporting streams, ledger and logs")
         counts = await export_all(nc.jetstream(), self.bundle.raw_dir, config.effector_url,
+                                  config.effector_tokens["harness"],
                                   None if options.api_url else config.monitor_url,
                                   (Path(config.stack_dir) / "logs") if stack else None)
         self.meta["exported"] = counts

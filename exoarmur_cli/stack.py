@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.procs import Child
 
 READY_TIMEOUT_S = 30.0
+PROVISION_TIMEOUT_S = 30.0
 PIDS_FILE = "pids.json"
 
 
@@ -90,6 +92,21 @@ class LocalStack:
         self.children[name].start()
         if name == "nats":
             self._wait_port(self.config.nats_port, name)
+            self.provision()
+
+    def provision(self, timeout_s: float = PROVISION_TIMEOUT_S) -> None:
+        """Create or update streams, the cells' consumer and buckets as the ``provisioner`` user
+        (``python -m exoarmur provision``), the one role allowed to; every (re)start of NATS."""
+        log_path = self.dir / "logs" / "provision.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = self._argv("provision")
+        with open(log_path, "ab") as log:
+            try:
+                done = subprocess.run(argv, stdout=log, stderr=log, timeout=timeout_s, start_new_session=True)
+            except subprocess.TimeoutExpired:
+                raise StackError(f"provisioning took over {timeout_s:.0f}s; see {log_path}") from None
+        if done.returncode != 0:
+            raise StackError(f"provisioning failed ({done.returncode}); see {log_path}")
 
     def _wait_port(self, port: int, name: str, timeout_s: float = 10.0) -> None:
         if not wait_for_port(self.config.host, port, timeout_s):

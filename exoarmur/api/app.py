@@ -43,9 +43,10 @@ async def _background(state: ApiState) -> None:
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     state: ApiState = app.state.exo
-    state.nc = await natsio.connect(state.nats_url, state.api_id)
+    # As the api's own NATS user; streams and buckets were provisioned before it started
+    # (``python -m exoarmur provision``): this user may not create them.
+    state.nc = await natsio.connect_as(state.config, "api", state.api_id, state.nats_url)
     state.js = state.nc.jetstream()
-    await natsio.provision(state.js, natsio.storage(injected(state.config.defects)))
     task = asyncio.create_task(_background(state))
     try:
         yield

@@ -46,6 +46,7 @@ class Context:
     stack: Any = None  # LocalStack, or None for an external stack
     effector_proxy: Any = None  # FaultProxy between cells and effector, when the harness placed one
     policy: dict[str, Any] = field(default_factory=dict)
+    nats_url: str = ""  # where the harness reaches NATS (other identities connect there too)
     _serial: int = 0
 
     # --- identities ------------------------------------------------------------------------

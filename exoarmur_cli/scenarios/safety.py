@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from exoarmur import natsio
 from exoarmur_cli.scenarios.base import Context
 
 
@@ -68,10 +69,15 @@ async def killswitch(ctx: Context) -> None:
     subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(ctx.params["per_check"])], tag="expect:EXECUTED/OK")
     await ctx.settle(subs)
     await ctx.client.set_switch(False, tenant_id=t[5])
-    # 3. Unreadable safety state fails closed: the global switch's value is corrupted in NATS.
-    kv = await ctx.js.key_value("safety")
-    ctx.nemesis("corrupt_safety_state", key="global", begin=True)
-    await kv.put("global", b"\x00 not json")
+    # 3. Unreadable safety state fails closed: the global switch's value is corrupted in NATS, by
+    # the harness's fault-injection user (``nemesis``: the only one besides the api allowed to).
+    nemesis = await natsio.connect_as(ctx.config, "nemesis", "exoarmur-nemesis", ctx.nats_url or None)
+    try:
+        kv = await nemesis.jetstream().key_value("safety")
+        ctx.nemesis("corrupt_safety_state", key="global", begin=True, nats_user="nemesis")
+        await kv.put("global", b"\x00 not json")
+    finally:
+        await nemesis.close()
     subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(ctx.params["per_check"])],
                                  tag="expect:DENIED/SAFETY_STATE_UNAVAILABLE")
     await ctx.settle(subs)

@@ -11,11 +11,26 @@ from exoarmur.contracts import EffectorReceipt, sha256_hex
 from exoarmur.effector import FaultSettings, create_app, fault_delay_s, fault_errors
 
 BODY = {"tenant_id": "t1", "node_id": "n1", "action": "isolate_host", "parameters": {"x": 1}}
+TOKENS = {"cell": "cell-token", "harness": "harness-token"}
+
+
+class Caller(TestClient):
+    """Sends each route the credential it takes (the cells' for effects, the harness's otherwise)."""
+
+    def request(self, method, url, **kwargs):
+        headers = dict(kwargs.pop("headers", None) or {})
+        caller = "cell" if str(url).startswith("/v1/effects") else "harness"
+        headers.setdefault("Authorization", f"Bearer {TOKENS[caller]}")
+        return super().request(method, url, headers=headers, **kwargs)
+
+
+def effector(path, seed: int, defects=()) -> Caller:
+    return Caller(create_app(path, seed=seed, tokens=TOKENS, defects=defects))
 
 
 @pytest.fixture
 def client(tmp_path):
-    with TestClient(create_app(tmp_path / "l.db", seed=1)) as c:
+    with effector(tmp_path / "l.db", seed=1) as c:
         yield c
 
 
@@ -130,7 +145,7 @@ def test_same_seed_apps_fault_identically(tmp_path):
     """Two apps with the same seed inject errors on the same calls."""
     outcomes = []
     for name in ("a.db", "b.db"):
-        with TestClient(create_app(tmp_path / name, seed=5)) as c:
+        with effector(tmp_path / name, seed=5) as c:
             c.put("/v1/faults", json={"error_rate": 0.5})
             outcomes.append([post(c, f"k-{i}").status_code for i in range(30)])
     assert outcomes[0] == outcomes[1]
@@ -147,9 +162,9 @@ def test_put_seed_reseeds_the_rng(client):
 
 def test_ledger_survives_reopen(tmp_path):
     path = tmp_path / "l.db"
-    with TestClient(create_app(path, seed=1)) as c:
+    with effector(path, seed=1) as c:
         first = post(c, "k-keep").json()
-    with TestClient(create_app(path, seed=1)) as c:
+    with effector(path, seed=1) as c:
         rows = c.get("/v1/ledger").json()
         assert [r["idempotency_key"] for r in rows] == ["k-keep"]
         again = post(c, "k-keep").json()

@@ -15,12 +15,14 @@ from exoarmur.cell.delivery import DELIVERY_DEFECTS, Delivery
 from exoarmur.cell.effects import EFFECTOR_CALL_DEFECTS, EffectorCalls
 from exoarmur.cell.safety import SAFETY_DEFECTS, Safety
 from exoarmur.defects import DESCRIPTIONS, Defect
+from exoarmur.effector.auth import EFFECTOR_AUTH_DEFECTS, EffectorAuth
+from exoarmur.natsauth import BUS_AUTH_DEFECTS, BusAuth
 from exoarmur.seams import choose, injected
 
 SEAMS = [
     (Admission(), ADMISSION_DEFECTS), (Publisher(), PUBLISHER_DEFECTS), (AuditScope(), AUDIT_SCOPE_DEFECTS),
     (Safety(), SAFETY_DEFECTS), (Delivery(), DELIVERY_DEFECTS), (EffectorCalls(), EFFECTOR_CALL_DEFECTS),
-    (natsio.Storage(), natsio.STORAGE_DEFECTS),
+    (natsio.Storage(), natsio.STORAGE_DEFECTS), (BusAuth(), BUS_AUTH_DEFECTS), (EffectorAuth(), EFFECTOR_AUTH_DEFECTS),
 ]
 
 
