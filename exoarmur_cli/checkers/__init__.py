@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from exoarmur_cli.checkers import capacity, durability, faults, integrity, safety
+from exoarmur_cli.checkers import access, capacity, durability, faults, integrity, safety
 from exoarmur_cli.recorded import Recorded
 
 Checker = Callable[[Recorded], tuple[dict, dict]]
@@ -24,6 +24,7 @@ CHECKERS: dict[str, Checker] = {
     "decision_replay": safety.decision_replay,
     "killswitch": safety.killswitch,
     "tenancy": safety.tenancy,
+    "access": access.access,
     "timeouts": faults.timeouts,
     "retries": faults.retries,
     "breaker": faults.breaker,

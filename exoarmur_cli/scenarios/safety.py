@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from exoarmur import natsio
+from exoarmur_cli.scenarios import access
 from exoarmur_cli.scenarios.base import Context
 
 
@@ -95,6 +96,11 @@ async def tenancy(ctx: Context) -> None:
     t = ctx.config.tenants
     own, other = t[0], t[1]
     peer = ctx.peers_of(own)[0]
+    # 0. Access control: outsiders and every wrong role try the bus and the effector; each audit
+    # forgery is followed by the real intent it tried to pre-empt.
+    ahead = await access.probe_bus(ctx)
+    await access.probe_effector(ctx)
+    forged_ahead = await ctx.submit_all(ahead, tag="access:after_forgery")
     # 1. Cross-tenant attempts: every one must be refused and leave nothing behind.
     _, body = ctx.body(own)
     cross = []
@@ -127,5 +133,5 @@ async def tenancy(ctx: Context) -> None:
     noisy = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[8]), noisy_rate, ctx.params["phase_s"],
                                                    tag="noisy"))
     under = await ctx.submit_at_rate(quiet_body, quiet_rate, ctx.params["phase_s"], tag="quiet:noise")
-    await ctx.settle(baseline + under + await noisy + cross)
+    await ctx.settle(baseline + under + await noisy + cross + forged_ahead)
     await ctx.client.read_audit(ctx.peers_of(t[8])[0])
