@@ -117,8 +117,10 @@ async def _forge(ctx: Context, probe: _Probe, action: str, real: list[tuple[str,
         peer, body = ctx.body(tenant)
         key = body["idempotency_key"]
         subject = natsio.audit_subject(tenant, key_digest(tenant, key))
-        payload = orjson.dumps({"tenant_id": tenant, "idempotency_key": key, "outcome": "EXECUTED",
-                                "reason_code": "OK", "forged": marker})
+        payload = orjson.dumps({"tenant_id": tenant, "idempotency_key": key, "intent_id": body["intent_id"],
+                                "node_id": body["node_id"], "action": body["action"],
+                                "action_class": body["action_class"], "outcome": "DENIED",
+                                "reason_code": "KILL_SWITCH_GLOBAL", "forged": marker})
         value.update(ahead_of={"tenant_id": tenant, "key": key})
         real.append((peer, body))
     elif action == "consumer_pull":  # taking the cells' next intent
