@@ -8,9 +8,10 @@ with its own log, and can stop, SIGKILL, pause (SIGSTOP/SIGCONT) and restart any
 from __future__ import annotations
 
 import shutil
+import asyncio
 import signal
-import subprocess
 import sys
+import threading
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +23,9 @@ import psutil
 from exoarmur import stackconfig
 from exoarmur.contracts import ReasonCode
 from exoarmur.errors import ExoError
+from exoarmur import natsio
 from exoarmur.natsio import wait_for_port
+from exoarmur.seams import injected
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.procs import Child
 
@@ -95,18 +98,32 @@ class LocalStack:
             self.provision()
 
     def provision(self, timeout_s: float = PROVISION_TIMEOUT_S) -> None:
-        """Create or update streams, the cells' consumer and buckets as the ``provisioner`` user
-        (``python -m exoarmur provision``), the one role allowed to; every (re)start of NATS."""
-        log_path = self.dir / "logs" / "provision.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = self._argv("provision")
-        with open(log_path, "ab") as log:
+        """Create or update streams, the cells' consumer and buckets as the ``provisioner`` user, the
+        one role allowed to (``python -m exoarmur provision`` does the same for docker-compose); on
+        every (re)start of NATS. In a thread of its own, so it works whether or not the caller runs
+        an event loop, and without a second interpreter's start-up on the cold-start path."""
+        failures: list[BaseException] = []
+
+        async def once() -> None:
+            nc = await natsio.connect_as(self.config, "provisioner", "exoarmur-provision")
             try:
-                done = subprocess.run(argv, stdout=log, stderr=log, timeout=timeout_s, start_new_session=True)
-            except subprocess.TimeoutExpired:
-                raise StackError(f"provisioning took over {timeout_s:.0f}s; see {log_path}") from None
-        if done.returncode != 0:
-            raise StackError(f"provisioning failed ({done.returncode}); see {log_path}")
+                await natsio.provision(nc.jetstream(), natsio.storage(injected(self.config.defects)))
+            finally:
+                await nc.close()
+
+        def work() -> None:
+            try:
+                asyncio.run(asyncio.wait_for(once(), timeout_s))
+            except BaseException as exc:  # reported below, in the caller's thread
+                failures.append(exc)
+
+        worker = threading.Thread(target=work, name="exoarmur-provision", daemon=True)
+        worker.start()
+        worker.join(timeout_s + 5)
+        if worker.is_alive():
+            raise StackError(f"provisioning did not finish within {timeout_s:.0f}s")
+        if failures:
+            raise StackError(f"provisioning failed: {type(failures[0]).__name__}: {failures[0]}")
 
     def _wait_port(self, port: int, name: str, timeout_s: float = 10.0) -> None:
         if not wait_for_port(self.config.host, port, timeout_s):
