@@ -17,6 +17,7 @@ from exoarmur.api.http import ERRORS
 from exoarmur.api.publisher import PUBLISHER_DEFECTS, Publisher
 from exoarmur.api.reads import AUDIT_SCOPE_DEFECTS, AuditScope
 from exoarmur.api.state import ApiState
+from exoarmur.api.transport import BoundedHttp
 from exoarmur.api.openapi import body, errors, install, secured
 from exoarmur.contracts import IntentV1, SubmitResponse
 from exoarmur.hotpath import HotPath
@@ -71,9 +72,9 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> HotPath:
         app.add_exception_handler(kind, handler)
 
     read = errors(400, 401, 403, 404, 503)
-    write = errors(400, 401, 403, 413, 503)
+    write = errors(400, 401, 403, 408, 413, 503)
     app.post("/v1/intents", status_code=202, response_model=SubmitResponse,
-             responses=errors(400, 401, 403, 404, 413, 429, 503),
+             responses=errors(400, 401, 403, 404, 408, 413, 429, 503),
              openapi_extra=secured(body(IntentV1)))(admission.submit_intent)
     app.get("/v1/intents/{idempotency_key}", responses=read, openapi_extra=secured())(reads.intent_status)
     app.get("/v1/audit", responses=read, openapi_extra=secured())(reads.audit_listing)
@@ -95,6 +96,6 @@ def run_api(config: StackConfig, nats_url: str | None = None) -> None:
     app = create_app(config, nats_url)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.api_port, log_level="warning", access_log=False,
-                       timeout_graceful_shutdown=3)
+                       timeout_graceful_shutdown=3, http=BoundedHttp)
     )
     server.run()

@@ -31,6 +31,7 @@ WHY = {
     401: "missing or unknown bearer token (UNAUTHENTICATED)",
     403: "the caller may not do this (FORBIDDEN, TENANT_MISMATCH)",
     404: "no such intent, tenant or node (NOT_FOUND, UNKNOWN_NODE)",
+    408: "the body did not arrive within the request deadline (TIMEOUT_API_REQUEST)",
     413: "body over the size bound (INVALID_INTENT)",
     429: "rate limited (RATE_LIMITED_TENANT, RATE_LIMITED_GLOBAL)",
     503: "refused for now: pending bound, NATS away or a deadline (QUEUE_FULL, STACK_UNAVAILABLE, TIMEOUT_*)",
