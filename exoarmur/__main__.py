@@ -72,9 +72,9 @@ def _run(args: argparse.Namespace) -> int:
         from exoarmur.seams import injected
 
         ledger = Path(config.ledger_dir or config.stack_dir) / "effector-ledger.db"
-        run_effector(config.host, config.effector_port, str(ledger), config.seed, injected(config.defects))
+        run_effector(config.host, config.effector_port, str(ledger), config.seed, config.effector_tokens, config.defects)
     elif args.component == "provision":
-        _provision(args.nats_url or config.nats_url)
+        _provision(config, args.nats_url)
     return 0
 
 
@@ -105,15 +105,17 @@ def _init(stack_dir: str, host: str) -> int:
     return 0
 
 
-def _provision(nats_url: str) -> None:
+def _provision(config, nats_url: str | None) -> None:
+    """Create or update every stream, consumer and bucket, as the one user allowed to."""
     import asyncio
 
-    from exoarmur.natsio import connect, provision
+    from exoarmur.natsio import connect_as, provision, storage
+    from exoarmur.seams import injected
 
     async def provision_once() -> None:
-        nc = await connect(nats_url, "exoarmur-provision")
+        nc = await connect_as(config, "provisioner", "exoarmur-provision", nats_url)
         try:
-            await provision(nc.jetstream())
+            await provision(nc.jetstream(), storage(injected(config.defects)))
         finally:
             await nc.close()
 

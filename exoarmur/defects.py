@@ -31,6 +31,9 @@ class Defect(str, Enum):
     RETRY_NO_BACKOFF = "retry-no-backoff"
     EFFECT_WRONG_NODE = "effect-wrong-node"
     BATCH_FETCH_WAIT = "batch-fetch-wait"
+    NATS_ANONYMOUS = "nats-anonymous"
+    NATS_WIDE_ROLE = "nats-wide-role"
+    EFFECTOR_NO_AUTH = "effector-no-auth"
 
 
 DESCRIPTIONS: dict[Defect, str] = {
@@ -55,6 +58,9 @@ DESCRIPTIONS: dict[Defect, str] = {
     Defect.RETRY_NO_BACKOFF: "cells retry a failed effector call at once, with no backoff sleep between attempts",
     Defect.EFFECT_WRONG_NODE: "cells send the effect for the tenant's first node instead of the intent's node",
     Defect.BATCH_FETCH_WAIT: "cells linger up to 8 s for a full batch of intents before handling the first one",
+    Defect.NATS_ANONYMOUS: "nats-server accepts connections without credentials, with every permission",
+    Defect.NATS_WIDE_ROLE: "the cells' NATS user may publish and subscribe to anything ('>')",
+    Defect.EFFECTOR_NO_AUTH: "the effector serves every caller, with or without a credential",
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from exoarmur.defects import Defect
 from exoarmur.errors import ConfigError
+from exoarmur.natsauth import authorization_lines, bus_auth
 from exoarmur.seams import Alternatives, choose, injected
 from exoarmur.stackconfig import StackConfig
 
@@ -56,14 +57,19 @@ def server_config_text(config: StackConfig) -> str:
             "  max_file_store: 4GB",
             "}",
             "max_payload: 1MB",
+            *authorization_lines(config.nats_passwords, bus_auth(injected(config.defects))),
             "",
         ]
     )
 
 
 def write_server_config(config: StackConfig) -> Path:
+    """The server's config, owner-only (0600): it holds every role's password."""
     path = Path(config.stack_dir) / "nats-server.conf"
-    path.write_text(server_config_text(config))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(server_config_text(config))
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
     return path
 
 

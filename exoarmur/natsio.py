@@ -23,8 +23,10 @@ from nats.js.errors import BadRequestError
 from exoarmur.contracts import ReasonCode
 from exoarmur.defects import Defect
 from exoarmur.errors import ExoError
+from exoarmur.natsauth import inbox_prefix
 from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_deadline
 from exoarmur.seams import Alternatives, choose
+from exoarmur.stackconfig import StackConfig
 
 INTENTS_STREAM = "INTENTS"
 AUDIT_STREAM = "AUDIT"
@@ -78,13 +80,21 @@ async def _quiet(_exc: Exception) -> None:
     """Connection errors are expected during faults; the caller sees their effects, not logs."""
 
 
-async def connect(url: str, name: str, *, wait_s: float | None = None) -> Client:
+async def connect(url: str, name: str, *, credentials: tuple[str, str] | None = None,
+                  wait_s: float | None = None) -> Client:
+    """Connect as ``credentials`` (user, password), whose replies come to that user's own inbox.
+
+    Without credentials the server refuses the connection (there is no anonymous access)."""
     host_port = url.split("://", 1)[-1]
     host, _, port = host_port.rpartition(":")
     wait = deadline_s(TimeoutCategory.NATS_CONNECT) if wait_s is None else wait_s
     ready = await asyncio.to_thread(wait_for_port, host, int(port), wait)
     if not ready:
         raise StackUnavailable(f"NATS at {url} did not accept connections within {wait:.1f}s")
+    auth = {}
+    if credentials is not None:
+        user, password = credentials
+        auth = {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
     try:
         return await with_deadline(
             TimeoutCategory.NATS_CONNECT,
@@ -95,10 +105,16 @@ async def connect(url: str, name: str, *, wait_s: float | None = None) -> Client
                 reconnect_time_wait=0.1,
                 max_reconnect_attempts=-1,  # services ride out NATS restarts
                 error_cb=_quiet,
+                **auth,
             ),
         )
     except (OSError, nats.errors.Error) as exc:
         raise StackUnavailable(f"cannot connect to NATS at {url}: {exc}") from None
+
+
+async def connect_as(config: StackConfig, role: str, name: str, url: str | None = None) -> Client:
+    """Connect as one of the stack's NATS roles (``natsauth.ROLES``), with its password from the config."""
+    return await connect(url or config.nats_url, name, credentials=config.nats_credentials(role))
 
 
 def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE) -> list[js_api.StreamConfig]:

@@ -7,7 +7,8 @@ maps each defect to the one named alternative it swaps in (``{Defect.X: {"field"
 that runs per request or per intent only calls the seam and never asks which defect is on.
 
 The seams: storage (``natsio``), admission, publisher and audit scope (``api``), safety
-snapshot and decision, effector caller and delivery (``cell``).
+snapshot and decision, effector caller and delivery (``cell``), bus authorization (``natsauth``)
+and effector authentication (``effector``).
 """
 
 from __future__ import annotations

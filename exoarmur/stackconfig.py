@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from exoarmur.errors import ConfigError
 
 CONFIG_FILE = "stack.json"
+# Who connects to NATS, each as its own user (permissions: ``exoarmur.natsauth.ROLES``).
+NATS_ROLES = ("provisioner", "api", "cell", "harness", "nemesis")
+# Who may call the effector: the cells apply effects, the harness sets faults and reads the ledger.
+EFFECTOR_ROLES = ("cell", "harness")
 
 
 class Peer(BaseModel):
@@ -44,6 +48,10 @@ class StackConfig(BaseModel):
     nodes: dict[str, str]  # node_id -> owning tenant_id
     peers: dict[str, Peer]  # peer_id -> Peer
     operator_token: str
+    # One NATS password per role (NATS_ROLES) and one effector bearer token per caller
+    # (EFFECTOR_ROLES): secrets, like the tokens above.
+    nats_passwords: dict[str, str]
+    effector_tokens: dict[str, str]
     # Per-stack overrides of named policy numbers (e.g. {"approval_wait_ms": 2000}); the
     # defaults live in the reliability tables, never here.
     overrides: dict[str, float] = {}
@@ -57,6 +65,24 @@ class StackConfig(BaseModel):
 
         parse(value)
         return value
+
+    @field_validator("nats_passwords")
+    @classmethod
+    def _every_nats_role(cls, value: dict[str, str]) -> dict[str, str]:
+        if set(value) != set(NATS_ROLES):
+            raise ValueError(f"nats_passwords must name exactly the roles {', '.join(NATS_ROLES)}")
+        return value
+
+    @field_validator("effector_tokens")
+    @classmethod
+    def _every_effector_role(cls, value: dict[str, str]) -> dict[str, str]:
+        if set(value) != set(EFFECTOR_ROLES):
+            raise ValueError(f"effector_tokens must name exactly the callers {', '.join(EFFECTOR_ROLES)}")
+        return value
+
+    def nats_credentials(self, role: str) -> tuple[str, str]:
+        """(user, password) of a NATS role: the user is the role's name."""
+        return role, self.nats_passwords[role]
 
     def bound(self, name: str) -> int:
         """A bound from the reliability table (``BOUNDS``), unless this stack overrides it."""
@@ -103,6 +129,12 @@ class StackConfig(BaseModel):
             "nodes": len(self.nodes),
             "overrides": dict(self.overrides),
             "defects_injected": list(self.defects),
+            # That access control is on, and for whom; never the secrets themselves.
+            "auth": {
+                "nats_users": sorted(self.nats_passwords),
+                "effector_callers": {"/v1/effects": "cell", "/v1/faults": "harness", "/v1/ledger": "harness"},
+                "api": "bearer token per peer, operator token",
+            },
         }
 
 
@@ -149,6 +181,8 @@ def generate(
         nodes=nodes,
         peers=peers,
         operator_token="op-" + secrets.token_hex(16),
+        nats_passwords={role: secrets.token_hex(16) for role in NATS_ROLES},
+        effector_tokens={role: f"eff-{role}-" + secrets.token_hex(16) for role in EFFECTOR_ROLES},
         overrides=overrides or {},
         defects=defects or [],
     )
@@ -157,8 +191,10 @@ def generate(
 
 
 def save(config: StackConfig) -> None:
+    """Write ``stack.json`` (0600) into the stack directory, which only its owner may enter (0700)."""
     path = config.path
     path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_INDENT_2))

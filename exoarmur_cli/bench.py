@@ -184,9 +184,14 @@ async def open_loop(config, bodies, rate_per_s: float, duration_s: float, on_res
 async def run_bench(stack: LocalStack) -> Figures:
     config = stack.config
     figures = Figures()
-    nc = await natsio.connect(config.nats_url, "exoarmur-bench")
+    # The raw ceiling on a scratch stream (the provisioner's ``bench.>``), then as the harness.
+    admin = await natsio.connect_as(config, "provisioner", "exoarmur-bench-ceiling")
     try:
-        figures.publish_per_s = await measure_publish_ceiling(nc)
+        figures.publish_per_s = await measure_publish_ceiling(admin)
+    finally:
+        await admin.close()
+    nc = await natsio.connect_as(config, "harness", "exoarmur-bench")
+    try:
         watch = TerminalWatch()
         await watch.start(nc)
         bodies = _intent_bodies(config)

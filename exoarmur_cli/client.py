@@ -160,8 +160,13 @@ class StackClient:
                             {**value, "status": code, "reason_code": (answer or {}).get("reason_code")})
         return code
 
+    @property
+    def effector_auth(self) -> dict[str, str]:
+        """The harness's credential at the effector (faults and ledger are its routes)."""
+        return {"Authorization": f"Bearer {self.config.effector_tokens['harness']}"}
+
     async def effector_ledger(self) -> list[dict]:
-        async with self.session.get(f"{self.effector_url}/v1/ledger") as response:
+        async with self.session.get(f"{self.effector_url}/v1/ledger", headers=self.effector_auth) as response:
             return await response.json()
 
 

@@ -71,7 +71,7 @@ class Driver:
     async def drive_and_export(self, names: list[str], params: dict[str, ScenarioParams], policy: Policy, seed: int,
                                t0_wall_ms: int, refusal_flush_s: float) -> dict:
         """Every scenario, then every export; returns the export counts."""
-        nc = await natsio.connect(self.stack.nats_url, "exoarmur-harness")
+        nc = await natsio.connect_as(self.stack.config, "harness", "exoarmur-harness", self.stack.nats_url)
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample(self.stack, nc.jetstream(), self.raw_dir, self.history, stop))
         watch = AuditWatch()
@@ -81,13 +81,14 @@ class Driver:
         try:
             async with StackClient(self.stack.config, self.history, api_url=self.stack.api_url) as client:
                 faults = Faults(self.stack, self.history,
-                                EffectorFaults(client.session, client.effector_url, self.history))
+                                EffectorFaults(client.session, client.effector_url,
+                                               self.stack.config.effector_tokens["harness"], self.history))
                 rng = random.Random(seed)
                 for name in names:
                     ctx = Context(name=name, config=self.stack.config, client=client, history=self.history,
                                   watch=watch, nc=nc, js=nc.jetstream(), rng=random.Random(rng.random()),
                                   params=params[name], raw_dir=self.raw_dir, stack=self.stack, faults=faults,
-                                  policy=policy, t0_wall_ms=t0_wall_ms)
+                                  policy=policy, t0_wall_ms=t0_wall_ms, nats_url=self.stack.nats_url)
                     await self._timed(name, ctx)
                 self.history.scenario = "-"
                 await asyncio.sleep(refusal_flush_s + 0.1)  # the api's last refusal counters flush
@@ -97,7 +98,8 @@ class Driver:
         self.progress("exporting streams, ledger and logs")
         kv_watched = await kv_watch.stop()
         counts = await export_all(nc.jetstream(), self.raw_dir, self.stack.config.effector_url,
-                                  self.stack.monitor_url, self.stack.logs_dir, kv_watched=kv_watched)
+                                  self.stack.config.effector_tokens["harness"], self.stack.monitor_url,
+                                  self.stack.logs_dir, kv_watched=kv_watched)
         await nc.close()
         return {**counts, "kv_watch_errors": kv_watch.error_count, "kv_watch_first_errors": kv_watch.errors}
 

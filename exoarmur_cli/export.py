@@ -91,8 +91,8 @@ async def export_kv(js, bucket: str, watched: list[dict] | None = None) -> tuple
                                              "conflicts": conflicts}
 
 
-async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | None, logs_dir: Path | None,
-                     kv_watched: dict[str, list[dict]] | None = None) -> dict:
+async def export_all(js, raw_dir: Path, effector_url: str, effector_token: str, monitor_url: str | None,
+                     logs_dir: Path | None, kv_watched: dict[str, list[dict]] | None = None) -> dict:
     """Write every raw export; returns counts for the run metadata."""
     watched = kv_watched or {}
     audit, intents, events, (kv_safety, safety_counts), (kv_approvals, approvals_counts) = await asyncio.gather(
@@ -110,8 +110,15 @@ async def export_all(js, raw_dir: Path, effector_url: str, monitor_url: str | No
     recorded.write_jsonl(raw_dir / recorded.EVENTS, (
         {"seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"], "data": orjson.loads(r["data"])}
         for r in events))
+    # Every value ever put in the buckets (history kept), as raw bytes: a forged or corrupted
+    # value is evidence, not something to parse.
+    recorded.write_jsonl(raw_dir / recorded.KV, (
+        {"bucket": bucket, "seq": r["seq"], "subject": r["subject"], "timestamp_ms": r["timestamp_ms"],
+         "operation": r["operation"], "data": base64.b64decode(r["data_b64"]).decode(errors="replace")}
+        for bucket, rows in (("safety", kv_safety), ("approvals", kv_approvals)) for r in rows))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        async with session.get(f"{effector_url}/v1/ledger") as response:
+        async with session.get(f"{effector_url}/v1/ledger",
+                               headers={"Authorization": f"Bearer {effector_token}"}) as response:
             ledger = await response.json()
         recorded.write_jsonl(raw_dir / recorded.LEDGER, ledger)
         if monitor_url:

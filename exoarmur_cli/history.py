@@ -45,6 +45,7 @@ class Tag(str, Enum):
     QUIET_BASELINE = "quiet:baseline"
     QUIET_NOISE = "quiet:noise"
     NOISY = "noisy"
+    ACCESS_AFTER_FORGERY = "access:after_forgery"  # the real intent behind a forged-ahead audit record
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def stack_up(
         print(f"ExoArmur stack ready in {ready_s:.2f}s", flush=True)
         for key, value in cfg.public_view().items():
             print(f"  {key}: {value}")
-        print(f"  config (tokens, mode 0600): {cfg.path}")
+        print(f"  config (tokens and NATS passwords, mode 0600): {cfg.path}")
         print(f"  operator token: {cfg.operator_token}")
         first = next(iter(cfg.peers.values()))
         print(f"  example peer: {first.peer_id} ({first.tenant_id}) token {first.token}")

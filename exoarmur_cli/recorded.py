@@ -10,6 +10,8 @@ raw/ files (one JSON object per line unless noted):
 - intents_export.jsonl   {"seq", "subject", "msg_id", "timestamp_ms", "intent": IntentV1}
 - events_export.jsonl    {"seq", "subject", "data": {...}} — breaker transitions, refusal counters
 - effector_ledger.jsonl  the effector's ledger rows
+- kv_export.jsonl        {"bucket", "seq", "subject", "operation", "data"} — every value put in the
+                         safety and approvals buckets (data as text, even when it is not JSON)
 - samples.jsonl          {"time_ms", "kind", "process", "value"} — RSS, pending depth, ...
 - effector_wire.jsonl    {"event", "conn", "key", "wall_ms", ...} — cells -> effector HTTP as the proxy saw it
 - kv_safety_export.jsonl {"seq", "subject", "timestamp_ms", "operation", "data_b64", "kept_per_key"} —
@@ -36,6 +38,7 @@ AUDIT = "audit_export.jsonl"
 INTENTS = "intents_export.jsonl"
 EVENTS = "events_export.jsonl"
 LEDGER = "effector_ledger.jsonl"
+KV = "kv_export.jsonl"
 SAMPLES = "samples.jsonl"
 WIRE = "effector_wire.jsonl"
 RUN_PARAMS = "run_params.json"
@@ -50,6 +53,7 @@ class Recorded:
     intents: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    kv: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     wire: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)  # raw/run_params.json as read
@@ -101,6 +105,7 @@ def load(raw_dir: Path) -> Recorded:
         intents=read_jsonl(raw_dir / INTENTS),
         events=read_jsonl(raw_dir / EVENTS),
         ledger=read_jsonl(raw_dir / LEDGER),
+        kv=read_jsonl(raw_dir / KV),
         samples=read_jsonl(raw_dir / SAMPLES),
         wire=read_jsonl(raw_dir / WIRE),
         params=orjson.loads(params_path.read_bytes()) if params_path.exists() else {},

@@ -7,9 +7,11 @@ directory. Faulting its processes (SIGKILL, restart, pause) is ``faults.process`
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -17,13 +19,15 @@ import httpx
 import orjson
 import psutil
 
-from exoarmur import stackconfig
+from exoarmur import natsio, stackconfig
 from exoarmur.natsio import wait_for_port
+from exoarmur.seams import injected
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.errors import StackError
 from exoarmur_cli.procs import Child
 
 READY_TIMEOUT_S = 30.0
+PROVISION_TIMEOUT_S = 30.0
 PIDS_FILE = "pids.json"
 
 
@@ -82,6 +86,35 @@ class LocalStack:
         self.children[name].start()
         if name == "nats":
             self._wait_port(self.config.nats_port, name)
+            self.provision()
+
+    def provision(self, timeout_s: float = PROVISION_TIMEOUT_S) -> None:
+        """Create or update streams, the cells' consumer and buckets as the ``provisioner`` user, the
+        one role allowed to (``python -m exoarmur provision`` does the same for docker-compose); on
+        every (re)start of NATS. In a thread of its own, so it works whether or not the caller runs
+        an event loop, and without a second interpreter's start-up on the cold-start path."""
+        failures: list[BaseException] = []
+
+        async def once() -> None:
+            nc = await natsio.connect_as(self.config, "provisioner", "exoarmur-provision")
+            try:
+                await natsio.provision(nc.jetstream(), natsio.storage(injected(self.config.defects)))
+            finally:
+                await nc.close()
+
+        def work() -> None:
+            try:
+                asyncio.run(asyncio.wait_for(once(), timeout_s))
+            except BaseException as exc:  # reported below, in the caller's thread
+                failures.append(exc)
+
+        worker = threading.Thread(target=work, name="exoarmur-provision", daemon=True)
+        worker.start()
+        worker.join(timeout_s + 5)
+        if worker.is_alive():
+            raise StackError(f"provisioning did not finish within {timeout_s:.0f}s")
+        if failures:
+            raise StackError(f"provisioning failed: {type(failures[0]).__name__}: {failures[0]}")
 
     def _wait_port(self, port: int, name: str, timeout_s: float = 10.0) -> None:
         if not wait_for_port(self.config.host, port, timeout_s):

@@ -92,7 +92,9 @@ class Exo:
         self.stack = stack
         self.cfg = stack.config
         self.api = httpx.Client(base_url=self.cfg.api_url, timeout=10.0)
-        self.effector = httpx.Client(base_url=self.cfg.effector_url, timeout=10.0)
+        # The harness's credential: faults, ledger and stats are its routes at the effector.
+        self.effector = httpx.Client(base_url=self.cfg.effector_url, timeout=10.0,
+                                     headers={"authorization": f"Bearer {self.cfg.effector_tokens['harness']}"})
 
     @staticmethod
     def unique(prefix: str) -> str:
@@ -219,11 +221,14 @@ class Exo:
 
     # --- straight to NATS ----------------------------------------------------------------
 
-    def nats(self, work: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``work(js)`` on a fresh NATS connection of its own."""
+    def nats(self, work: Callable[[Any], Awaitable[T]], role: str = "harness") -> T:
+        """Run ``work(js)`` on a fresh NATS connection of its own, as the stack's user ``role``
+        (the read-only ``harness`` unless a test injects a fault as ``nemesis`` or ``provisioner``)."""
 
         async def main() -> T:
-            nc = await nats.connect(self.cfg.nats_url, connect_timeout=2, max_reconnect_attempts=0)
+            user, password = self.cfg.nats_credentials(role)
+            nc = await nats.connect(self.cfg.nats_url, connect_timeout=2, max_reconnect_attempts=0, user=user,
+                                    password=password, inbox_prefix=natsio.inbox_prefix(user))
             try:
                 return await work(nc.jetstream())
             finally:

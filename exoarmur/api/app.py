@@ -17,7 +17,9 @@ from exoarmur.api.http import ERRORS
 from exoarmur.api.publisher import PUBLISHER_DEFECTS, Publisher
 from exoarmur.api.reads import AUDIT_SCOPE_DEFECTS, AuditScope
 from exoarmur.api.state import ApiState
-from exoarmur.contracts import SubmitResponse
+from exoarmur.api.transport import BoundedHttp
+from exoarmur.api.openapi import body, errors, install, secured
+from exoarmur.contracts import IntentV1, SubmitResponse
 from exoarmur.hotpath import HotPath
 from exoarmur.seams import choose, injected
 from exoarmur.stackconfig import StackConfig
@@ -43,9 +45,10 @@ async def _background(state: ApiState) -> None:
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     state: ApiState = app.state.exo
-    state.nc = await natsio.connect(state.nats_url, state.api_id)
+    # As the api's own NATS user; streams and buckets were provisioned before it started
+    # (``python -m exoarmur provision``): this user may not create them.
+    state.nc = await natsio.connect_as(state.config, "api", state.api_id, state.nats_url)
     state.js = state.nc.jetstream()
-    await natsio.provision(state.js, natsio.storage(injected(state.config.defects)))
     task = asyncio.create_task(_background(state))
     try:
         yield
@@ -68,16 +71,24 @@ def create_app(config: StackConfig, nats_url: str | None = None) -> HotPath:
     for kind, handler in ERRORS.items():
         app.add_exception_handler(kind, handler)
 
-    app.post("/v1/intents", status_code=202, response_model=SubmitResponse)(admission.submit_intent)
-    app.get("/v1/intents/{idempotency_key}")(reads.intent_status)
-    app.get("/v1/audit")(reads.audit_listing)
-    app.get("/v1/killswitches")(operator.get_switches)
-    app.put("/v1/killswitches/global")(operator.set_global_switch)
-    app.put("/v1/killswitches/tenants/{tenant_id}")(operator.set_tenant_switch)
-    app.post("/v1/approvals")(operator.grant_approval)
+    read = errors(400, 401, 403, 404, 503)
+    write = errors(400, 401, 403, 408, 413, 503)
+    app.post("/v1/intents", status_code=202, response_model=SubmitResponse,
+             responses=errors(400, 401, 403, 404, 408, 413, 429, 503),
+             openapi_extra=secured(body(IntentV1)))(admission.submit_intent)
+    app.get("/v1/intents/{idempotency_key}", responses=read, openapi_extra=secured())(reads.intent_status)
+    app.get("/v1/audit", responses=read, openapi_extra=secured())(reads.audit_listing)
+    app.get("/v1/killswitches", responses=errors(401, 403), openapi_extra=secured())(operator.get_switches)
+    app.put("/v1/killswitches/global", responses=write,
+            openapi_extra=secured(body(operator.SwitchBody)))(operator.set_global_switch)
+    app.put("/v1/killswitches/tenants/{tenant_id}", responses={**write, **errors(404)},
+            openapi_extra=secured(body(operator.SwitchBody)))(operator.set_tenant_switch)
+    app.post("/v1/approvals", responses={**write, **errors(404)},
+             openapi_extra=secured(body(operator.ApprovalBody)))(operator.grant_approval)
     app.get("/healthz")(health.healthz)
-    app.get("/readyz")(health.readyz)
+    app.get("/readyz", responses=errors(503))(health.readyz)
     app.get("/metrics", response_class=PlainTextResponse)(health.metrics)
+    install(app, [IntentV1, operator.SwitchBody, operator.ApprovalBody])
     return HotPath(app, "POST", "/v1/intents", admission.submit_intent, ERRORS)
 
 
@@ -85,6 +96,6 @@ def run_api(config: StackConfig, nats_url: str | None = None) -> None:
     app = create_app(config, nats_url)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.api_port, log_level="warning", access_log=False,
-                       timeout_graceful_shutdown=3)
+                       timeout_graceful_shutdown=3, http=BoundedHttp)
     )
     server.run()

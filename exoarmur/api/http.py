@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from exoarmur.api.state import ApiState
 from exoarmur.contracts import ReasonCode, SubmitResponse
 from exoarmur.errors import DeadlineExceeded, ExoError
+from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
 from exoarmur.stackconfig import Peer
 
 OPERATOR = "operator"
@@ -44,7 +45,10 @@ def error(status: int, reason: ReasonCode, detail: str) -> JSONResponse:
 async def on_refusal(request: Request, exc: Refusal) -> Response:
     """A refusal is counted per (tenant, reason) — the counters are flushed to EVENTS — and answered."""
     state_of(request).count_refusal(exc.tenant_id, exc.reason_code)
-    return error(exc.status, exc.reason_code, str(exc))
+    response = error(exc.status, exc.reason_code, str(exc))
+    if exc.status == 408:  # the rest of a late body would be read as the next request: close
+        response.headers["connection"] = "close"
+    return response
 
 
 async def on_deadline(_request: Request, exc: DeadlineExceeded) -> Response:
@@ -90,7 +94,11 @@ def scoped_tenant(caller: Peer | str, tenant_id: str | None) -> str:
 
 
 async def read_json(state: ApiState, request: Request, tenant_id: str = "-") -> Any:
-    body = await request.body()
+    """The JSON body, read within the API_REQUEST deadline (a trickled body is 408) and the size bound."""
+    try:
+        body = await with_deadline(TimeoutCategory.API_REQUEST, request.body())
+    except DeadlineExceeded:
+        raise Refusal(408, ReasonCode.TIMEOUT_API_REQUEST, "the body did not arrive in time", tenant_id) from None
     limit = state.config.bound("http_body_bytes")
     if len(body) > limit:
         raise Refusal(413, ReasonCode.INVALID_INTENT, f"body is {len(body)} bytes; the bound is {limit}", tenant_id)

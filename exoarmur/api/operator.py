@@ -5,30 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exoarmur import natsio
 from exoarmur.api.http import error, parse, read_json, require_operator, state_of
 from exoarmur.api.state import ApiState
 from exoarmur.clock import now_ms
-from exoarmur.contracts import ApprovalStatus, ApprovalV1, KillSwitchState, ReasonCode, key_digest
+from exoarmur.contracts import ID_PATTERN, ApprovalStatus, ApprovalV1, KillSwitchState, ReasonCode, key_digest
 from exoarmur.errors import ExoError
 from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
+
+MAX_APPROVAL_TTL_S = 30 * 86400.0
 
 
 class SwitchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     engaged: bool
-    reason: str = ""
+    reason: str = Field(default="", max_length=256)
 
 
 class ApprovalBody(BaseModel):
+    """An approval as the operator grants it: the fields of ``ApprovalV1``, with a time to live."""
+
     model_config = ConfigDict(extra="forbid")
-    tenant_id: str
-    idempotency_key: str
-    intent_hash: str
+    tenant_id: str = Field(pattern=ID_PATTERN)
+    idempotency_key: str = Field(min_length=1, max_length=128)
+    intent_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     status: ApprovalStatus
-    ttl_s: float = 300.0
+    ttl_s: float = Field(default=300.0, gt=0, le=MAX_APPROVAL_TTL_S)
 
 
 async def get_switches(request: Request) -> Any:
@@ -72,6 +76,8 @@ async def grant_approval(request: Request) -> Any:
     state = state_of(request)
     require_operator(state, request)
     body: ApprovalBody = parse(ApprovalBody, await read_json(state, request), "-")
+    if body.tenant_id not in state.config.tenants:
+        return error(404, ReasonCode.NOT_FOUND, f"unknown tenant {body.tenant_id}")
     approval = ApprovalV1(
         tenant_id=body.tenant_id, idempotency_key=body.idempotency_key, intent_hash=body.intent_hash,
         status=body.status, expires_at_ms=now_ms() + int(body.ttl_s * 1000),

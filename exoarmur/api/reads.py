@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Request
+from fastapi import Query, Request
 from nats.js.errors import NotFoundError
 
 from exoarmur import natsio
@@ -16,6 +16,8 @@ from exoarmur.contracts import ReasonCode, key_digest
 from exoarmur.defects import Defect
 from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
 from exoarmur.seams import Alternatives
+
+MAX_SEQ = 2**63 - 2  # a stream sequence is a uint64 on the wire; past this a query is refused (422)
 
 
 async def intent_status(idempotency_key: str, request: Request, tenant_id: str | None = None) -> Any:
@@ -35,7 +37,9 @@ async def intent_status(idempotency_key: str, request: Request, tenant_id: str |
     return error(404, ReasonCode.NOT_FOUND, "no intent with that key for this tenant")
 
 
-async def audit_listing(request: Request, tenant_id: str | None = None, after_seq: int = 0, limit: int = 100) -> Any:
+async def audit_listing(request: Request, tenant_id: str | None = None,
+                        after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+                        limit: Annotated[int, Query(ge=1, le=MAX_SEQ)] = 100) -> Any:
     state = state_of(request)
     tenant = scoped_tenant(authenticate(state, request), tenant_id)
     limit = max(1, min(limit, state.config.bound("audit_list_page")))

@@ -9,7 +9,7 @@ The order is what makes a cell safe to kill at any instant:
 4. publish the sealed audit record to its own subject, which the AUDIT stream accepts once;
 5. ack only after that publish is acknowledged (``sync_interval: always``: on disk).
 
-The seams (``safety``, ``effects``, ``delivery``, and the storage in ``natsio``) are chosen once,
+The seams (``safety``, ``effects``, ``delivery``) are chosen once,
 when the cell starts; this loop only calls them.
 """
 
@@ -53,7 +53,6 @@ class Cell:
         self.nats_url = nats_url or config.nats_url
         self.effector_url = effector_url or config.effector_url
         defects = injected(config.defects)
-        self.storage = natsio.storage(defects)
         self.safety = choose(Safety(), SAFETY_DEFECTS, defects)
         self.delivery = choose(Delivery(), DELIVERY_DEFECTS, defects)
         self.effector = EffectorCaller(choose(EffectorCalls(), EFFECTOR_CALL_DEFECTS, defects),
@@ -70,11 +69,12 @@ class Cell:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.nc = await natsio.connect(self.nats_url, self.cell_id)
+        # As the cells' NATS user; streams, consumer and buckets were provisioned before it started.
+        self.nc = await natsio.connect_as(self.config, "cell", self.cell_id, self.nats_url)
         self.js = self.nc.jetstream()
-        await natsio.provision(self.js, self.storage)
         self.effector.http = aiohttp.ClientSession(
-            base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=self.config.bound("cell_inflight")))
+            base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=self.config.bound("cell_inflight")),
+            headers={"Authorization": f"Bearer {self.config.effector_tokens['cell']}"})
         sub = await self.js.pull_subscribe_bind(natsio.CELLS_CONSUMER, stream=natsio.INTENTS_STREAM)
         try:
             while not self.stopping.is_set():

@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,18 +18,26 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from exoarmur.contracts import EffectorReceipt, ReasonCode
-from exoarmur.defects import Defect
+from exoarmur.effector.auth import EFFECTOR_AUTH_DEFECTS, EffectorAuth
 from exoarmur.effector.faults import FaultSettings, fault_delay_s, fault_errors, hang
 from exoarmur.effector.ledger import EffectRequest, GroupCommit, Ledger, LedgerSync, ledger_sync
 from exoarmur.hotpath import HotPath
+from exoarmur.seams import choose, injected
 
 GRACEFUL_SHUTDOWN_S = 3  # so SIGTERM is not held up an hour by a request stuck in a hang
 
 
 class EffectorState:
-    """The ledger, its group-commit writer, the fault settings with their RNG, and counters."""
+    """The ledger, its group-commit writer, the fault settings with their RNG, counters, and who
+    may call (a token per caller, the auth seam chosen at start-up)."""
 
-    def __init__(self, ledger_path: str | os.PathLike[str], seed: int, sync: LedgerSync = LedgerSync()) -> None:
+    def __init__(self, ledger_path: str | os.PathLike[str], seed: int, tokens: Mapping[str, str],
+                 auth: EffectorAuth = EffectorAuth(), sync: LedgerSync = LedgerSync()) -> None:
+        missing = {"cell", "harness"} - {name for name, token in tokens.items() if token}
+        if missing:
+            raise ValueError(f"effector tokens missing for {', '.join(sorted(missing))}")
+        self.tokens = {name: token.encode() for name, token in tokens.items()}
+        self.auth = auth
         self.ledger = Ledger(ledger_path, sync)
         self.writer = GroupCommit(self.ledger)
         self.faults = FaultSettings()
@@ -44,15 +53,30 @@ def _error(status: int, code: ReasonCode, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"reason_code": code.value, "detail": detail})
 
 
+def _refused(request: Request, caller: str) -> JSONResponse | None:
+    """A 401/403 answer unless the request carries ``caller``'s token (checked before anything)."""
+    state = _state(request)
+    refusal = state.auth.check(state.tokens, request.headers.get("authorization", ""), caller)
+    return None if refusal is None else _error(*refusal)
+
+
 async def healthz() -> dict[str, bool]:
     return {"ok": True}
 
 
-async def get_faults(request: Request) -> dict[str, Any]:
-    return _state(request).faults.model_dump()
+async def get_faults(request: Request) -> Any:
+    return _refused(request, "harness") or _state(request).faults.model_dump()
 
 
-async def put_faults(settings: FaultSettings, request: Request) -> dict[str, Any]:
+async def put_faults(request: Request) -> Any:
+    refused = _refused(request, "harness")
+    if refused is not None:
+        return refused
+    try:
+        settings = FaultSettings.model_validate_json(await request.body())
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        return _error(422, ReasonCode.INVALID_INTENT, detail or "invalid fault settings")
     state = _state(request)
     state.faults = settings
     if settings.seed is not None:
@@ -60,12 +84,15 @@ async def put_faults(settings: FaultSettings, request: Request) -> dict[str, Any
     return settings.model_dump()
 
 
-async def get_stats(request: Request) -> dict[str, int]:
-    return dict(_state(request).stats)
+async def get_stats(request: Request) -> Any:
+    return _refused(request, "harness") or dict(_state(request).stats)
 
 
 async def get_effect(key: str, request: Request) -> Response:
     """Was this key applied? Lets a caller whose answers were lost learn the truth."""
+    refused = _refused(request, "cell")
+    if refused is not None:
+        return refused
     state = _state(request)
     if state.faults.down:
         return _error(503, ReasonCode.EFFECTOR_ERROR, "down")
@@ -77,12 +104,18 @@ async def get_effect(key: str, request: Request) -> Response:
 
 async def get_ledger(request: Request) -> Response:
     # Serialised directly: FastAPI's encoder took ~1 s for a 10,000-row ledger.
+    refused = _refused(request, "harness")
+    if refused is not None:
+        return refused
     rows = await asyncio.to_thread(_state(request).ledger.rows)
     return Response(orjson.dumps(rows), media_type="application/json")
 
 
 async def post_effect(request: Request) -> JSONResponse:
     # Apply an effect at most once per Idempotency-Key, after the injected faults.
+    refused = _refused(request, "cell")
+    if refused is not None:
+        return refused
     state = _state(request)
     state.stats["requests"] += 1
     faults = state.faults
@@ -124,10 +157,13 @@ async def _lifespan(app: FastAPI):
     app.state.effector.ledger.close()
 
 
-def create_app(ledger_path: str | os.PathLike[str], seed: int, sync: LedgerSync = LedgerSync()) -> HotPath:
-    """An effector app over the ledger at ``ledger_path``; ``seed`` seeds the fault RNG."""
+def create_app(ledger_path: str | os.PathLike[str], seed: int, tokens: Mapping[str, str],
+               defects: Iterable[str] = ()) -> HotPath:
+    """An effector app over the ledger at ``ledger_path``; ``seed`` seeds the fault RNG; ``tokens``
+    holds the ``cell`` and ``harness`` bearer tokens (``StackConfig.effector_tokens``)."""
     app = FastAPI(title="exoarmur-effector", lifespan=_lifespan)
-    app.state.effector = EffectorState(ledger_path, seed, sync)
+    auth = choose(EffectorAuth(), EFFECTOR_AUTH_DEFECTS, injected(defects))
+    app.state.effector = EffectorState(ledger_path, seed, tokens, auth, ledger_sync(injected(defects)))
     app.state.ledger = app.state.effector.ledger
     app.get("/healthz")(healthz)
     app.get("/v1/faults")(get_faults)
@@ -139,9 +175,10 @@ def create_app(ledger_path: str | os.PathLike[str], seed: int, sync: LedgerSync 
     return HotPath(app, "POST", "/v1/effects", post_effect)
 
 
-def run_effector(host: str, port: int, ledger_path: str, seed: int, defects: Iterable[Defect] = ()) -> None:
+def run_effector(host: str, port: int, ledger_path: str, seed: int, tokens: Mapping[str, str],
+                 defects: Iterable[str] = ()) -> None:
     """Serve the effector until SIGTERM/SIGINT (blocking); uvicorn shuts down gracefully."""
-    app = create_app(ledger_path, seed, ledger_sync(defects))
+    app = create_app(ledger_path, seed, tokens, defects)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
@@ -157,5 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ledger", required=True, help="path of the SQLite ledger file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
+    parser.add_argument("--tokens", required=True,
+                        help='JSON file {"cell": TOKEN, "harness": TOKEN}: who may call (owner-only mode)')
     args = parser.parse_args(argv)
-    run_effector(args.host, args.port, args.ledger, args.seed)
+    try:
+        tokens = orjson.loads(Path(args.tokens).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        parser.error(f"cannot read --tokens {args.tokens}: {exc}")
+    run_effector(args.host, args.port, args.ledger, args.seed, tokens)

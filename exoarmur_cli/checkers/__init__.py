@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Callable
 
 from exoarmur_cli.checkers import (
-    admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, policy, power_loss, safety, wire,
+    access, admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, policy, power_loss,
+    safety, wire,
 )
 from exoarmur_cli.recorded import Recorded
 
@@ -32,6 +33,7 @@ CHECKERS: dict[str, Checker] = {
     "approvals": approvals.approvals,
     "operator_door": approvals.operator_door,
     "tenancy": safety.tenancy,
+    "access": access.access,
     "timeouts": faults.timeouts,
     "retries": faults.retries,
     "breaker": faults.breaker,

@@ -13,14 +13,16 @@ from exoarmur_cli.history import History
 
 
 class EffectorFaults:
-    def __init__(self, session: aiohttp.ClientSession, effector_url: str, history: History | None = None) -> None:
+    def __init__(self, session: aiohttp.ClientSession, effector_url: str, token: str,
+                 history: History | None = None) -> None:
         self.session = session
         self.effector_url = effector_url
+        self.headers = {"Authorization": f"Bearer {token}"}  # the harness's credential at the effector
         self.history = history
 
     async def set(self, **settings: Any) -> None:
         """Apply ``settings``; no settings clears every fault."""
-        async with self.session.put(f"{self.effector_url}/v1/faults", json=settings) as response:
+        async with self.session.put(f"{self.effector_url}/v1/faults", json=settings, headers=self.headers) as response:
             await response.read()
             ok = response.status == 200
         record(self.history, "effector_faults", **settings, applied=ok)

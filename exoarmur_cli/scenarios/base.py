@@ -47,6 +47,7 @@ class Context:
     faults: Faults
     policy: Policy
     t0_wall_ms: int  # the run's wall-clock start
+    nats_url: str = ""  # where the harness reaches NATS (other identities connect there too)
     _serial: int = 0
 
     # --- identities ------------------------------------------------------------------------

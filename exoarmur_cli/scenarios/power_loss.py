@@ -146,7 +146,7 @@ async def power_loss(ctx: Context) -> None:
     history.scenario = ctx.name
     nc = None
     try:
-        nc = await natsio.connect(machine.config.nats_url, "exoarmur-harness-power-loss")
+        nc = await natsio.connect_as(machine.config, "harness", "exoarmur-harness-power-loss")
         watch = AuditWatch()
         await watch.start(nc)
         async with StackClient(machine.config, history) as client:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
+from exoarmur import natsio
 from exoarmur.contracts import Outcome, ReasonCode
 from exoarmur_cli.client import intent_hash
 from exoarmur_cli.history import EXECUTED_OK, Expect, Tag
+from exoarmur_cli.scenarios import access
 from exoarmur_cli.scenarios.base import Context
 from exoarmur_cli.scenarios.params import KillswitchParams, ReplayParams, TenancyParams, as_
 
@@ -115,10 +117,16 @@ async def killswitch(ctx: Context) -> None:
     subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(p.per_check)], tag=EXECUTED_OK)
     await ctx.settle(subs)
     await ctx.client.set_switch(False, tenant_id=t[5])
-    # 3. Unreadable safety state fails closed: the global switch's value is corrupted in NATS.
-    kv = await ctx.js.key_value("safety")
-    await kv.put("global", b"\x00 not json")
-    ctx.nemesis("corrupt_safety_state", key="global", begin=True)  # recorded once the corrupt write is acked
+    # 3. Unreadable safety state fails closed: the global switch's value is corrupted in NATS, by
+    # the harness's fault-injection user (``nemesis``: the only one besides the api allowed to).
+    nemesis = await natsio.connect_as(ctx.config, "nemesis", "exoarmur-nemesis", ctx.nats_url or None)
+    try:
+        kv = await nemesis.jetstream().key_value("safety")
+        await kv.put("global", b"\x00 not json")
+        # recorded once the corrupt write is acked
+        ctx.nemesis("corrupt_safety_state", key="global", begin=True, nats_user="nemesis")
+    finally:
+        await nemesis.close()
     subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(p.per_check)],
                                  tag=Expect(Outcome.DENIED, ReasonCode.SAFETY_STATE_UNAVAILABLE))
     await ctx.settle(subs)
@@ -173,6 +181,11 @@ async def tenancy(ctx: Context) -> None:
     t = ctx.config.tenants
     own, other = t[0], t[1]
     peer = ctx.peers_of(own)[0]
+    # 0. Access control: outsiders and every wrong role try the bus and the effector; each audit
+    # forgery is followed by the real intent it tried to pre-empt.
+    ahead = await access.probe_bus(ctx)
+    await access.probe_effector(ctx)
+    forged_ahead = await ctx.submit_all(ahead, tag=Tag.ACCESS_AFTER_FORGERY)
     # 1. Cross-tenant attempts: every one must be refused and leave nothing behind.
     _, body = ctx.body(own)
     cross = []
@@ -205,5 +218,5 @@ async def tenancy(ctx: Context) -> None:
     noisy = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[8]), noisy_rate, p.phase_s,
                                                    tag=Tag.NOISY))
     under = await ctx.submit_at_rate(quiet_body, quiet_rate, p.phase_s, tag=Tag.QUIET_NOISE)
-    await ctx.settle(baseline + under + await noisy + cross)
+    await ctx.settle(baseline + under + await noisy + cross + forged_ahead)
     await ctx.client.read_audit(ctx.peers_of(t[8])[0])

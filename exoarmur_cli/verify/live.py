@@ -204,7 +204,7 @@ def identity_problems(config: StackConfig, params: dict, live: LivePlan) -> list
 async def _replay(config: StackConfig, batches: list[list[LiveItem]]) -> tuple[int, list[dict]]:
     """(how many terminal records equal the recorded ones, every difference)."""
     try:
-        nc = await natsio.connect(config.nats_url, "exoarmur-replay-verify")
+        nc = await natsio.connect_as(config, "harness", "exoarmur-replay-verify")
     except (ExoError, HarnessError, OSError) as exc:
         raise StackError(f"the fresh stack's NATS is unreachable: {type(exc).__name__}: {exc}") from exc
     equal, problems = 0, []

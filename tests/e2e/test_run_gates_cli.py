@@ -353,6 +353,14 @@ def test_external_stack_runs_what_it_can_and_is_never_green(tmp_path: Path, noth
         assert "FINAL: INCOMPLETE" in pass_fail.splitlines() and "FINAL: GREEN" not in pass_fail
         final = orjson.loads((out / "reality_run_001" / FINAL).read_bytes())
         assert final["status"] == "INCOMPLETE" and final["run"]["external_stack"] is True
+        # The bundle says that access control was on and for whom, never a secret.
+        assert final["run"]["stack"]["auth"]["nats_users"] == sorted(stackconfig.NATS_ROLES)
+        secrets = [config.operator_token, *config.nats_passwords.values(), *config.effector_tokens.values(),
+                   *(peer.token for peer in config.peers.values())]
+        for path in (out / "reality_run_001").rglob("*"):
+            if path.is_file():
+                content = path.read_bytes()
+                assert not any(secret.encode() in content for secret in secrets), path
 
         # the external stack was left as it was found: all still up
         pids = orjson.loads((stack_dir / "pids.json").read_bytes())

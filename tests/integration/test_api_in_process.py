@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import nats
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,6 +20,7 @@ from exoarmur.api import create_app
 from exoarmur.contracts import ApprovalV1, KillSwitchState, key_digest
 from exoarmur.nats_server import server_binary, write_server_config
 from exoarmur.reliability.timeouts import TimeoutCategory
+from exoarmur.seams import injected
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,7 @@ def serving(tmp_path, defects=(), **overrides) -> Iterator[tuple[stackconfig.Sta
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert natsio.wait_for_port(config.host, config.nats_port, 10.0), "nats-server did not start"
+        peek(config, lambda js: natsio.provision(js, natsio.storage(injected(config.defects))), role="provisioner")
         with TestClient(create_app(config)) as client:
             yield config, client
     finally:
@@ -43,10 +44,10 @@ def serving(tmp_path, defects=(), **overrides) -> Iterator[tuple[stackconfig.Sta
         server.wait()
 
 
-def peek(config, fn):
-    """Run ``fn(js)`` on a fresh NATS connection of the test's own."""
+def peek(config, fn, role="harness"):
+    """Run ``fn(js)`` on a fresh NATS connection of the test's own, as the stack's user ``role``."""
     async def go():
-        nc = await nats.connect(config.nats_url)
+        nc = await natsio.connect_as(config, role, "test-peek")
         try:
             return await fn(nc.jetstream())
         finally:
@@ -156,7 +157,7 @@ def test_api_defect_seams_break_what_they_name(tmp_path) -> None:
 def test_tenant_leak_defect_lists_other_tenants_records(tmp_path) -> None:
     for defects, leaked in (((), False), (("tenant-leak",), True)):
         with serving(tmp_path / str(leaked), defects=defects) as (config, client):
-            peek(config, lambda js: js.publish("exo.audit.tenant-01.abc", b'{"tenant_id": "tenant-01"}'))
+            peek(config, lambda js: js.publish("exo.audit.tenant-01.abc", b'{"tenant_id": "tenant-01"}'), role="cell")
             headers, _ = peer_and_body(config, "tenant-00")
             records = client.get("/v1/audit", headers=headers).json()["records"]
             assert (records == [{"tenant_id": "tenant-01"}]) is leaked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,9 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 BODY = {"tenant_id": "t1", "node_id": "n1", "action": "block_ip", "parameters": {"ip": "10.0.0.1"}}
+TOKENS = {"cell": "cell-token-for-this-test", "harness": "harness-token-for-this-test"}
+CELL = {"Authorization": f"Bearer {TOKENS['cell']}"}
+HARNESS = {"Authorization": f"Bearer {TOKENS['harness']}"}
 
 
 def free_port() -> int:
@@ -29,9 +33,11 @@ def free_port() -> int:
 
 
 def start(port: int, ledger: Path) -> subprocess.Popen:
+    tokens = ledger.parent / "effector-tokens.json"
+    tokens.write_text(json.dumps(TOKENS))
     proc = subprocess.Popen(
         [sys.executable, "-m", "exoarmur.effector", "--port", str(port),
-         "--ledger", str(ledger), "--seed", "1"],
+         "--ledger", str(ledger), "--seed", "1", "--tokens", str(tokens)],
         cwd=REPO, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -72,7 +78,7 @@ def effector(port: int, ledger: Path) -> Iterator[subprocess.Popen]:
 async def post_concurrently(base: str, key: str, n: int) -> list[dict]:
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
         resps = await asyncio.gather(*(
-            client.post("/v1/effects", json=BODY, headers={"Idempotency-Key": key})
+            client.post("/v1/effects", json=BODY, headers={"Idempotency-Key": key, **CELL})
             for _ in range(n)
         ))
     assert all(r.status_code == 200 for r in resps), [r.text for r in resps]
@@ -89,9 +95,9 @@ def test_concurrent_calls_apply_once_and_survive_sigkill(tmp_path):
         assert len({r["receipt_id"] for r in receipts}) == 1
         assert sorted(r["calls"] for r in receipts) == list(range(1, 21))
         assert sum(not r["replayed"] for r in receipts) == 1
-        rows = httpx.get(f"{base}/v1/ledger").json()
+        rows = httpx.get(f"{base}/v1/ledger", headers=HARNESS).json()
         assert len(rows) == 1 and rows[0]["calls"] == 20
-        stats = httpx.get(f"{base}/v1/stats").json()
+        stats = httpx.get(f"{base}/v1/stats", headers=HARNESS).json()
         assert stats == {"requests": 20, "applied": 1, "replayed": 19, "faulted": 0}
 
         os.killpg(proc.pid, signal.SIGKILL)
@@ -100,9 +106,9 @@ def test_concurrent_calls_apply_once_and_survive_sigkill(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with effector(port, ledger):
-        rows = httpx.get(f"{base}/v1/ledger").json()
+        rows = httpx.get(f"{base}/v1/ledger", headers=HARNESS).json()
         assert len(rows) == 1 and rows[0]["calls"] == 20
-        resp = httpx.post(f"{base}/v1/effects", json=BODY, headers={"Idempotency-Key": "k-conc"})
+        resp = httpx.post(f"{base}/v1/effects", json=BODY, headers={"Idempotency-Key": "k-conc", **CELL})
         assert resp.status_code == 200
         receipt = resp.json()
         assert (receipt["calls"], receipt["replayed"]) == (21, True)
@@ -113,12 +119,12 @@ def test_hang_times_out_the_caller_and_sigterm_still_stops(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with effector(port, tmp_path / "ledger.db") as proc:
-        assert httpx.put(f"{base}/v1/faults", json={"hang": True}).status_code == 200
+        assert httpx.put(f"{base}/v1/faults", json={"hang": True}, headers=HARNESS).status_code == 200
         with pytest.raises(httpx.TimeoutException):
             httpx.post(f"{base}/v1/effects", json=BODY,
-                       headers={"Idempotency-Key": "k-hang"}, timeout=0.3)
-        assert httpx.get(f"{base}/v1/ledger").json() == []
-        assert httpx.get(f"{base}/v1/stats").json()["faulted"] == 1
+                       headers={"Idempotency-Key": "k-hang", **CELL}, timeout=0.3)
+        assert httpx.get(f"{base}/v1/ledger", headers=HARNESS).json() == []
+        assert httpx.get(f"{base}/v1/stats", headers=HARNESS).json()["faulted"] == 1
 
         # The hang ended with the caller's deadline, so SIGTERM has nothing left to cancel.
         # uvicorn re-raises the captured signal once it has shut down cleanly.

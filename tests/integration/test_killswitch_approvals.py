@@ -64,7 +64,7 @@ def test_garbage_in_the_safety_bucket_fails_closed(exo):
         kv = await js.key_value(natsio.SAFETY_BUCKET)
         return await kv.put(natsio.GLOBAL_SWITCH_KEY, value)
 
-    exo.nats(lambda js: put_global(js, b"{not json at all"))
+    exo.nats(lambda js: put_global(js, b"{not json at all"), role="nemesis")
     try:
         rows_before = exo.ledger()
         records = [exo.run_one(peer, action_class=cls) for cls in ("A0", "A1")]
@@ -76,7 +76,7 @@ def test_garbage_in_the_safety_bucket_fails_closed(exo):
         view = exo.api.get("/v1/killswitches", headers=exo.operator).json()[natsio.GLOBAL_SWITCH_KEY]
         assert view["readable"] is False and view["reason_code"] == "SAFETY_STATE_UNAVAILABLE"
     finally:
-        exo.nats(lambda js: put_global(js, KillSwitchState(engaged=False).canonical()))
+        exo.nats(lambda js: put_global(js, KillSwitchState(engaged=False).canonical()), role="nemesis")
     assert exo.run_one(peer)["outcome"] == "EXECUTED"
 
 
@@ -86,14 +86,14 @@ def test_a_deleted_safety_bucket_fails_closed(exo):
     async def delete(js):
         return await js.delete_stream(f"KV_{natsio.SAFETY_BUCKET}")
 
-    assert exo.nats(delete) is True
+    assert exo.nats(delete, role="provisioner") is True
     try:
         rows_before = exo.ledger()
         record = exo.run_one(peer)
         assert (record["outcome"], record["reason_code"]) == ("DENIED", "SAFETY_STATE_UNAVAILABLE"), record
         assert exo.ledger() == rows_before
     finally:
-        exo.nats(natsio.provision)  # what every process runs on start: the bucket is back, empty
+        exo.nats(natsio.provision, role="provisioner")  # the provisioning step: the bucket is back, empty
     assert exo.run_one(peer)["outcome"] == "EXECUTED"
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from exoarmur import natsio
 from exoarmur_cli.export import export_kv
+from exoarmur_cli.faults.process import ProcessFaults
 from exoarmur_cli.kv_watch import KvWatch
 
 pytestmark = pytest.mark.integration
@@ -44,14 +45,14 @@ async def wait_for_api(exo, timeout_s: float = 30.0) -> None:
 
 
 async def scenario(exo) -> tuple[list[dict], list[dict], dict, list[int]]:
-    nc = await natsio.connect(exo.cfg.nats_url, "test-kv-watch")
+    nc = await natsio.connect_as(exo.cfg, "harness", "test-kv-watch")
     watch = KvWatch()
     await watch.start(nc.jetstream())
     revisions = []
     for i in range(BEFORE + AFTER):
         if i == BEFORE:
             await asyncio.sleep(PACE_S)
-            await asyncio.to_thread(exo.stack.restart, "nats")
+            await asyncio.to_thread(ProcessFaults(exo.stack).restart, "nats")
             await wait_for_api(exo)  # one more write: the release that proves the api is back
         revisions.append(await asyncio.to_thread(flip, exo, i % 2 == 0))
         await asyncio.sleep(PACE_S)

@@ -208,3 +208,24 @@ def test_openapi_lists_every_route(api) -> None:
     assert set(paths) == {"/v1/intents", "/v1/intents/{idempotency_key}", "/v1/audit", "/v1/killswitches",
                           "/v1/killswitches/global", "/v1/killswitches/tenants/{tenant_id}", "/v1/approvals",
                           "/healthz", "/readyz", "/metrics"}
+
+
+def test_openapi_describes_bodies_statuses_and_the_bearer_scheme(api):
+    _, _, client = api
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["bearer"]["description"]}
+    submit = spec["paths"]["/v1/intents"]["post"]
+    assert submit["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/IntentV1"}
+    assert {"202", "400", "401", "403", "404", "408", "413", "429", "503"} <= set(submit["responses"])
+    assert submit["security"] == [{"bearer": []}]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"bearer": []}] and "401" in op["responses"], (method, path)
+            for status, answer in op["responses"].items():
+                if status.startswith(("4", "5")) and status != "422":
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+    for name in ("IntentV1", "SwitchBody", "ApprovalBody", "ErrorBody"):
+        assert name in spec["components"]["schemas"]

@@ -100,7 +100,7 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 def test_every_embedded_component_is_a_service_and_nothing_else(services, config):
     components = LocalStack(config).component_names()
     assert config.cells == 2
-    assert set(services) == set(components) | {"init"}
+    assert set(services) == set(components) | {"init", "provision"}
 
 
 def test_image_entrypoint_is_python_m_exoarmur(services):
@@ -120,6 +120,9 @@ def test_each_command_is_the_embedded_argv(services, config):
         assert argv[:3] == [sys.executable, "-m", "exoarmur"]
         command, _ = _split_overrides(services[name]["command"])
         assert command == argv[3:], name
+    command, overrides = _split_overrides(services["provision"]["command"])
+    assert command == stack._argv("provision")[3:] and overrides == {"--nats-url": f"nats://nats:{config.nats_port}"}
+    assert services["provision"].get("restart") == "no"
 
 
 def test_overrides_reach_peers_by_service_name_on_the_config_ports(services, config):
@@ -163,7 +166,7 @@ def test_published_ports_are_the_generated_ports(services, config):
         want = expected.get(name, set())
         assert {(host_ip, port, port) for host_ip, port, _ in published} == published, name
         assert {port for _, port, _ in published} == want, name
-        # As in the embedded stack, nothing is reachable from off the host (NATS has no auth).
+        # As in the embedded stack, nothing is reachable from off the host.
         assert all(host_ip == "127.0.0.1" for host_ip, _, _ in published), name
 
 
@@ -179,7 +182,8 @@ def test_depends_on_follows_the_embedded_start_order(services, config):
 
     assert deps("nats") == {"init": "service_completed_successfully"}
     assert deps("effector") == {"init": "service_completed_successfully"}
-    assert deps("api") == {"nats": "service_healthy"}
+    assert deps("provision") == {"nats": "service_healthy"}
+    assert deps("api") == {"nats": "service_healthy", "provision": "service_completed_successfully"}
     for i in range(config.cells):
         assert deps(f"cell-{i}") == {"nats": "service_healthy", "effector": "service_healthy", "api": "service_healthy"}
     for name in services:

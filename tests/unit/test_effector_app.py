@@ -11,11 +11,26 @@ from exoarmur.contracts import EffectorReceipt, sha256_hex
 from exoarmur.effector import FaultSettings, create_app, fault_delay_s, fault_errors
 
 BODY = {"tenant_id": "t1", "node_id": "n1", "action": "isolate_host", "parameters": {"x": 1}}
+TOKENS = {"cell": "cell-token", "harness": "harness-token"}
+
+
+class Caller(TestClient):
+    """Sends each route the credential it takes (the cells' for effects, the harness's otherwise)."""
+
+    def request(self, method, url, **kwargs):
+        headers = dict(kwargs.pop("headers", None) or {})
+        caller = "cell" if str(url).startswith("/v1/effects") else "harness"
+        headers.setdefault("Authorization", f"Bearer {TOKENS[caller]}")
+        return super().request(method, url, headers=headers, **kwargs)
+
+
+def effector(path, seed: int, defects=()) -> Caller:
+    return Caller(create_app(path, seed=seed, tokens=TOKENS, defects=defects))
 
 
 @pytest.fixture
 def client(tmp_path):
-    with TestClient(create_app(tmp_path / "l.db", seed=1)) as c:
+    with effector(tmp_path / "l.db", seed=1) as c:
         yield c
 
 
@@ -130,7 +145,7 @@ def test_same_seed_apps_fault_identically(tmp_path):
     """Two apps with the same seed inject errors on the same calls."""
     outcomes = []
     for name in ("a.db", "b.db"):
-        with TestClient(create_app(tmp_path / name, seed=5)) as c:
+        with effector(tmp_path / name, seed=5) as c:
             c.put("/v1/faults", json={"error_rate": 0.5})
             outcomes.append([post(c, f"k-{i}").status_code for i in range(30)])
     assert outcomes[0] == outcomes[1]
@@ -147,9 +162,9 @@ def test_put_seed_reseeds_the_rng(client):
 
 def test_ledger_survives_reopen(tmp_path):
     path = tmp_path / "l.db"
-    with TestClient(create_app(path, seed=1)) as c:
+    with effector(path, seed=1) as c:
         first = post(c, "k-keep").json()
-    with TestClient(create_app(path, seed=1)) as c:
+    with effector(path, seed=1) as c:
         rows = c.get("/v1/ledger").json()
         assert [r["idempotency_key"] for r in rows] == ["k-keep"]
         again = post(c, "k-keep").json()
@@ -171,3 +186,52 @@ def test_an_applied_key_can_be_looked_up_without_applying_again(client):
     assert receipt.calls == 1 and receipt.idempotency_key == "t1:k-lost"
     assert client.get("/v1/effects/t1%3Ak-lost").json()["calls"] == 1  # a read, not a call
     assert [row["calls"] for row in client.get("/v1/ledger").json()] == [1]
+
+
+# --- who may call ------------------------------------------------------------------------------
+
+def bare(path) -> TestClient:
+    """A client that sends only the headers a test gives it."""
+    return TestClient(create_app(path, seed=1, tokens=TOKENS))
+
+
+@pytest.mark.parametrize("header,status,reason", [
+    (None, 401, "UNAUTHENTICATED"),
+    ("Bearer nope", 401, "UNAUTHENTICATED"),
+    ("Basic cell-token", 401, "UNAUTHENTICATED"),
+    ("Bearer harness-token", 403, "FORBIDDEN"),
+])
+def test_effects_need_the_cells_token_and_nothing_is_applied_without_it(tmp_path, header, status, reason):
+    with bare(tmp_path / "l.db") as client:
+        headers = {"Idempotency-Key": "k-auth"} | ({"Authorization": header} if header else {})
+        refused = client.post("/v1/effects", json=BODY, headers=headers)
+        assert (refused.status_code, refused.json()["reason_code"]) == (status, reason)
+        read = client.get("/v1/effects/k-auth", headers={"Authorization": header} if header else {})
+        assert read.status_code == status
+        harness = {"Authorization": "Bearer harness-token"}
+        assert client.get("/v1/ledger", headers=harness).json() == []
+        assert client.get("/v1/stats", headers=harness).json()["requests"] == 0
+
+
+@pytest.mark.parametrize("header,status", [(None, 401), ("Bearer nope", 401), ("Bearer cell-token", 403)])
+def test_faults_ledger_and_stats_need_the_harness_token_and_nothing_changes(tmp_path, header, status):
+    with bare(tmp_path / "l.db") as client:
+        headers = {"Authorization": header} if header else {}
+        assert client.put("/v1/faults", json={"down": True}, headers=headers).status_code == status
+        assert client.get("/v1/faults", headers=headers).status_code == status
+        assert client.get("/v1/ledger", headers=headers).status_code == status
+        assert client.get("/v1/stats", headers=headers).status_code == status
+        faults = client.get("/v1/faults", headers={"Authorization": "Bearer harness-token"}).json()
+        assert faults == FaultSettings().model_dump()
+        assert client.get("/healthz").status_code == 200  # liveness stays open (compose healthcheck)
+
+
+def test_effector_no_auth_defect_serves_anyone(tmp_path):
+    with TestClient(create_app(tmp_path / "l.db", seed=1, tokens=TOKENS, defects=["effector-no-auth"])) as client:
+        assert client.post("/v1/effects", json=BODY, headers={"Idempotency-Key": "k-open"}).status_code == 200
+        assert client.put("/v1/faults", json={"down": True}).status_code == 200
+
+
+def test_an_effector_without_both_tokens_does_not_start(tmp_path):
+    with pytest.raises(ValueError, match="harness"):
+        create_app(tmp_path / "l.db", seed=1, tokens={"cell": "c"})

@@ -16,6 +16,8 @@ from exoarmur.cell.effects import EFFECTOR_CALL_DEFECTS, EffectorCalls
 from exoarmur.cell.safety import SAFETY_DEFECTS, Safety
 from exoarmur.defects import DESCRIPTIONS, Defect
 from exoarmur.effector.ledger import LEDGER_SYNC_DEFECTS, LedgerSync
+from exoarmur.effector.auth import EFFECTOR_AUTH_DEFECTS, EffectorAuth
+from exoarmur.natsauth import BUS_AUTH_DEFECTS, BusAuth
 from exoarmur.seams import choose, injected
 
 SEAMS = [
@@ -23,6 +25,7 @@ SEAMS = [
     (Safety(), SAFETY_DEFECTS), (Delivery(), DELIVERY_DEFECTS), (EffectorCalls(), EFFECTOR_CALL_DEFECTS),
     (natsio.Storage(), natsio.STORAGE_DEFECTS), (nats_server.ServerSync(), nats_server.SERVER_SYNC_DEFECTS),
     (LedgerSync(), LEDGER_SYNC_DEFECTS),
+    (BusAuth(), BUS_AUTH_DEFECTS), (EffectorAuth(), EFFECTOR_AUTH_DEFECTS),
 ]
 
 

@@ -108,3 +108,30 @@ def test_generate_fixed_uses_the_well_known_ports(tmp_path) -> None:
     assert fixed.host == "0.0.0.0"
     assert {k: getattr(fixed, k) for k in stackconfig.FIXED_PORTS} == stackconfig.FIXED_PORTS
     assert stackconfig.load(fixed.path) == fixed
+
+
+def test_service_credentials_are_distinct_secrets_kept_out_of_the_public_view(config) -> None:
+    secrets_ = list(config.nats_passwords.values()) + list(config.effector_tokens.values())
+    assert set(config.nats_passwords) == set(stackconfig.NATS_ROLES)
+    assert set(config.effector_tokens) == set(stackconfig.EFFECTOR_ROLES)
+    assert len(set(secrets_)) == len(secrets_) and all(len(s) >= 32 for s in secrets_)
+    view = orjson.dumps(config.public_view()).decode()
+    assert not any(s in view for s in secrets_)
+    assert config.public_view()["auth"]["nats_users"] == sorted(stackconfig.NATS_ROLES)
+    assert config.nats_credentials("cell") == ("cell", config.nats_passwords["cell"])
+
+
+def test_the_stack_directory_and_the_server_config_are_owner_only(config) -> None:
+    from exoarmur.nats_server import write_server_config
+
+    assert stat.S_IMODE(os.stat(config.path.parent).st_mode) == 0o700
+    conf = write_server_config(config)
+    assert stat.S_IMODE(os.stat(conf).st_mode) == 0o600
+
+
+def test_a_config_without_every_role_is_refused(config) -> None:
+    raw = orjson.loads(config.path.read_bytes())
+    raw["nats_passwords"].pop("nemesis")
+    config.path.write_bytes(orjson.dumps(raw))
+    with pytest.raises(ConfigError, match="is invalid"):
+        stackconfig.load(config.path)
