@@ -76,6 +76,7 @@ class Cell:
             base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=self.config.bound("cell_inflight")),
             headers={"Authorization": f"Bearer {self.config.effector_tokens['cell']}"})
         sub = await self.js.pull_subscribe_bind(natsio.CELLS_CONSUMER, stream=natsio.INTENTS_STREAM)
+        await self._announce_start()
         try:
             while not self.stopping.is_set():
                 await self.inflight.acquire()
@@ -197,6 +198,17 @@ class Cell:
                                   headers={"Nats-Msg-Id": f"pending:{digest}"})
         except Exception:
             pass  # informational: the intent's state does not depend on it
+
+    async def _announce_start(self) -> None:
+        """A (re)started cell's breaker begins CLOSED: say so, or the last transition an earlier
+        run of this cell published (OPEN, say) would stand as its state."""
+        event = {"cell_id": self.cell_id, "breaker": "effector", "from": "START", "to": "CLOSED", "at_ms": now_ms(),
+                 "reason": "cell started", "failures_in_window": 0, "calls_in_window": 0}
+        try:
+            await with_deadline(TimeoutCategory.NATS_PUBLISH,
+                                self.js.publish(f"exo.events.breaker.{self.cell_id}", orjson.dumps(event)))
+        except Exception:
+            pass  # informational, like every transition event
 
     def _on_transition(self, transition: Transition) -> None:
         event = {"cell_id": self.cell_id, "breaker": transition.breaker, "from": transition.from_state.value,

@@ -58,13 +58,16 @@ def breaker(rec: Recorded) -> tuple[dict, dict]:
     for cell, chain in by_cell.items():
         state = "CLOSED"
         for t in chain:
+            if t["from"] == "START":  # the cell (re)started: its breaker begins CLOSED again
+                state = "CLOSED"
+                continue
             if t["from"] != state or (t["from"], t["to"]) not in VALID_TRANSITIONS:
                 invalid.append({"cell": cell, "from": t["from"], "to": t["to"], "expected_from": state})
             state = t["to"]
     recovered = [e.value["wall_ms"] for e in rec.history if e.f == "effector_recovered"]
     down_began = [e.value["wall_ms"] for e in rec.history if e.scenario == "breaker" and e.f == "effector_faults"
                   and e.value.get("down")]
-    in_scenario = [t for t in transitions if down_began and t["at_ms"] >= down_began[0]]
+    in_scenario = [t for t in transitions if down_began and t["at_ms"] >= down_began[0] and t["from"] != "START"]
     records = [row["record"] for row in rec.audit]
     stored_at = {row["record"]["audit_id"]: row["timestamp_ms"] for row in rec.audit}
     open_records = [r for r in records if r["reason_code"] == "BREAKER_OPEN"]

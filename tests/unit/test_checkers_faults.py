@@ -50,6 +50,15 @@ def test_breaker_chains_are_per_cell_and_reopen_from_half_open_is_legal():
     assert metrics["breaker_opened"] == 3
 
 
+def test_a_restarted_cell_starts_closed_and_its_start_is_no_transition():
+    events = [breaker_row("cell-0", "CLOSED", "OPEN", DOWN + 100), breaker_row("cell-0", "START", "CLOSED", DOWN + 200),
+              breaker_row("cell-0", "CLOSED", "OPEN", DOWN + 300), breaker_row("cell-0", "START", "CLOSED", UP + 100)]
+    metrics, _ = breaker(recorded(breaker_run(), events=events))
+    assert metrics["breaker_invalid_transitions"] == 0
+    assert metrics["breaker_opened"] == 2
+    assert metrics["breaker_closed_after_recovery"] == 0  # a start is not a recovery
+
+
 def test_breaker_open_to_closed_is_invalid():
     events = [breaker_row("cell-0", "CLOSED", "OPEN", DOWN + 100), breaker_row("cell-0", "OPEN", "CLOSED", UP + 100)]
     metrics, evidence = breaker(recorded(breaker_run(), events=events))
