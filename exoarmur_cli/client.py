@@ -149,7 +149,8 @@ class StackClient:
         self.history.append(INVOKE, "approval", "operator", {**granted, "invoked_wall_ms": wall_ms()})
         code, answer = await self._call("POST", f"{self.api_url}/v1/approvals", self.config.operator_token, payload)
         self.history.append(OK if code == 200 else FAIL, "approval", "operator",
-                            {**granted, "status_code": code, "acked_wall_ms": wall_ms()})
+                            {**granted, "status_code": code, "acked_wall_ms": wall_ms(),
+                             "reason_code": None if code == 200 else (answer or {}).get("reason_code")})
 
     async def operator_probe(self, method: str, path: str, token: str | None, body: dict, *, as_whom: str) -> int:
         """Call an operator-only endpoint with a token that is not the operator's; record the answer."""

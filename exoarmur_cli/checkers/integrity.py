@@ -81,15 +81,19 @@ def expectations(rec: Recorded) -> tuple[dict, dict]:
     return metrics, {"unmet": first(examples, 20)}
 
 
+# Every kind of call the harness makes to the api whose refusal the api counts.
+API_CALLS = ("submit", "read_audit", "operator_probe", "approval")
+
+
 def refusals(rec: Recorded) -> tuple[dict, dict]:
     """Client-observed refusals vs the counters the api audited; refusals without a reason."""
     told: Counter = Counter()
     unreasoned = 0
     server_errors = 0
     for event in rec.history:
-        if event.type != FAIL or event.f not in ("submit", "read_audit"):
+        if event.type != FAIL or event.f not in API_CALLS:
             continue
-        status = event.value.get("status", 0)
+        status = event.value.get("status") or event.value.get("status_code") or 0
         if not status:
             continue  # no answer at all: not a refusal
         reason = event.value.get("reason_code")

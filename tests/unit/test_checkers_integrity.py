@@ -190,3 +190,15 @@ def test_refused_audit_reads_count_as_refusals():
              reason_code="TENANT_MISMATCH")
     metrics, _ = refusals(recorded(hist))
     assert metrics["refusals_observed"] == 1 and metrics["refusal_counter_mismatch"] == 1
+
+
+def test_operator_write_and_approval_refusals_are_counted_like_submissions():
+    hist = Hist()
+    hist.add("fail", "operator_probe", "peer-own-tenant", "killswitch", method="PUT", path="/v1/x", status=403,
+             reason_code="FORBIDDEN")
+    hist.add("fail", "approval", "operator", "killswitch", key="k", status_code=400, reason_code="INVALID_INTENT")
+    rows = [refusal_row("FORBIDDEN", 1), refusal_row("INVALID_INTENT", 1)]
+    metrics, _ = refusals(recorded(hist, events=rows))
+    assert (metrics["refusals_observed"], metrics["refusal_counter_mismatch"]) == (2, 0)
+    metrics, _ = refusals(recorded(hist, events=rows[:1]))
+    assert metrics["refusal_counter_mismatch"] == 1
