@@ -50,6 +50,23 @@ def exit_code_for(exc: HarnessError | ExoError) -> int:
     return EXIT_STACK if unavailable or exc.reason_code is ReasonCode.STACK_UNAVAILABLE else EXIT_USAGE
 
 
+def _declared_overrides() -> dict[str, float]:
+    """The admission limits and bounds the gate files declare, so a stack brought up by hand is one
+    the gates judge as they judge their own (``[declared]``; see exoarmur_cli/declared.py)."""
+    from exoarmur_cli import declared
+    from exoarmur_cli.gates import load_gates
+    from exoarmur_cli.run import PROJECT_DIR
+
+    try:
+        found = declared.stack_overrides(declared.merged(
+            {gid: gate.declared for gid, gate in load_gates(PROJECT_DIR / "gates").items()}))
+    except (HarnessError, declared.DeclaredConflict) as exc:
+        console.print(f"[yellow]no declared policy ({exc}): the product's own limits apply[/yellow]")
+        return {}
+    console.print(f"limits from the gates' declared policy: {found}")
+    return found
+
+
 @stack_app.command("up")
 def stack_up(
     stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="where the stack keeps config, store and logs"),
@@ -71,7 +88,8 @@ def stack_up(
         usage_error(str(exc))
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — not a real stack[/bold red]")
-    stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect)
+    overrides = _declared_overrides()
+    stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides)
     stopping = False
 
     def on_term(_sig, _frame):
