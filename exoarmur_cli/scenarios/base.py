@@ -121,15 +121,19 @@ class Context:
         return missing
 
     async def wait_api_ready(self, timeout_s: float = 20.0) -> bool:
+        return await self.wait_answering(f"{self.client.api_url}/readyz", timeout_s, poll_s=0.1)
+
+    async def wait_answering(self, url: str, timeout_s: float = 20.0, poll_s: float = 0.05) -> bool:
+        """Poll ``url`` until it answers 200 (True) or ``timeout_s`` passes (False)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                async with self.client.session.get(f"{self.client.api_url}/readyz") as response:
+                async with self.client.session.get(url) as response:
                     if response.status == 200:
                         return True
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 pass
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(poll_s)
         return False
 
     async def breaker_states(self) -> dict[str, str]:

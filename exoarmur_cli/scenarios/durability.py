@@ -149,15 +149,8 @@ async def _pause_nats(ctx: Context, processes) -> None:
 
 
 async def _wait_effector_ready(ctx: Context, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            async with ctx.client.session.get(f"{ctx.config.effector_url}/healthz") as response:
-                if response.status == 200:
-                    return True
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            pass
-        await asyncio.sleep(0.05)
+    if await ctx.wait_answering(f"{ctx.config.effector_url}/healthz", timeout_s):
+        return True
     ctx.observe("effector_not_ready_after_restart", timeout_s=timeout_s)
     return False
 
