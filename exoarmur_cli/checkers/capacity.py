@@ -35,14 +35,29 @@ def _load_coverage(rec: Recorded) -> tuple[set, set, set]:
     return {row["node_id"] for row in effects}, peers, {row["tenant_id"] for row in effects}
 
 
+def _phase_duration_s(plan: dict | None, name: str) -> float | None:
+    durations = [p.get("duration_s") for p in (plan or {}).get("phases", []) if p.get("name") == name]
+    return float(durations[0]) if durations and durations[0] else None
+
+
+def _offered_per_s(subs: list, duration_s: float | None) -> float | None:
+    """Sends per second within the phase's planned window, from its first send on. Sends a
+    CPU-starved client made after the window do not stretch it: they were not offered during
+    the phase, so they count neither for nor against it."""
+    if not subs or not duration_s:
+        return None
+    start = min(s.invoke.time_ms for s in subs)
+    in_window = sum(1 for s in subs if s.invoke.time_ms < start + duration_s * 1000)
+    return in_window / duration_s
+
+
 def load(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "load")
     nodes, peers, tenants = _load_coverage(rec)
     plan = [e.value for e in rec.history if e.f == "load_plan"]
     capacity = plan[-1]["capacity_per_s"] if plan else None
     over = [s for s in subs if s.invoke.value.get("phase") == "overload"]
-    span_s = (max(s.invoke.time_ms for s in over) - min(s.invoke.time_ms for s in over)) / 1000 if len(over) > 1 else 0
-    offered = len(over) / span_s if span_s else None
+    offered = _offered_per_s(over, _phase_duration_s(plan[-1] if plan else None, "overload"))
     return {
         "load_submissions": len(subs),
         "nodes_covered": len(nodes),

@@ -56,15 +56,35 @@ def test_timeouts_and_bare_http_errors_are_unknown_outcomes():
 
 def test_overload_offered_rate_against_capacity():
     hist = Hist()
-    hist.observe("load_plan", "load", capacity_per_s=10.0, phases=[])
-    for n in range(21):  # 21 submissions over 1 s: 21/s
+    hist.observe("load_plan", "load", capacity_per_s=10.0, phases=[{"name": "overload", "duration_s": 1}])
+    for n in range(21):  # 21 submissions within the 1 s window: 21/s
         answer = "fail" if n % 2 else "ok"
-        hist.submit(f"load-p1-{n}", time_ms=10_000 + 50 * n, phase="overload", answer=answer, status=429,
+        hist.submit(f"load-p1-{n}", time_ms=10_000 + 47 * n, phase="overload", answer=answer, status=429,
                     reason="RATE_LIMITED_GLOBAL")
     metrics, _ = load(recorded(hist))
     assert metrics["overload_offered_per_s"] == 21.0
     assert metrics["overload_offered_vs_capacity"] == 2.1
     assert metrics["overload_refused"] == 10
+
+
+def test_sends_after_the_phase_window_are_not_offered_during_it():
+    hist = Hist()
+    hist.observe("load_plan", "load", capacity_per_s=10.0, phases=[{"name": "overload", "duration_s": 1}])
+    for n in range(10):  # 10 in the window, then 30 stragglers from a CPU-starved client
+        hist.submit(f"load-p1-{n}", time_ms=10_000 + 90 * n, phase="overload")
+    for n in range(10, 40):
+        hist.submit(f"load-p1-{n}", time_ms=11_500 + n, phase="overload")
+    metrics, _ = load(recorded(hist))
+    assert metrics["overload_offered_per_s"] == 10.0
+    assert metrics["overload_offered_vs_capacity"] == 1.0
+
+
+def test_no_planned_overload_window_is_no_measurement():
+    hist = Hist()
+    hist.observe("load_plan", "load", capacity_per_s=10.0, phases=[])
+    hist.submit("load-p1-0", time_ms=10_000, phase="overload")
+    metrics, _ = load(recorded(hist))
+    assert metrics["overload_offered_vs_capacity"] is None
 
 
 # --- backpressure ---------------------------------------------------------------------------
