@@ -5,8 +5,9 @@ anonymous access. Each role's reply inbox is its own (``_INBOX.<role>.>``, the c
 ``inbox_prefix``), so no role can read another's replies. The JetStream API subjects are exact:
 
 - ``provisioner`` creates and updates streams, the cells' consumer and the KV buckets at start-up
-  (``python -m exoarmur provision``); it holds the JetStream API and nothing else (``bench.>`` is
-  the scratch stream ``exoarmur bench`` measures the raw publish ceiling on).
+  (``python -m exoarmur provision``); it holds the JetStream API and nothing else, save the scratch
+  subjects of ``exoarmur bench`` (``bench.>``): its raw publish ceiling, and its bare pipeline,
+  which publishes to, pulls from and acks ``BENCH_BARE`` and subscribes to its records.
 - ``api`` publishes intents (the only role that may) and its refusal counters, reads intents and
   audit records by direct get, the pending depth of the cells' consumer, and is the operator path:
   the only role that writes the ``safety`` and ``approvals`` buckets.
@@ -43,7 +44,7 @@ def inbox_prefix(role: str) -> str:
 
 
 ROLES: dict[str, Permissions] = {
-    "provisioner": Permissions(publish=(f"{JS}.>", "bench.>")),
+    "provisioner": Permissions(publish=(f"{JS}.>", "bench.>", "$JS.ACK.BENCH_BARE.>"), subscribe=("bench.>",)),
     "api": Permissions(publish=(
         "exo.intents.>", "exo.events.refusals.>",
         f"{JS}.STREAM.INFO.INTENTS", f"{JS}.CONSUMER.INFO.INTENTS.cells",

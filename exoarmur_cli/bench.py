@@ -97,12 +97,12 @@ async def measure_publish_ceiling(nc, messages: int = 20000, window: int = 512) 
     js = nc.jetstream()
     from nats.js import api as js_api
 
-    await js.add_stream(js_api.StreamConfig(name="BENCH", subjects=["bench.>"], storage=js_api.StorageType.FILE))
+    await js.add_stream(js_api.StreamConfig(name="BENCH", subjects=["bench.ceiling.>"], storage=js_api.StorageType.FILE))
     payload = canonical_json({"pad": "x" * 300})
     began = time.perf_counter()
     pending: list[asyncio.Future] = []
     for i in range(messages):
-        pending.append(await js.publish_async(f"bench.{i % 10}", payload))
+        pending.append(await js.publish_async(f"bench.ceiling.{i % 10}", payload))
         if len(pending) >= window:
             await asyncio.wait_for(asyncio.gather(*pending), 30)
             pending.clear()
