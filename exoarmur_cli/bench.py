@@ -3,7 +3,10 @@
 (a) pipelined durable JetStream publishes/s — the machine's ceiling;
 (b) end-to-end intents/s through api → cell → effector → terminal record;
 (c) p50/p99 submit-to-terminal latency at half of (b), open loop;
-(d) peak RSS of api and cells under 3× (b), with the refusals that kept them bounded.
+(d) peak RSS of api and cells under 3× (b), with the refusals that kept them bounded;
+(e) the bare pipeline's intents/s: the same hops and processes with none of the safety work
+    (``bench_bare``), measured as (b) is — so (b)/(e) is what the safety work costs;
+and, for (b) and (e), each process's CPU milliseconds per intent over the closed-loop window.
 Figures are ratios within one run: the machine is shared and noisy.
 """
 
@@ -13,6 +16,7 @@ import asyncio
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import aiohttp
@@ -22,10 +26,13 @@ import uvloop
 from exoarmur import natsio
 from exoarmur.contracts import canonical_json
 from exoarmur.stackconfig import StackConfig
+from exoarmur_cli import bench_cpu
+from exoarmur_cli.bench_bare import RECORDS_WATCH, BarePipeline, record_subject
 from exoarmur_cli.stack import LocalStack
 from exoarmur_cli.stats import quantile
 
-TARGETS = {"b_over_a_min": 0.25, "p99_ms_max": 50.0, "peak_rss_mb_max": 200.0}
+TARGETS = {"b_over_a_min": 0.25, "b_over_bare_min": 0.6, "p99_ms_max": 50.0, "peak_rss_mb_max": 200.0}
+CLIENT = "client"  # the bench process itself, in the CPU figures
 
 
 @dataclass
@@ -40,11 +47,23 @@ class Figures:
     overload_accepted: int = 0
     overload_refused: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    bare_intents_per_s: float = 0.0
+    # CPU ms per intent over each closed-loop window, by process: api, cell-N, effector, nats, client
+    # (for the bare pipeline, its api, cells and effector under the same names).
+    cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
+    bare_cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
+    # What the machine gave us: cpu_model, cores, and per window steal_pct_* and others_cores_*.
+    machine: dict[str, float | int | str] = field(default_factory=dict)
+
+    def b_over_bare(self) -> float:
+        return self.intents_per_s / self.bare_intents_per_s if self.bare_intents_per_s else 0.0
 
     def verdicts(self) -> dict[str, bool]:
         ratio = self.intents_per_s / self.publish_per_s if self.publish_per_s else 0.0
+        bare = self.b_over_bare()
         return {
             f"(b)/(a) = {ratio:.3f} >= {TARGETS['b_over_a_min']}": ratio >= TARGETS["b_over_a_min"],
+            f"(b)/(bare) = {bare:.3f} >= {TARGETS['b_over_bare_min']}": bare >= TARGETS["b_over_bare_min"],
             f"p99 at half load = {self.p99_ms:.1f} ms <= {TARGETS['p99_ms_max']}": 0 < self.p99_ms <= TARGETS["p99_ms_max"],
             **{
                 f"peak RSS {name} = {mb:.0f} MB <= {TARGETS['peak_rss_mb_max']:.0f}": 0 < mb <= TARGETS["peak_rss_mb_max"]
@@ -60,6 +79,21 @@ def figures_json(figures: Figures) -> dict:
     return {"figures": asdict(figures), "targets": dict(TARGETS),
             "verdicts": [{"target": line, "met": met} for line, met in verdicts.items()],
             "all_met": all(verdicts.values())}
+
+
+def cpu_table(figures: Figures) -> list[str]:
+    """CPU ms per intent, ExoArmur beside bare, one line per process and their total."""
+    exo, bare = figures.cpu_ms_per_intent, figures.bare_cpu_ms_per_intent
+    names = list(exo) + [name for name in bare if name not in exo]
+
+    def cell(table: dict[str, float], name: str) -> str:
+        return f"{table[name]:9.3f}" if name in table else f"{'-':>9}"
+
+    lines = [f"    {'CPU ms/intent':<14}{'ExoArmur':>9}{'bare':>9}"]
+    lines += [f"    {name:<14}{cell(exo, name)}{cell(bare, name)}" for name in names]
+    totals = {"total": sum(exo.values())}, {"total": sum(bare.values())}
+    lines.append(f"    {'total':<14}{cell(totals[0], 'total')}{cell(totals[1], 'total')}")
+    return lines
 
 
 def _intent_bodies(config: StackConfig):
@@ -81,16 +115,44 @@ def _intent_bodies(config: StackConfig):
 
 
 class TerminalWatch:
-    """Times the arrival of terminal records by subscribing to the audit subjects."""
+    """Times the arrival of terminal records by subscribing to their subjects (ExoArmur's audit
+    subjects, or the bare pipeline's records)."""
 
-    def __init__(self) -> None:
+    def __init__(self, subjects: str = "exo.audit.>") -> None:
+        self.subjects = subjects
         self.arrived: dict[str, float] = {}
 
     async def start(self, nc) -> None:
         async def on_msg(msg) -> None:
             self.arrived.setdefault(msg.subject, time.perf_counter())
 
-        await nc.subscribe("exo.audit.>", cb=on_msg)
+        await nc.subscribe(self.subjects, cb=on_msg)
+
+
+def audit_subject(body: dict) -> str:
+    """Where ExoArmur's terminal record of the intent ``body`` lands."""
+    return natsio.audit_subject(body["tenant_id"], _digest(body))
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Where a closed loop submits (``url``/v1/intents), where each intent's record lands, and the
+    processes whose CPU it is charged (by name)."""
+
+    url: str
+    record_subject: Callable[[dict], str]
+    processes: dict[str, psutil.Process]
+    bystanders: dict[str, psutil.Process] = field(default_factory=dict)  # ours, idle: charged to no intent
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    intents_per_s: float
+    completed: int
+    window_s: float
+    cpu_ms_per_intent: dict[str, float]
+    steal_pct: float
+    others_cores: float
 
 
 async def measure_publish_ceiling(nc, messages: int = 20000, window: int = 512) -> float:
@@ -112,9 +174,9 @@ async def measure_publish_ceiling(nc, messages: int = 20000, window: int = 512) 
     return messages / elapsed
 
 
-def _session(config: StackConfig, connections: int) -> aiohttp.ClientSession:
+def _session(url: str, connections: int) -> aiohttp.ClientSession:
     # aiohttp, not httpx: at 48 concurrent requests httpx's pool capped this client near 300/s.
-    return aiohttp.ClientSession(base_url=config.api_url, connector=aiohttp.TCPConnector(limit=connections),
+    return aiohttp.ClientSession(base_url=url, connector=aiohttp.TCPConnector(limit=connections),
                                  timeout=aiohttp.ClientTimeout(total=10))
 
 
@@ -128,22 +190,34 @@ async def _submit(client: aiohttp.ClientSession, token: str, body: dict) -> int:
         return -1
 
 
-async def measure_closed_loop(config, watch: TerminalWatch, bodies, count: int, concurrency: int = 128) -> float:
-    """(b): as fast as the pipeline goes; the clock stops when the last terminal record lands."""
+async def measure_closed_loop(pipeline: Pipeline, watch: TerminalWatch, bodies, count: int,
+                              concurrency: int = 128) -> ClosedLoop:
+    """(b), and (e): as fast as the pipeline goes; the clock stops when the last record lands.
+    Each process's CPU time is read at both ends of that window."""
     subjects: list[str] = []
+    queue = [next(bodies) for _ in range(count)]
+    cpu_before, system_before = bench_cpu.process_cpu_s(pipeline.processes), bench_cpu.system_times()
+    idle_before = sum(bench_cpu.process_cpu_s(pipeline.bystanders).values())
     began = time.perf_counter()
-    async with _session(config, concurrency) as client:
-        queue = [next(bodies) for _ in range(count)]
+    async with _session(pipeline.url, concurrency) as client:
 
         async def worker(chunk) -> None:
             for token, key, body in chunk:
                 if await _submit(client, token, body) == 202:
-                    subjects.append(natsio.audit_subject(body["tenant_id"], _digest(body)))
+                    subjects.append(pipeline.record_subject(body))
 
         await asyncio.gather(*(worker(queue[i::concurrency]) for i in range(concurrency)))
     await _wait_arrivals(watch, subjects, timeout_s=60)
+    ended = time.perf_counter()
+    cpu_after, system_after = bench_cpu.process_cpu_s(pipeline.processes), bench_cpu.system_times()
+    idle_s = sum(bench_cpu.process_cpu_s(pipeline.bystanders).values()) - idle_before
     done = [watch.arrived[s] for s in subjects if s in watch.arrived]
-    return len(done) / (max(done) - began) if done else 0.0
+    ours_s = sum(cpu_after.values()) - sum(cpu_before.values()) + idle_s
+    return ClosedLoop(intents_per_s=len(done) / (max(done) - began) if done else 0.0, completed=len(done),
+                      window_s=ended - began,
+                      cpu_ms_per_intent=bench_cpu.per_intent_ms(cpu_before, cpu_after, len(done)),
+                      steal_pct=bench_cpu.steal_pct(system_before, system_after),
+                      others_cores=bench_cpu.others_cores(system_before, system_after, ours_s, ended - began))
 
 
 def _digest(body: dict) -> str:
@@ -162,7 +236,7 @@ async def open_loop(config, bodies, rate_per_s: float, duration_s: float, on_res
     """Submit at a fixed rate regardless of answers (open loop: no coordinated omission)."""
     interval = 1.0 / rate_per_s
     tasks = []
-    async with _session(config, 256) as client:
+    async with _session(config.api_url, 256) as client:
         began = time.perf_counter()
         for n in itertools.count():
             due = began + n * interval
@@ -181,6 +255,35 @@ async def open_loop(config, bodies, rate_per_s: float, duration_s: float, on_res
         await asyncio.gather(*tasks)
 
 
+CLOSED_LOOP_INTENTS = 6000
+
+
+async def measure_bare(stack: LocalStack, bodies, nats: psutil.Process, client: psutil.Process) -> ClosedLoop:
+    """(e): the bare pipeline beside the stack, on its nats-server, measured as (b) is. The stack's
+    own processes idle meanwhile: ours, so not counted in ``others_cores``, but charged to no intent.
+    The bare processes are gone before the next phase."""
+    pipeline = BarePipeline(stack.config)
+    await pipeline.start()
+    nc = await natsio.connect_as(stack.config, "provisioner", "exoarmur-bench-bare")
+    try:
+        watch = TerminalWatch(RECORDS_WATCH)
+        await watch.start(nc)
+        processes = {name: psutil.Process(pid) for name, pid in pipeline.pids().items()}
+        idle = {name: psutil.Process(child.pid) for name, child in stack.children.items() if name != "nats"}
+        bare = Pipeline(pipeline.url, record_subject, {**processes, "nats": nats, CLIENT: client}, idle)
+        await measure_closed_loop(bare, watch, bodies, 300)  # warm-up, as for (b)
+        return await measure_closed_loop(bare, watch, bodies, CLOSED_LOOP_INTENTS)
+    finally:
+        await nc.close()
+        await pipeline.stop()
+
+
+def machine(loop_b: ClosedLoop, loop_bare: ClosedLoop) -> dict[str, float | int | str]:
+    return {"cpu_model": bench_cpu.cpu_model(), "cores": bench_cpu.cores(),
+            "steal_pct_b": round(loop_b.steal_pct, 2), "steal_pct_bare": round(loop_bare.steal_pct, 2),
+            "others_cores_b": round(loop_b.others_cores, 3), "others_cores_bare": round(loop_bare.others_cores, 3)}
+
+
 async def run_bench(stack: LocalStack) -> Figures:
     config = stack.config
     figures = Figures()
@@ -195,8 +298,16 @@ async def run_bench(stack: LocalStack) -> Figures:
         watch = TerminalWatch()
         await watch.start(nc)
         bodies = _intent_bodies(config)
-        await measure_closed_loop(config, watch, bodies, 300)  # warm-up: connections, caches
-        figures.intents_per_s = await measure_closed_loop(config, watch, bodies, 6000)
+        nats, client = psutil.Process(stack.children["nats"].pid), psutil.Process()
+        exo = Pipeline(config.api_url, audit_subject,
+                       {**{name: psutil.Process(child.pid) for name, child in stack.children.items() if name != "nats"},
+                        "nats": nats, CLIENT: client})
+        await measure_closed_loop(exo, watch, bodies, 300)  # warm-up: connections, caches
+        loop_b = await measure_closed_loop(exo, watch, bodies, CLOSED_LOOP_INTENTS)
+        figures.intents_per_s, figures.cpu_ms_per_intent = loop_b.intents_per_s, loop_b.cpu_ms_per_intent
+        loop_bare = await measure_bare(stack, bodies, nats, client)
+        figures.bare_intents_per_s, figures.bare_cpu_ms_per_intent = loop_bare.intents_per_s, loop_bare.cpu_ms_per_intent
+        figures.machine = machine(loop_b, loop_bare)
 
         figures.half_load_per_s = figures.intents_per_s / 2
         sent_at: dict[str, float] = {}

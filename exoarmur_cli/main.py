@@ -195,8 +195,9 @@ def bench_command(
     as_json: bool = typer.Option(False, "--json", help="print the figures, targets and verdicts as JSON"),
     save: Path = typer.Option(None, "--save", help="also write that JSON to this file"),
 ) -> None:
-    """Measure publish ceiling, end-to-end throughput, latency at half load, RSS under 3× overload."""
-    from exoarmur_cli.bench import bench, figures_json
+    """Measure publish ceiling, end-to-end throughput, latency at half load, RSS under 3× overload,
+    the bare pipeline's throughput, and CPU ms per intent for each process."""
+    from exoarmur_cli.bench import bench, cpu_table, figures_json
 
     try:
         figures = bench()
@@ -217,6 +218,10 @@ def bench_command(
     print(f"(d) at {figures.overload_offered_per_s:,.0f}/s offered: {figures.overload_accepted} accepted, refused by status {figures.overload_refused}")
     for name, mb in figures.peak_rss_mb.items():
         print(f"    peak RSS {name}: {mb:.0f} MB")
+    print(f"(e) bare pipeline intents/s                 : {figures.bare_intents_per_s:,.0f}  ((b)/(bare) {figures.b_over_bare():.3f})")
+    for line in cpu_table(figures):
+        print(line)
+    print("    machine: " + ", ".join(f"{k} {v}" for k, v in figures.machine.items()))
     for line, ok in figures.verdicts().items():
         print(f"  {'MET ' if ok else 'MISS'} {line}")
 

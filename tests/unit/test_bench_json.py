@@ -7,12 +7,18 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from exoarmur_cli import bench, main
-from exoarmur_cli.bench import Figures, figures_json
+from exoarmur_cli import bench, bench_cpu, main
+from exoarmur_cli.bench import Figures, cpu_table, figures_json
+from exoarmur_cli.bench_cpu import SystemTimes
 
 FIGURES = Figures(publish_per_s=2000.0, intents_per_s=400.0, half_load_per_s=200.0, p50_ms=8.0, p99_ms=61.5,
                   half_load_completed=3000, overload_offered_per_s=1200.0, overload_accepted=900,
-                  overload_refused={"429": 300}, peak_rss_mb={"api": 90.0, "cell-0": 250.0})
+                  overload_refused={"429": 300}, peak_rss_mb={"api": 90.0, "cell-0": 250.0},
+                  bare_intents_per_s=800.0,
+                  cpu_ms_per_intent={"api": 0.7, "cell-0": 1.0, "effector": 0.5, "nats": 0.9, "client": 0.6},
+                  bare_cpu_ms_per_intent={"api": 0.4, "cell-0": 0.4, "effector": 0.2, "nats": 0.7, "client": 0.6},
+                  machine={"cpu_model": "AMD EPYC", "cores": 2, "steal_pct_b": 3.9, "steal_pct_bare": 4.6,
+                           "others_cores_b": 1.0, "others_cores_bare": 1.0})
 
 
 def test_figures_json_carries_every_figure_and_each_target_verdict() -> None:
@@ -23,6 +29,42 @@ def test_figures_json_carries_every_figure_and_each_target_verdict() -> None:
     met = {v["target"]: v["met"] for v in found["verdicts"]}
     assert met == FIGURES.verdicts() and found["all_met"] is False
     assert met["p99 at half load = 61.5 ms <= 50.0"] is False and met["peak RSS api = 90 MB <= 200"] is True
+    assert met["(b)/(bare) = 0.500 >= 0.6"] is False  # 400 / 800
+    assert found["figures"]["bare_cpu_ms_per_intent"]["nats"] == 0.7 and found["figures"]["machine"]["cores"] == 2
+    assert found["targets"]["b_over_bare_min"] == 0.6
+
+
+def test_b_over_bare_is_met_at_the_target_and_missed_without_a_bare_figure() -> None:
+    def met(figures: Figures) -> bool:
+        return next(ok for line, ok in figures.verdicts().items() if line.startswith("(b)/(bare)"))
+
+    assert met(Figures(intents_per_s=480.0, bare_intents_per_s=800.0)) is True  # 0.6 exactly
+    assert met(Figures(intents_per_s=479.0, bare_intents_per_s=800.0)) is False
+    assert met(Figures(intents_per_s=400.0)) is False  # no bare measurement is a miss, never a pass
+
+
+def test_cpu_table_puts_each_process_beside_its_bare_counterpart_with_totals() -> None:
+    lines = cpu_table(Figures(cpu_ms_per_intent={"api": 0.75, "cell-0": 1.0, "nats": 0.5},
+                              bare_cpu_ms_per_intent={"api": 0.25, "nats": 0.5, "client": 0.5}))
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert rows == {"api": ["0.750", "0.250"], "cell-0": ["1.000", "-"], "nats": ["0.500", "0.500"],
+                    "client": ["-", "0.500"], "total": ["2.250", "1.250"]}
+
+
+def test_cpu_per_intent_is_the_window_s_cpu_delta_over_the_intents_completed() -> None:
+    before = {"api": 10.0, "nats": 4.0, "gone": 1.0}
+    after = {"api": 12.0, "nats": 5.0, "new": 3.0}
+    assert bench_cpu.per_intent_ms(before, after, 1000) == {"api": 2.0, "nats": 1.0}
+    assert bench_cpu.per_intent_ms(before, after, 0) == {}
+    assert bench_cpu.per_intent_ms({"api": 5.0}, {"api": 4.0}, 10) == {"api": 0.0}  # a restarted process
+
+
+def test_steal_and_the_machine_s_other_work_over_a_window() -> None:
+    before, after = SystemTimes(busy_s=100.0, steal_s=10.0, total_s=200.0), SystemTimes(120.0, 11.0, 220.0)
+    assert bench_cpu.steal_pct(before, after) == 5.0
+    assert bench_cpu.others_cores(before, after, ours_s=12.0, window_s=10.0) == 0.8  # (20 - 12) / 10
+    assert bench_cpu.others_cores(before, after, ours_s=25.0, window_s=10.0) == 0.0
+    assert bench_cpu.steal_pct(before, before) == 0.0 and bench_cpu.others_cores(before, after, 0.0, 0.0) == 0.0
 
 
 def test_bench_json_prints_and_saves_the_same_document(tmp_path: Path, monkeypatch) -> None:
