@@ -51,7 +51,8 @@ def read_isolation(rec: Recorded) -> tuple[dict, dict]:
         "cross_tenant_reads": sum(1 for e in answered if e.value["target"] == "other")
         + sum(1 for e in legacy if e.value["target_tenant"] != e.value["caller_tenant"]),
         "cross_tenant_reads_leaked": len(leaks),
-    }, {"leaked": first(leaks), "unprobed": unprobed, "discovered": sorted(discovered or []),
+    }, {"leaked": first(leaks), "leaked_reads": first([f"#{leak['index']} {leak['path']}" for leak in leaks]),
+        "unprobed": unprobed, "discovered": sorted(discovered or []),
         "excluded": surfaces[-1].get("excluded", []) if surfaces else [],
         "statuses": {path: dict(Counter(str(e.value["status"]) for e in answered if e.value["path"] == path))
                      for path in sorted(probed)}}
