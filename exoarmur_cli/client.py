@@ -10,6 +10,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -17,6 +18,7 @@ import orjson
 from exoarmur.contracts import IntentV1, key_digest
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Expect, History, Tag, tag_text, wall_ms
+from exoarmur_cli.read_surface import Probe, tenants_mentioned
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -42,6 +44,10 @@ def intent_body(config: StackConfig, peer_id: str, node_id: str, key: str, *, ac
         "peer_id": peer_id, "node_id": node_id, "action": action, "action_class": action_class,
         "idempotency_key": key, "parameters": parameters or {}, "correlation_id": key,
     }
+
+
+def _query_string(query: dict) -> str:
+    return ("?" + urlencode(query)) if query else ""
 
 
 def intent_hash(body: dict) -> str:
@@ -108,20 +114,40 @@ class StackClient:
         self.history.append(FAIL, "submit", peer_id, {**ident, "status": status, "reason_code": reason})
         return Submitted(ident["key"], ident["tenant_id"], status, reason, False)
 
-    async def read_audit(self, peer_id: str, tenant_id: str | None = None) -> tuple[int, Any]:
-        url = f"{self.api_url}/v1/audit?limit=500" + (f"&tenant_id={tenant_id}" if tenant_id else "")
+    async def openapi_document(self) -> tuple[int, Any]:
+        """The api's OpenAPI document, as it serves it (no token: the document is public)."""
+        try:
+            return await self._call("GET", f"{self.api_url}/openapi.json", None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return 0, None
+
+    async def read_probe(self, peer_id: str, probe: Probe, target_tenant: str | None,
+                         markers: tuple[str, ...] = ()) -> int:
+        """Ask a read surface, as ``peer_id``, for data that may be another tenant's; record what the
+        answer held: every tenant a 2xx body names (``read_surface.tenants_mentioned``) and which of
+        ``markers`` (identifiers that exist only in another tenant) it contains."""
         caller = self.config.peers[peer_id]
-        value = {"caller_tenant": caller.tenant_id, "target_tenant": tenant_id or caller.tenant_id}
-        self.history.append(INVOKE, "read_audit", peer_id, value)
-        status, answer = await self._call("GET", url, caller.token)
-        if status == 200:
-            tenants = sorted({r["tenant_id"] for r in answer["records"]})
-            self.history.append(OK, "read_audit", peer_id, {**value, "status": 200, "record_tenants": tenants,
-                                                            "records": len(answer["records"])})
+        value = {"method": "GET", "path": probe.path, "url_path": probe.url_path, "query": probe.query,
+                 "target": probe.target, "target_tenant": target_tenant, "edge": probe.edge,
+                 "caller_tenant": caller.tenant_id}
+        self.history.append(INVOKE, "read_probe", peer_id, value)
+        try:
+            status, answer = await self._call("GET", self.api_url + probe.url_path + _query_string(probe.query),
+                                              caller.token)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            self.history.append(INFO, "read_probe", peer_id, {**value, "status": 0, "error": type(exc).__name__})
+            return 0
+        if 200 <= status < 300:
+            text = orjson.dumps(answer).decode()
+            records = answer.get("records") if isinstance(answer, dict) else None
+            self.history.append(OK, "read_probe", peer_id, {
+                **value, "status": status, "tenants_in_body": sorted(tenants_mentioned(answer, self.config.tenants)),
+                "markers_seen": [m for m in markers if m in text],
+                "items": len(records) if isinstance(records, list) else int(answer is not None)})
         else:
-            self.history.append(FAIL, "read_audit", peer_id, {**value, "status": status,
-                                                              "reason_code": (answer or {}).get("reason_code")})
-        return status, answer
+            reason = answer.get("reason_code") if isinstance(answer, dict) else None
+            self.history.append(FAIL, "read_probe", peer_id, {**value, "status": status, "reason_code": reason})
+        return status
 
     # --- operator --------------------------------------------------------------------------
 

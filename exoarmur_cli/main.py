@@ -409,14 +409,18 @@ def report_command(
 def self_test_command(
     defect: list[str] = typer.Option([], "--defect", help="only these defects (default: all)"),
     clean_runs: int = typer.Option(5, "--clean-runs", min=0, help="quick clean runs that must all be green"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="the first seed; defects run on seed, seed+1, ..."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="seeds each defect runs on; caught only if caught on every one"),
     out: Path = typer.Option(Path("artifacts/self-test"), "--out"),
+    as_json: bool = typer.Option(False, "--json", help="also print the full matrix as JSON on stdout"),
+    junit: Path = typer.Option(None, "--junit-xml", help="also write one testcase per defect × seed and clean run"),
 ) -> None:
     """Show every gate can go red: each defect must turn its gate RED; clean runs must stay GREEN."""
     from rich.table import Table
 
     from exoarmur.defects import parse as parse_defects
-    from exoarmur_cli.selftest import EXPECTED, matrix_rows, self_test
+    from exoarmur_cli.selftest import EXPECTED, self_test
+    from exoarmur_cli.selftest_report import junit_xml, matrix_rows, to_json
 
     try:
         chosen = parse_defects(defect) if defect else list(EXPECTED)
@@ -425,20 +429,25 @@ def self_test_command(
     began = time.monotonic()
     try:
         result = self_test(out, chosen, clean_runs, seed,
-                           lambda line: console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}"))
+                           lambda line: console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}"),
+                           seeds=seeds)
     except KeyboardInterrupt:
         reap_all()
         raise typer.Exit(EXIT_INTERRUPTED)
     except KNOWN_ERRORS as exc:
         reap_all()
         fail(exc, exit_code_for(exc))
-    table = Table("defect", *[f"G{g}" for g in range(1, 9)], "expected criterion", "result",
+    table = Table("defect", *[f"G{g}" for g in range(1, 9)], "expected criterion", "seeds caught", "result",
                   title="Defect × gate (self-test)")
     for row in matrix_rows(result):
         table.add_row(*row)
     console.print(table)
-    for n, (verdict, bundle) in enumerate(result.clean_runs, 1):
-        console.print(f"clean run {n}: {verdict}  {bundle}")
+    for n, run in enumerate(result.clean_runs, 1):
+        console.print(f"clean run {n}: {run.overall}  {run.bundle}")
+    if junit is not None:
+        junit.write_text(junit_xml(result))
+    if as_json:
+        print(orjson.dumps(to_json(result), option=orjson.OPT_INDENT_2).decode())
     console.print(f"self-test {'PASSED' if result.ok else 'FAILED'} in {time.monotonic() - began:.0f}s")
     raise typer.Exit(EXIT_OK if result.ok else EXIT_RED)
 

@@ -1,8 +1,9 @@
 """``exoarmur self-test``: every gate must be able to go red.
 
 For each injectable defect, run the scenarios of the gate it threatens against a stack carrying
-that defect and require the gate RED with the expected criterion among the failed ones. Then run
-the clean stack several times and require all green every time. A defect that escapes is fixed
+that defect, on each of N seeds, and require the gate RED with the expected criterion among the
+failed ones on every seed. Then run the clean stack several times and require all green every time.
+The matrix, its JSON and its JUnit XML are built in ``selftest_report``. A defect that escapes is fixed
 with a sharper scenario or criterion, never with a special case: nothing here is visible to the
 scenarios or checkers, which never learn which defect is injected.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from exoarmur.defects import Defect
-from exoarmur_cli.gates import Verdict
+from exoarmur_cli.gates import GateResult, Verdict
 from exoarmur_cli.run import Run, RunOptions
 
 # defect -> (the gate it threatens, the criterion's metric that must be among the failed ones)
@@ -47,63 +48,94 @@ EXPECTED: dict[Defect, tuple[int, str]] = {
 
 
 @dataclass(frozen=True)
+class FailedCriterion:
+    gate: int
+    metric: str
+    expr: str
+    value: float | None  # None: nothing was measured
+
+
+@dataclass(frozen=True)
+class JudgedRun:
+    """One run of the self-test as judged: each gate's verdict and every criterion that failed."""
+
+    seed: int
+    overall: str
+    verdicts: dict[int, str]  # gate -> GREEN | RED | INCOMPLETE
+    failed: tuple[FailedCriterion, ...]
+    bundle: str
+
+    def failed_metrics(self, gate: int) -> tuple[str, ...]:
+        return tuple(f.metric for f in self.failed if f.gate == gate)
+
+
+def judged_run(seed: int, overall: str, results: list[GateResult], bundle: str) -> JudgedRun:
+    return JudgedRun(seed, overall, {r.gate_id: r.verdict.value for r in results},
+                     tuple(FailedCriterion(r.gate_id, c.metric, c.expr, c.value) for r in results for c in r.failed),
+                     bundle)
+
+
+@dataclass(frozen=True)
 class DefectOutcome:
+    """One defect over every seed: caught only when, on each seed, its gate is RED with the
+    expected criterion among the failed ones."""
+
     defect: str
     gate: int
     expected_metric: str
-    verdict: str
-    failed_metrics: tuple[str, ...]
-    bundle: str
+    runs: tuple[JudgedRun, ...]  # one per seed
+
+    def caught_on(self, run: JudgedRun) -> bool:
+        return run.verdicts.get(self.gate) == Verdict.RED.value and self.expected_metric in run.failed_metrics(self.gate)
 
     @property
     def caught(self) -> bool:
-        return self.verdict == Verdict.RED.value and self.expected_metric in self.failed_metrics
+        return bool(self.runs) and all(self.caught_on(run) for run in self.runs)
+
+    @property
+    def escaped_seeds(self) -> tuple[int, ...]:
+        return tuple(run.seed for run in self.runs if not self.caught_on(run))
 
 
 @dataclass
 class SelfTestReport:
     defects: list[DefectOutcome] = field(default_factory=list)
-    clean_runs: list[tuple[str, str]] = field(default_factory=list)  # (overall, bundle)
+    clean_runs: list[JudgedRun] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(d.caught for d in self.defects) and all(v == Verdict.GREEN.value for v, _ in self.clean_runs)
+        return all(d.caught for d in self.defects) and all(r.overall == Verdict.GREEN.value for r in self.clean_runs)
 
 
-def run_defect(defect: Defect, out: Path, seed: int, progress: Callable[[str], None]) -> DefectOutcome:
-    gate, metric = EXPECTED[defect]
+def run_defect(defect: Defect, out: Path, seed: int, progress: Callable[[str], None]) -> JudgedRun:
+    """One quick run of the gate ``defect`` threatens, on a stack carrying it."""
+    gate, _ = EXPECTED[defect]
     run = Run(RunOptions(gates=(gate,), profile="quick", seed=seed, out=out, defects=(defect.value,)), progress)
     outcome = asyncio.run(run.execute())
-    result = outcome.results[0]
-    failed = tuple(c.metric for c in result.failed)
-    return DefectOutcome(defect.value, gate, metric, result.verdict.value, failed, str(outcome.bundle))
+    return judged_run(seed, outcome.overall.value, outcome.results, str(outcome.bundle))
 
 
-def run_clean(out: Path, seed: int, progress: Callable[[str], None]) -> tuple[str, str]:
+def run_clean(out: Path, seed: int, progress: Callable[[str], None]) -> JudgedRun:
     outcome = asyncio.run(Run(RunOptions(profile="quick", seed=seed, out=out), progress).execute())
-    return outcome.overall.value, str(outcome.bundle)
+    return judged_run(seed, outcome.overall.value, outcome.results, str(outcome.bundle))
 
 
 def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
-              progress: Callable[[str], None]) -> SelfTestReport:
+              progress: Callable[[str], None], seeds: int = 1) -> SelfTestReport:
+    """Each defect on ``seeds`` seeds (``seed``, ``seed + 1``, ...), then ``clean_runs`` clean runs."""
     report = SelfTestReport()
     for defect in defects:
-        progress(f"defect {defect.value}: gate {EXPECTED[defect][0]}")
-        report.defects.append(run_defect(defect, out, seed, lambda _line: None))
-        progress(f"  {'caught' if report.defects[-1].caught else 'ESCAPED'}: {report.defects[-1].verdict} "
-                 f"failed {', '.join(report.defects[-1].failed_metrics) or '-'}")
+        gate, metric = EXPECTED[defect]
+        runs = []
+        for n in range(seeds):
+            progress(f"defect {defect.value}: gate {gate}, seed {seed + n}")
+            runs.append(run_defect(defect, out, seed + n, lambda _line: None))
+            judged = DefectOutcome(defect.value, gate, metric, (runs[-1],))
+            progress(f"  {'caught' if judged.caught else 'ESCAPED'}: {runs[-1].verdicts.get(gate)} "
+                     f"failed {', '.join(runs[-1].failed_metrics(gate)) or '-'}")
+        report.defects.append(DefectOutcome(defect.value, gate, metric, tuple(runs)))
     for n in range(clean_runs):
         progress(f"clean run {n + 1}/{clean_runs}")
         report.clean_runs.append(run_clean(out, seed + n, lambda _line: None))
-        progress(f"  {report.clean_runs[-1][0]}")
+        progress(f"  {report.clean_runs[-1].overall}")
     return report
-
-
-def matrix_rows(report: SelfTestReport) -> list[list[str]]:
-    """defect × gate: the verdict in the threatened gate's column, '·' elsewhere."""
-    rows = []
-    for d in report.defects:
-        cells = ["·"] * 8
-        cells[d.gate - 1] = f"{d.verdict}{'' if d.caught else ' (ESCAPED)'}"
-        rows.append([d.defect, *cells, d.expected_metric, "caught" if d.caught else "ESCAPED"])
-    return rows

@@ -11,7 +11,7 @@ from typing import Callable
 
 from exoarmur_cli.checkers import (
     access, admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, policy, power_loss,
-    safety, wire,
+    reads, safety, wire,
 )
 from exoarmur_cli.recorded import Recorded
 
@@ -34,6 +34,7 @@ CHECKERS: dict[str, Checker] = {
     "operator_door": approvals.operator_door,
     "tenancy": safety.tenancy,
     "access": access.access,
+    "read_isolation": reads.read_isolation,
     "timeouts": faults.timeouts,
     "retries": faults.retries,
     "breaker": faults.breaker,

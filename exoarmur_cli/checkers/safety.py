@@ -179,10 +179,6 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "tenancy")
     cross = [s for s in subs if s.tag == Tag.CROSS_TENANT]
     bad = [s for s in subs if s.tag == Tag.BAD_INPUT]
-    reads = [e for e in rec.history if e.f == "read_audit" and e.type in ("ok", "fail")]
-    leaked_reads = [e.index for e in reads if e.type == OK and (
-        e.value["target_tenant"] != e.value["caller_tenant"]
-        or any(t != e.value["caller_tenant"] for t in e.value["record_tenants"]))]
     owners = rec.run.node_owners
     foreign_effects = [row["idempotency_key"] for row in rec.ledger if owners.get(row["node_id"]) != row["tenant_id"]]
     foreign_records = [r["idempotency_key"] for r in _records(rec)
@@ -205,8 +201,6 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
         "bad_input_attempts": len(bad),
         "quiet_submissions": sum(1 for s in subs if s.tag.startswith("quiet")),
         "cross_tenant_accepted": sum(1 for s in cross if s.accepted or s.done is None),
-        "cross_tenant_reads": sum(1 for e in reads if e.value["target_tenant"] != e.value["caller_tenant"]),
-        "cross_tenant_reads_leaked": len(leaked_reads),
         "cross_tenant_effects": len(foreign_effects) + len(foreign_records) if owners else None,
         "effects_off_their_intent": len(off_target),
         "bad_input_not_refused_4xx": sum(1 for s in bad if not (s.refused and 400 <= s.done.value["status"] < 500
@@ -216,6 +210,6 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
         "quiet_tenant_latency_ratio": under / max(baseline, 1.0) if under is not None and baseline is not None else None,
         "quiet_tenant_refused": quiet_refused,
         "noisy_tenant_rate_limited": noisy_limited,
-    }, {"leaked_reads": first(leaked_reads), "foreign_effects": first(foreign_effects),
+    }, {"foreign_effects": first(foreign_effects),
         "effects_off_their_intent": first(off_target),
         "foreign_records": first(foreign_records)}

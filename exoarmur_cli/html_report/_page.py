@@ -123,8 +123,10 @@ G5_VIOLATIONS = (("executed while the global switch was engaged", "executions_wh
                  ("executed while its tenant's switch was engaged", "tenant_switch_leaks", "killswitch.tenant_leaks"),
                  ("executed while the switch state was unreadable", "fail_closed_executions", "killswitch.fail_open"),
                  ("A2/A3 executed without approval", "unapproved_a2a3_executed", "killswitch.unapproved"))
-G6_VIOLATIONS = (("cross-tenant reads that returned records (event index)", "cross_tenant_reads_leaked",
-                  "tenancy.leaked_reads"),
+G6_VIOLATIONS = (("cross-tenant reads whose answer held another tenant's data (event index, path)",
+                  "cross_tenant_reads_leaked", "read_isolation.leaked_reads"),
+                 ("read surfaces of the OpenAPI document never probed", "cross_tenant_read_endpoints_unprobed",
+                  "read_isolation.unprobed"),
                  ("effects or EXECUTED records on another tenant's node", "cross_tenant_effects",
                   "tenancy.foreign_effects"))
 

@@ -12,7 +12,7 @@ from exoarmur import natsio
 from exoarmur.contracts import Outcome, ReasonCode
 from exoarmur_cli.client import intent_hash
 from exoarmur_cli.history import EXECUTED_OK, Expect, Tag
-from exoarmur_cli.scenarios import access
+from exoarmur_cli.scenarios import access, read_probes
 from exoarmur_cli.scenarios.base import Context
 from exoarmur_cli.scenarios.params import KillswitchParams, ReplayParams, TenancyParams, as_
 
@@ -197,8 +197,6 @@ async def tenancy(ctx: Context) -> None:
     _, body = ctx.body(own)
     cross.append(await ctx.client.submit(peer, body, token=ctx.config.peers[ctx.peers_of(other)[0]].token,
                                          tag=Tag.CROSS_TENANT))
-    await ctx.client.read_audit(peer, tenant_id=other)
-    await ctx.client.read_audit(peer)
     # Malformed and unauthenticated input is refused with a reason code, never a 500.
     await ctx.client.submit(peer, body, raw=b"{not json", tag=Tag.BAD_INPUT)
     await ctx.client.submit(peer, {**body, "surprise": 1}, tag=Tag.BAD_INPUT)
@@ -219,4 +217,6 @@ async def tenancy(ctx: Context) -> None:
                                                    tag=Tag.NOISY))
     under = await ctx.submit_at_rate(quiet_body, quiet_rate, p.phase_s, tag=Tag.QUIET_NOISE)
     await ctx.settle(baseline + under + await noisy + cross + forged_ahead)
-    await ctx.client.read_audit(ctx.peers_of(t[8])[0])
+    # 3. Reads: every read surface of the api's OpenAPI document, asked by a peer of one tenant for
+    # another's data, once every tenant above has records.
+    await read_probes.probe_read_surface(ctx, own, other)

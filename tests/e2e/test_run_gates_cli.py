@@ -430,6 +430,10 @@ def test_an_injected_defect_turns_g6_red_and_is_named(tmp_path: Path, nothing_le
     assert result["overall"] == "RED" and [g["verdict"] for g in result["gates"]] == ["RED"]
     failed = [c["expr"] for c in result["gates"][0]["criteria"] if not c["passed"]]
     assert "cross_tenant_reads_leaked == 0" in failed  # the leak itself, measured
+    judged = {c["expr"]: c for c in result["gates"][0]["criteria"]}
+    # every read surface the live OpenAPI document declared was probed: the leak is not for want of probes
+    assert judged["cross_tenant_read_endpoints_unprobed == 0"]["passed"]
+    assert judged["cross_tenant_read_endpoints_probed >= 2"]["value"] >= 2
 
     bundle = out / "reality_run_001"
     pass_fail = (bundle / PASS_FAIL).read_text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from exoarmur.defects import Defect
-from exoarmur_cli.selftest import EXPECTED, run_defect
+from exoarmur_cli.selftest import EXPECTED, DefectOutcome, run_defect
 
 pytestmark = pytest.mark.selftest
 
@@ -17,8 +17,10 @@ def test_every_defect_has_an_expected_gate() -> None:
 
 @pytest.mark.parametrize("defect", list(EXPECTED), ids=lambda d: d.value)
 def test_defect_turns_its_gate_red(defect: Defect, tmp_path) -> None:
+    gate, metric = EXPECTED[defect]
     outcome = run_defect(defect, tmp_path, seed=0, progress=lambda _line: None)
-    assert outcome.verdict == "RED", outcome
-    assert outcome.expected_metric in outcome.failed_metrics, outcome
+    assert outcome.verdicts[gate] == "RED", outcome
+    assert metric in outcome.failed_metrics(gate), outcome
+    assert DefectOutcome(defect.value, gate, metric, (outcome,)).caught
     pass_fail = (tmp_path / outcome.bundle.split("/")[-1] / "PASS_FAIL.txt").read_text()
     assert "NOT A CLEAN RUN" in pass_fail and defect.value in pass_fail

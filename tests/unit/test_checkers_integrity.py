@@ -202,3 +202,15 @@ def test_operator_write_and_approval_refusals_are_counted_like_submissions():
     assert (metrics["refusals_observed"], metrics["refusal_counter_mismatch"]) == (2, 0)
     metrics, _ = refusals(recorded(hist, events=rows[:1]))
     assert metrics["refusal_counter_mismatch"] == 1
+
+
+def test_read_probe_refusals_count_but_not_found_and_out_of_range_answers_do_not():
+    hist = Hist()
+    hist.add("fail", "read_probe", "p1", "tenancy", path="/v1/audit", status=403, reason_code="TENANT_MISMATCH")
+    hist.add("fail", "read_probe", "p1", "tenancy", path="/v1/killswitches", status=403, reason_code="FORBIDDEN")
+    hist.add("fail", "read_probe", "p1", "tenancy", path="/v1/intents/{k}", status=404, reason_code="NOT_FOUND")
+    hist.add("fail", "read_probe", "p1", "tenancy", path="/v1/audit", status=422, reason_code=None)
+    rows = [refusal_row("TENANT_MISMATCH", 1), refusal_row("FORBIDDEN", 1)]
+    metrics, _ = refusals(recorded(hist, events=rows))
+    assert (metrics["refusals_observed"], metrics["refusal_counter_mismatch"]) == (2, 0)
+    assert metrics["unreasoned_refusals"] == 0
