@@ -57,7 +57,7 @@ class Cell:
         self.delivery = choose(Delivery(), DELIVERY_DEFECTS, defects)
         self.effector = EffectorCaller(choose(EffectorCalls(), EFFECTOR_CALL_DEFECTS, defects),
                                        random.Random(f"{config.seed}:{cell_id}"), self._on_transition,
-                                       config.nodes)
+                                       config.nodes, config.bound("effect_deadline_skew_ms"))
         self.max_inflight = config.bound("cell_inflight")
         self.inflight = asyncio.Semaphore(self.max_inflight)
         self.approval_wait_ms = config.bound("approval_wait_ms")
@@ -123,6 +123,8 @@ class Cell:
     # --- one intent ------------------------------------------------------------------------
 
     async def handle(self, msg) -> None:
+        # The end of this delivery's budget (``_guarded``): no effector call may outlive it.
+        not_after_ms = now_ms() + int(deadline_s(TimeoutCategory.EXECUTION_INTENT) * 1000)
         try:
             intent = IntentV1.model_validate_json(msg.data)
         except ValidationError:
@@ -149,7 +151,8 @@ class Cell:
         if decision.execute:
             try:
                 execution = await self.effector.execute(intent, self.delivery.effect_key_suffix(msg),
-                                                        redelivered=self.delivery.is_redelivery(msg))
+                                                        redelivered=self.delivery.is_redelivery(msg),
+                                                        not_after_ms=not_after_ms)
             except EffectUnknown as unknown:
                 if msg.metadata.num_delivered < UNKNOWN_EFFECT_MAX_DELIVERIES:
                     await msg.nak(delay=UNKNOWN_EFFECT_RETRY_S)  # ask again later: never record a guess
