@@ -177,6 +177,19 @@ class Decision(_Wire):
     execute: bool = False
 
 
+class DecisionJournalV1(_Wire):
+    """A cell's EXECUTE decision for one intent and the snapshot it was made on, journaled (first
+    writer wins) before the effector is called. A redelivery reuses it instead of deciding afresh,
+    so the terminal record states the decision the effect was applied under."""
+
+    tenant_id: str
+    idempotency_key: str
+    intent_hash: str
+    decision: Decision
+    snapshot: SafetySnapshot
+    cell_id: str
+
+
 class EffectorReceipt(_Wire):
     idempotency_key: str
     receipt_id: str

@@ -11,8 +11,9 @@ anonymous access. Each role's reply inbox is its own (``_INBOX.<role>.>``, the c
 - ``api`` publishes intents (the only role that may) and its refusal counters, reads intents and
   audit records by direct get, the pending depth of the cells' consumer, and is the operator path:
   the only role that writes the ``safety`` and ``approvals`` buckets.
-- ``cell`` pulls from and acks the cells' consumer, publishes terminal records (the only role that
-  may), pending and breaker events, and reads the switches and approvals by direct get.
+- ``cell`` pulls from and acks the cells' consumer, publishes terminal records and its decision
+  journal (the only role that may either), pending and breaker events, and reads the switches,
+  approvals, records and journal by direct get.
 - ``harness`` reads: stream and consumer info, direct gets, ephemeral pull consumers for the
   export, the audit subjects. It may not create or pull the cells' consumer, nor write anything.
 - ``nemesis`` is the harness's fault injection (corrupting the ``safety`` bucket to show that an
@@ -53,9 +54,10 @@ ROLES: dict[str, Permissions] = {
         "$KV.safety.>", "$KV.approvals.>",
     )),
     "cell": Permissions(publish=(
-        "exo.audit.>", "exo.events.pending.>", "exo.events.breaker.>",
+        "exo.audit.>", "exo.journal.>", "exo.events.pending.>", "exo.events.breaker.>",
         f"{JS}.CONSUMER.MSG.NEXT.INTENTS.cells", "$JS.ACK.INTENTS.cells.>",
-        f"{JS}.DIRECT.GET.AUDIT.>", f"{JS}.DIRECT.GET.KV_safety.>", f"{JS}.DIRECT.GET.KV_approvals.>",
+        f"{JS}.DIRECT.GET.AUDIT.>", f"{JS}.DIRECT.GET.JOURNAL.>", f"{JS}.DIRECT.GET.KV_safety.>",
+        f"{JS}.DIRECT.GET.KV_approvals.>",
     )),
     "harness": Permissions(
         publish=(f"{JS}.STREAM.INFO.*", f"{JS}.CONSUMER.INFO.*.*", f"{JS}.CONSUMER.CREATE.*.*",

@@ -3,7 +3,9 @@
 Subjects carry the tenant and a digest of the idempotency key, so "the record of this
 intent" is one subject: the AUDIT stream keeps at most one message per subject and refuses
 a second (``discard_new_per_subject``), which makes "exactly one terminal record per
-intent" a property the server enforces, not one the cells must remember.
+intent" a property the server enforces, not one the cells must remember. The JOURNAL stream
+holds, the same way, the one EXECUTE decision a cell made for an intent before calling the
+effector, so a redelivery reuses it instead of deciding afresh over an applied effect.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from exoarmur.stackconfig import StackConfig
 INTENTS_STREAM = "INTENTS"
 AUDIT_STREAM = "AUDIT"
 EVENTS_STREAM = "EVENTS"
+JOURNAL_STREAM = "JOURNAL"
 CELLS_CONSUMER = "cells"
 SAFETY_BUCKET = "safety"
 APPROVALS_BUCKET = "approvals"
@@ -44,6 +47,10 @@ def intent_subject(tenant_id: str, digest: str) -> str:
 
 def audit_subject(tenant_id: str, digest: str) -> str:
     return f"exo.audit.{tenant_id}.{digest}"
+
+
+def journal_subject(tenant_id: str, digest: str) -> str:
+    return f"exo.journal.{tenant_id}.{digest}"
 
 
 def tenant_switch_key(tenant_id: str) -> str:
@@ -135,6 +142,15 @@ def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE) -> lis
             discard=js_api.DiscardPolicy.NEW,
             discard_new_per_subject=True,
             duplicate_window=DUPLICATE_WINDOW_S,
+            allow_direct=True,
+        ),
+        js_api.StreamConfig(  # the cells' decision journal: one EXECUTE decision per intent, first wins
+            name=JOURNAL_STREAM,
+            subjects=["exo.journal.>"],
+            storage=storage,
+            max_msgs_per_subject=1,
+            discard=js_api.DiscardPolicy.NEW,
+            discard_new_per_subject=True,
             allow_direct=True,
         ),
         js_api.StreamConfig(

@@ -5,10 +5,17 @@ key, so a retry re-reads the first receipt instead of acting again), each attemp
 EFFECTOR_CALL deadline, all of them under EXECUTION_CONTAINMENT, with bounded jittered retries
 (``effector_call``) behind the effector circuit breaker. A run of failures whose answers may have
 been lost is reconciled by asking the effector (``GET /v1/effects/{key}``) before recording FAILED.
+
+The deadline fence: every call carries its absolute deadline (``Exo-Deadline-Ms``, wall-clock ms),
+and the effector refuses to apply a call whose deadline has passed when it writes its ledger. So
+a call the cell stopped waiting for (a timeout, a lost connection) is settled once its deadline
+plus the allowed clock skew (``effect_deadline_skew_ms``) has passed: it was applied before then,
+or it never will be. The cell waits for that instant before asking, so "not applied" is final.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -20,21 +27,40 @@ from urllib.parse import quote
 import aiohttp
 
 from exoarmur import natsio
+from exoarmur.clock import now_ms
 from exoarmur.contracts import EffectorReceipt, IntentV1, Outcome, ReasonCode
 from exoarmur.defects import Defect
 from exoarmur.errors import BreakerOpen, DeadlineExceeded, ExoError, RetryExhausted
 from exoarmur.reliability.breaker import BREAKER_POLICIES, BreakerState, CircuitBreaker, Transition
+from exoarmur.reliability.bounds import BOUNDS
 from exoarmur.reliability.retry import RETRY_POLICIES, RetryPolicy, retry_async
-from exoarmur.reliability.timeouts import TimeoutCategory, with_deadline
+from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_deadline
 from exoarmur.seams import Alternatives
 
 T = TypeVar("T")
 
+DEADLINE_HEADER = "Exo-Deadline-Ms"  # the effector's name for it (exoarmur.effector.app)
+DEADLINE_PASSED_STATUS = 412  # the effector's answer to a call it refused as past its deadline
+
 
 class EffectorFault(ExoError):
-    """The effector answered 5xx or could not be reached: worth another attempt."""
+    """The effector answered 5xx or could not be reached: worth another attempt.
+
+    ``answered``: the effector answered (the call is over at its end); otherwise the connection
+    failed and the call's fate is unseen until its deadline has passed."""
 
     reason_code = ReasonCode.EFFECTOR_ERROR
+
+    def __init__(self, message: str, *, answered: bool = True) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
+class EffectorLate(DeadlineExceeded):
+    """The effector refused the call because its deadline had passed: not applied (answered)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason_code=ReasonCode.TIMEOUT_EFFECTOR_CALL)
 
 
 class EffectorRejected(ExoError):
@@ -150,21 +176,33 @@ class EffectorCaller:
     """One cell's way to the effector: its HTTP session, breaker and retry RNG."""
 
     def __init__(self, calls: EffectorCalls, rng: random.Random, on_transition: Callable[[Transition], None],
-                 node_owners: Mapping[str, str] | None = None) -> None:
+                 node_owners: Mapping[str, str] | None = None,
+                 skew_ms: int = BOUNDS["effect_deadline_skew_ms"].limit) -> None:
         self.calls = calls
+        self.skew_ms = skew_ms
         self.node_owners = node_owners or {}
         self.rng = rng
         self.breaker = calls.breaker(on_transition)
         self.http: aiohttp.ClientSession | None = None
 
-    async def execute(self, intent: IntentV1, key_suffix: str = "", *, redelivered: bool = False) -> Execution:
+    async def execute(self, intent: IntentV1, key_suffix: str = "", *, redelivered: bool = False,
+                      not_after_ms: int | None = None) -> Execution:
         """Apply ``intent`` (retrying within policy); EXECUTED with its receipt, or FAILED with why.
 
-        Before FAILED it asks the effector whether the key was applied after all, whenever an
-        attempt was made or the intent is a redelivery (a killed cell's call may have landed); if
-        the effector cannot say about a redelivery, ``EffectUnknown``."""
+        Every call's deadline (sent along) ends no later than the containment deadline nor than
+        ``not_after_ms``, the end of the intent's own budget, so no call of this delivery can
+        still be applied once a redelivery comes. Before FAILED it asks the effector whether the
+        key was applied after all, whenever an attempt was made or the intent is a redelivery (a
+        killed cell's call may have landed), first waiting out the deadline (plus skew) of every
+        call whose answer it did not see. If the effector cannot say, and a call's fate is unseen
+        or the intent is a redelivery, ``EffectUnknown``."""
         attempts = 0
         first_seen: list[str] = []
+        unseen_deadlines: list[int] = []  # deadlines of calls sent whose answer never came
+        call_ms = int(deadline_s(TimeoutCategory.EFFECTOR_CALL) * 1000)
+        last_ms = now_ms() + int(deadline_s(TimeoutCategory.EXECUTION_CONTAINMENT) * 1000)
+        if not_after_ms is not None:
+            last_ms = min(last_ms, not_after_ms)
 
         async def attempt(_index: int) -> EffectorReceipt:
             nonlocal attempts
@@ -174,9 +212,12 @@ class EffectorCaller:
             if not self.breaker.allow(now):
                 raise BreakerOpen("effector breaker is open")
             attempts += 1
+            call_deadline_ms = min(now_ms() + call_ms, last_ms)
             try:
-                receipt = await self._call_effector(intent, self.calls.attempt_key(key_suffix))
-            except BaseException:  # every allowed call must be recorded, or a probe slot leaks
+                receipt = await self._call_effector(intent, self.calls.attempt_key(key_suffix), call_deadline_ms)
+            except BaseException as exc:  # every allowed call must be recorded, or a probe slot leaks
+                if not _answered(exc):
+                    unseen_deadlines.append(call_deadline_ms)
                 self.breaker.record_failure(time.monotonic())
                 raise
             self.breaker.record_success(time.monotonic())
@@ -194,14 +235,19 @@ class EffectorCaller:
             failed = Execution(Outcome.FAILED, reason, None, attempts, _first(first_seen))
             if not (attempts or redelivered):
                 return failed  # nothing was ever sent for this intent
-            # An attempt may have been applied with its answer lost: ask before recording FAILED.
+            # An attempt may have been applied with its answer lost: ask before recording FAILED,
+            # once no call still in flight can be applied (the effector refuses it past its deadline).
+            if unseen_deadlines:
+                await asyncio.sleep(max(0, max(unseen_deadlines) + self.skew_ms - now_ms()) / 1000)
             applied = await self._applied_receipt(intent, key_suffix)
             if applied is _ABSENT:
-                return failed
+                return failed  # it was not applied, and past the deadlines it never can be
             if applied is None:
-                if redelivered:  # an earlier delivery's call may have landed: never record a guess
+                if redelivered or unseen_deadlines:  # a call may have landed: never record a guess
                     raise EffectUnknown(failed)
-                return failed  # this delivery's own attempts only: FAILED, "not known to be applied"
+                # Every call of ours was answered: none can still land. (A 5xx answer may hide an
+                # effect applied with its response lost; unconfirmable, it is FAILED as before.)
+                return failed
             receipt = applied
         return Execution(Outcome.EXECUTED, ReasonCode.OK, receipt, attempts, _first(first_seen))
 
@@ -222,12 +268,15 @@ class EffectorCaller:
             return _ABSENT
         return EffectorReceipt.model_validate_json(content) if status == 200 else None
 
-    async def _call_effector(self, intent: IntentV1, key_suffix: str = "") -> EffectorReceipt:
+    async def _call_effector(self, intent: IntentV1, key_suffix: str = "",
+                             deadline_ms: int | None = None) -> EffectorReceipt:
         intent_ref = natsio.msg_id(intent.tenant_id, intent.idempotency_key)
         body = {"intent_ref": intent_ref, "tenant_id": intent.tenant_id,
                 "node_id": self.calls.target_node(intent, self.node_owners),
                 "action": intent.action, "parameters": intent.parameters}
         headers = {"Idempotency-Key": intent_ref + key_suffix}
+        if deadline_ms is not None:
+            headers[DEADLINE_HEADER] = str(deadline_ms)
 
         async def post() -> tuple[int, bytes]:
             async with self.http.post("/v1/effects", json=body, headers=headers) as response:
@@ -236,12 +285,19 @@ class EffectorCaller:
         try:
             status, content = await self.calls.within(TimeoutCategory.EFFECTOR_CALL, post())
         except aiohttp.ClientError as exc:
-            raise EffectorFault(f"effector unreachable: {type(exc).__name__}") from None
+            raise EffectorFault(f"effector unreachable: {type(exc).__name__}", answered=False) from None
+        if status == DEADLINE_PASSED_STATUS:
+            raise EffectorLate(f"effector refused the call past its deadline: {content[:200]!r}")
         if status >= 500:
             raise EffectorFault(f"effector answered {status}")
         if status >= 400:
             raise EffectorRejected(f"effector refused: {status} {content[:200]!r}")
         return EffectorReceipt.model_validate_json(content)
+
+
+def _answered(exc: BaseException) -> bool:
+    """The effector answered this call, so it is over at the effector's end (applied or not)."""
+    return isinstance(exc, (EffectorRejected, EffectorLate)) or (isinstance(exc, EffectorFault) and exc.answered)
 
 
 def _first(values: list[str]) -> str | None:

@@ -3,9 +3,13 @@
 The order is what makes a cell safe to kill at any instant:
 
 1. a terminal record already exists for this intent → ack and stop (a redelivery);
-2. read the safety state fresh (unreadable → fail closed) and ``decide`` — pure;
-3. if allowed, call the effector with the intent's idempotency key (it applies at most once,
-   so a retry or a redelivery re-reads the first receipt instead of acting again);
+2. a redelivery whose EXECUTE decision was journaled reuses that decision and its snapshot (its
+   effect may be applied already: deciding afresh could record DENIED over it); otherwise read
+   the safety state fresh (unreadable → fail closed) and ``decide`` — pure;
+3. if allowed, journal the decision (first writer wins; a redelivery that lost the race takes
+   the journaled one), and only then call the effector with the intent's idempotency key (it
+   applies at most once, so a retry or a redelivery re-reads the first receipt instead of acting
+   again; each call carries a deadline past which the effector refuses it);
 4. publish the sealed audit record to its own subject, which the AUDIT stream accepts once;
 5. ack only after that publish is acknowledged (``sync_interval: always``: on disk).
 
@@ -31,7 +35,15 @@ from exoarmur.cell.delivery import DELIVERY_DEFECTS, Delivery
 from exoarmur.cell.effects import EFFECTOR_CALL_DEFECTS, EffectorCalls, EffectorCaller, EffectUnknown, Execution
 from exoarmur.cell.safety import SAFETY_DEFECTS, Safety
 from exoarmur.clock import now_ms
-from exoarmur.contracts import AuditRecordV1, IntentV1, Outcome, audit_id_for
+from exoarmur.contracts import (
+    AuditRecordV1,
+    Decision,
+    DecisionJournalV1,
+    IntentV1,
+    Outcome,
+    SafetySnapshot,
+    audit_id_for,
+)
 from exoarmur.reliability.breaker import Transition
 from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_deadline
 from exoarmur.seams import choose, injected
@@ -57,7 +69,7 @@ class Cell:
         self.delivery = choose(Delivery(), DELIVERY_DEFECTS, defects)
         self.effector = EffectorCaller(choose(EffectorCalls(), EFFECTOR_CALL_DEFECTS, defects),
                                        random.Random(f"{config.seed}:{cell_id}"), self._on_transition,
-                                       config.nodes)
+                                       config.nodes, config.bound("effect_deadline_skew_ms"))
         self.max_inflight = config.bound("cell_inflight")
         self.inflight = asyncio.Semaphore(self.max_inflight)
         self.approval_wait_ms = config.bound("approval_wait_ms")
@@ -123,6 +135,8 @@ class Cell:
     # --- one intent ------------------------------------------------------------------------
 
     async def handle(self, msg) -> None:
+        # The end of this delivery's budget (``_guarded``): no effector call may outlive it.
+        not_after_ms = now_ms() + int(deadline_s(TimeoutCategory.EXECUTION_INTENT) * 1000)
         try:
             intent = IntentV1.model_validate_json(msg.data)
         except ValidationError:
@@ -134,22 +148,30 @@ class Cell:
         # On a first delivery the check is skipped: the audit subject accepts one record and the
         # effector one application per key, so a rare resubmission after the duplicate window
         # still converges; redeliveries (a crash mid-way) are where the check saves work.
-        if self.delivery.is_redelivery(msg) and await self._already_recorded(subject):
+        redelivered = self.delivery.is_redelivery(msg)
+        if redelivered and await self._already_recorded(subject):
             await msg.ack()
             return
-        submitted_at_ms = int(msg.metadata.timestamp.timestamp() * 1000)
-        base = dict(node_tenant=self.config.nodes.get(intent.node_id), submitted_at_ms=submitted_at_ms,
-                    approval_wait_ms=self.approval_wait_ms)
-        decision, snapshot = self.safety.decide(intent, await self.safety.snapshot(self.js, intent, base))
-        if decision.outcome is Outcome.PENDING_APPROVAL:
-            await self._announce_pending(intent, digest)
-            await msg.nak(delay=APPROVAL_POLL_S)
-            return
+        journal = natsio.journal_subject(intent.tenant_id, digest)
+        journaled = await self._journaled(journal) if redelivered else None
+        if journaled is not None:  # an earlier delivery decided EXECUTE, and may have applied it
+            decision, snapshot = journaled
+        else:
+            submitted_at_ms = int(msg.metadata.timestamp.timestamp() * 1000)
+            base = dict(node_tenant=self.config.nodes.get(intent.node_id), submitted_at_ms=submitted_at_ms,
+                        approval_wait_ms=self.approval_wait_ms)
+            decision, snapshot = self.safety.decide(intent, await self.safety.snapshot(self.js, intent, base))
+            if decision.outcome is Outcome.PENDING_APPROVAL:
+                await self._announce_pending(intent, digest)
+                await msg.nak(delay=APPROVAL_POLL_S)
+                return
+            if decision.execute:  # durable before any effect: a redelivery must find it
+                decision, snapshot = await self._journal(journal, intent, decision, snapshot)
         execution = Execution(decision.outcome, decision.reason_code, None, 0)
         if decision.execute:
             try:
                 execution = await self.effector.execute(intent, self.delivery.effect_key_suffix(msg),
-                                                        redelivered=self.delivery.is_redelivery(msg))
+                                                        redelivered=redelivered, not_after_ms=not_after_ms)
             except EffectUnknown as unknown:
                 if msg.metadata.num_delivered < UNKNOWN_EFFECT_MAX_DELIVERIES:
                     await msg.nak(delay=UNKNOWN_EFFECT_RETRY_S)  # ask again later: never record a guess
@@ -176,6 +198,39 @@ class Cell:
             return True
         except NotFoundError:
             return False
+
+    async def _journaled(self, subject: str) -> tuple[Decision, SafetySnapshot] | None:
+        """The journaled decision and snapshot, or None if no EXECUTE was ever journaled. An
+        unreadable journal raises: the intent stays unacked and comes back (never decide afresh
+        over an effect that may be applied)."""
+        try:
+            msg = await with_deadline(TimeoutCategory.KV_GET,
+                                      self.js.get_last_msg(natsio.JOURNAL_STREAM, subject, direct=True))
+        except NotFoundError:
+            return None
+        entry = DecisionJournalV1.model_validate_json(msg.data)
+        return entry.decision, entry.snapshot
+
+    async def _journal(self, subject: str, intent: IntentV1, decision: Decision,
+                       snapshot: SafetySnapshot) -> tuple[Decision, SafetySnapshot]:
+        """Journal this EXECUTE decision before acting on it; if one is journaled already (another
+        delivery got there first), that one is the decision, whatever this one says."""
+        entry = DecisionJournalV1(tenant_id=intent.tenant_id, idempotency_key=intent.idempotency_key,
+                                  intent_hash=intent.intent_hash(), decision=decision, snapshot=snapshot,
+                                  cell_id=self.cell_id)
+        try:
+            await with_deadline(
+                TimeoutCategory.NATS_PUBLISH,
+                self.js.publish(subject, entry.canonical(), headers={"Nats-Expected-Last-Subject-Sequence": "0"}),
+            )
+        except APIError as exc:
+            if exc.err_code not in ALREADY_RECORDED:
+                raise  # not durable: no effect may follow; the intent stays unacked and comes back
+            journaled = await self._journaled(subject)
+            if journaled is None:  # refused as taken, yet absent: let a redelivery sort it out
+                raise
+            return journaled
+        return decision, snapshot
 
     async def _record(self, subject: str, record: AuditRecordV1) -> None:
         try:

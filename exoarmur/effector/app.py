@@ -25,6 +25,10 @@ from exoarmur.hotpath import HotPath
 from exoarmur.seams import choose, injected
 
 GRACEFUL_SHUTDOWN_S = 3  # so SIGTERM is not held up an hour by a request stuck in a hang
+# The caller's absolute deadline (wall-clock ms since the epoch): a call still unapplied when it
+# passes is refused, never applied late (the deadline fence, checked in the ledger transaction).
+DEADLINE_HEADER = "Exo-Deadline-Ms"
+DEADLINE_PASSED_STATUS = 412  # the request's precondition (its deadline) no longer holds
 
 
 class EffectorState:
@@ -42,7 +46,7 @@ class EffectorState:
         self.writer = GroupCommit(self.ledger)
         self.faults = FaultSettings()
         self.rng = random.Random(seed)
-        self.stats = {"requests": 0, "applied": 0, "replayed": 0, "faulted": 0}
+        self.stats = {"requests": 0, "applied": 0, "replayed": 0, "faulted": 0, "late": 0}
 
 
 def _state(request: Request) -> EffectorState:
@@ -131,6 +135,12 @@ async def post_effect(request: Request) -> JSONResponse:
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _error(400, ReasonCode.INVALID_INTENT, detail or "invalid body")
+    deadline_ms = None
+    if (raw_deadline := request.headers.get(DEADLINE_HEADER)) is not None:
+        try:
+            deadline_ms = int(raw_deadline)
+        except ValueError:
+            return _error(400, ReasonCode.INVALID_INTENT, f"{DEADLINE_HEADER} must be an integer (epoch ms)")
 
     if faults.hang:
         state.stats["faulted"] += 1
@@ -143,7 +153,12 @@ async def post_effect(request: Request) -> JSONResponse:
         state.stats["faulted"] += 1
         return _error(500, ReasonCode.EFFECTOR_ERROR, "injected error")
 
-    receipt = await state.writer.apply(key, req)
+    # After every injected delay: the deadline is checked at the moment of writing the ledger.
+    receipt = await state.writer.apply(key, req, deadline_ms)
+    if receipt is None:
+        state.stats["late"] += 1
+        return _error(DEADLINE_PASSED_STATUS, ReasonCode.TIMEOUT_EFFECTOR_CALL,
+                      "the caller's deadline passed before the effect was applied: not applied")
     if faults.lose_response_rate > 0 and state.rng.random() < faults.lose_response_rate:
         state.stats["faulted"] += 1
         return _error(503, ReasonCode.EFFECTOR_ERROR, "applied, response lost")

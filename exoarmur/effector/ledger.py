@@ -101,17 +101,24 @@ class Ledger:
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.execute(_SCHEMA)
 
-    def apply(self, key: str, req: EffectRequest) -> EffectorReceipt:
-        return self.apply_many([(key, req)])[0]
+    def apply(self, key: str, req: EffectRequest, deadline_ms: int | None = None) -> EffectorReceipt | None:
+        return self.apply_many([(key, req, deadline_ms)])[0]
 
-    def apply_many(self, requests: list[tuple[str, EffectRequest]]) -> list[EffectorReceipt]:
-        """Apply a batch in one transaction: one fsync for all of them (group commit)."""
-        now = now_ms()
-        receipts = []
+    def apply_many(self, requests: list[tuple[str, EffectRequest, int | None]]) -> list[EffectorReceipt | None]:
+        """Apply a batch in one transaction: one fsync for all of them (group commit).
+
+        The deadline fence: a request whose caller's deadline (wall-clock ms) has passed is not
+        applied (None in its place). The clock is read under the lock that ``receipt`` also
+        takes, so once a reader has seen a key absent after its deadline, no write can add it."""
+        receipts: list[EffectorReceipt | None] = []
         with self._lock:
+            now = now_ms()
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for key, req in requests:
+                for key, req, deadline_ms in requests:
+                    if deadline_ms is not None and now > deadline_ms:
+                        receipts.append(None)
+                        continue
                     params = (key, req.intent_ref or key, req.tenant_id, req.node_id, req.action, receipt_id_for(key), now, now)
                     receipt_id, first_ms, calls = self._conn.execute(_UPSERT, params).fetchone()
                     receipts.append(EffectorReceipt(
@@ -159,12 +166,13 @@ class GroupCommit:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self.pending: list[tuple[str, EffectRequest, asyncio.Future]] = []
+        self.pending: list[tuple[str, EffectRequest, int | None, asyncio.Future]] = []
         self.writer: asyncio.Task | None = None
 
-    async def apply(self, key: str, req: EffectRequest) -> EffectorReceipt:
+    async def apply(self, key: str, req: EffectRequest, deadline_ms: int | None = None) -> EffectorReceipt | None:
+        """The receipt, or None if ``deadline_ms`` had passed when the batch was written."""
         future = asyncio.get_running_loop().create_future()
-        self.pending.append((key, req, future))
+        self.pending.append((key, req, deadline_ms, future))
         if self.writer is None or self.writer.done():
             self.writer = asyncio.create_task(self._drain())
         return await asyncio.shield(future)
@@ -173,12 +181,12 @@ class GroupCommit:
         while self.pending:
             batch, self.pending = self.pending[: self.MAX_BATCH], self.pending[self.MAX_BATCH :]
             try:
-                receipts = await asyncio.to_thread(self.ledger.apply_many, [(k, r) for k, r, _ in batch])
+                receipts = await asyncio.to_thread(self.ledger.apply_many, [(k, r, d) for k, r, d, _ in batch])
             except Exception as exc:
-                for _, _, future in batch:
+                for *_, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, _, future), receipt in zip(batch, receipts):
+            for (*_, future), receipt in zip(batch, receipts):
                 if not future.done():
                     future.set_result(receipt)

@@ -35,6 +35,11 @@ _BOUNDS: tuple[BoundPolicy, ...] = (
     BoundPolicy("refusal_flush_interval_ms", 500, "ms", "counters flushed at least this often"),
     BoundPolicy("approval_wait_ms", 30000, "ms", "A2/A3 intent without approval expires"),
     BoundPolicy("http_body_bytes", 16384, "bytes", "refuse with INVALID_INTENT"),
+    # Cells and the effector read the same host clock; this is the skew allowed between their
+    # reads of it. A cell that lost sight of an effector call waits until the call's deadline
+    # plus this before asking whether it was applied: past it, the effector refuses the call.
+    BoundPolicy("effect_deadline_skew_ms", 100, "ms",
+                "an unanswered effector call is final (applied or never) this long after its deadline"),
 )
 
 BOUNDS: Mapping[str, BoundPolicy] = MappingProxyType({b.name: b for b in _BOUNDS})

@@ -54,6 +54,9 @@ async def each_role_does_its_job(config) -> None:
         raw, revision = await natsio.read_key(cell.jetstream(), "safety", "global", natsio.TimeoutCategory.KV_GET)
         assert raw == b"{}" and revision >= 1
         assert await cell.jetstream().get_last_msg(natsio.AUDIT_STREAM, "exo.audit.tenant-00.d1", direct=True)
+        await cell.jetstream().publish("exo.journal.tenant-00.d1", b'{"j": 1}',
+                                       headers={"Nats-Expected-Last-Subject-Sequence": "0"})
+        assert await cell.jetstream().get_last_msg(natsio.JOURNAL_STREAM, "exo.journal.tenant-00.d1", direct=True)
         assert (await (await nemesis.jetstream().key_value("safety")).put("global", b"corrupt")) >= 2
         for stream in ("INTENTS", "AUDIT", "EVENTS", "KV_safety", "KV_approvals"):
             await read_stream(harness.jetstream(), stream)

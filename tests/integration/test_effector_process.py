@@ -98,7 +98,7 @@ def test_concurrent_calls_apply_once_and_survive_sigkill(tmp_path):
         rows = httpx.get(f"{base}/v1/ledger", headers=HARNESS).json()
         assert len(rows) == 1 and rows[0]["calls"] == 20
         stats = httpx.get(f"{base}/v1/stats", headers=HARNESS).json()
-        assert stats == {"requests": 20, "applied": 1, "replayed": 19, "faulted": 0}
+        assert stats == {"requests": 20, "applied": 1, "replayed": 19, "faulted": 0, "late": 0}
 
         os.killpg(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL

@@ -18,6 +18,8 @@ def test_bounds_table_has_agreed_rows() -> None:
         "refusal_flush_interval_ms": (500, "ms", "counters flushed at least this often"),
         "approval_wait_ms": (30000, "ms", "A2/A3 intent without approval expires"),
         "http_body_bytes": (16384, "bytes", "refuse with INVALID_INTENT"),
+        "effect_deadline_skew_ms": (100, "ms",
+                                    "an unanswered effector call is final (applied or never) this long after its deadline"),
     }
     assert {n: (b.limit, b.unit, b.on_full) for n, b in BOUNDS.items()} == expected
     assert all(b.name == n for n, b in BOUNDS.items())

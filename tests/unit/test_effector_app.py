@@ -63,7 +63,7 @@ def test_same_key_twice_applies_once(client):
     assert row["receipt_id"] == r1.receipt_id
     assert row["last_call_at_ms"] >= row["first_applied_at_ms"]
     assert client.get("/v1/stats").json() == {
-        "requests": 2, "applied": 1, "replayed": 1, "faulted": 0,
+        "requests": 2, "applied": 1, "replayed": 1, "faulted": 0, "late": 0,
     }
 
 

@@ -39,6 +39,8 @@ def test_only_the_api_publishes_intents_and_writes_the_operator_buckets() -> Non
         assert ("$KV.approvals.>" in allowed(user)) is (role == "api")
         assert ("$KV.safety.>" in allowed(user)) is (role in ("api", "nemesis"))
         assert ("exo.audit.>" in allowed(user)) is (role == "cell")
+        assert ("exo.journal.>" in allowed(user)) is (role == "cell")
+        assert ("$JS.API.DIRECT.GET.JOURNAL.>" in allowed(user)) is (role == "cell")
         assert ("$JS.ACK.INTENTS.cells.>" in allowed(user)) is (role == "cell")
         assert any(s.startswith("$JS.API.STREAM.CREATE") or s == "$JS.API.>" for s in allowed(user)) is (
             role == "provisioner")
