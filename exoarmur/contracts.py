@@ -178,9 +178,10 @@ class Decision(_Wire):
 
 
 class DecisionJournalV1(_Wire):
-    """A cell's EXECUTE decision for one intent and the snapshot it was made on, journaled (first
-    writer wins) before the effector is called. A redelivery reuses it instead of deciding afresh,
-    so the terminal record states the decision the effect was applied under."""
+    """A cell's EXECUTE decision for one intent and the snapshot it was made on, journaled before
+    the effector is called. A redelivery whose effect is applied reuses it instead of deciding
+    afresh, so the terminal record states the decision the effect was applied under; one whose
+    effect is not applied once ``not_after_ms`` (+ skew) has passed decides afresh and replaces it."""
 
     tenant_id: str
     idempotency_key: str
@@ -188,6 +189,7 @@ class DecisionJournalV1(_Wire):
     decision: Decision
     snapshot: SafetySnapshot
     cell_id: str
+    not_after_ms: int  # every effector call made under this decision carries a deadline <= this
 
 
 class EffectorReceipt(_Wire):

@@ -144,13 +144,13 @@ def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE) -> lis
             duplicate_window=DUPLICATE_WINDOW_S,
             allow_direct=True,
         ),
-        js_api.StreamConfig(  # the cells' decision journal: one EXECUTE decision per intent, first wins
+        # The cells' decision journal: the last EXECUTE decision per intent. Writers say which
+        # entry they replace (Nats-Expected-Last-Subject-Sequence), so the first of two racing wins.
+        js_api.StreamConfig(
             name=JOURNAL_STREAM,
             subjects=["exo.journal.>"],
             storage=storage,
             max_msgs_per_subject=1,
-            discard=js_api.DiscardPolicy.NEW,
-            discard_new_per_subject=True,
             allow_direct=True,
         ),
         js_api.StreamConfig(

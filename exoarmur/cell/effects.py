@@ -251,6 +251,11 @@ class EffectorCaller:
             receipt = applied
         return Execution(Outcome.EXECUTED, ReasonCode.OK, receipt, attempts, _first(first_seen))
 
+    async def applied(self, intent: IntentV1, key_suffix: str = "") -> bool | None:
+        """Whether the effector applied this intent's key; None if it cannot say."""
+        receipt = await self._applied_receipt(intent, key_suffix)
+        return None if receipt is None else receipt is not _ABSENT
+
     async def _applied_receipt(self, intent: IntentV1, key_suffix: str) -> EffectorReceipt | object | None:
         """The effector's receipt for this intent's key if it applied it, ``_ABSENT`` if it says it
         did not, None if it cannot say (unreachable, a deadline, an unexpected answer)."""

@@ -23,6 +23,7 @@ import asyncio
 import random
 import signal
 import time
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -56,6 +57,16 @@ UNKNOWN_EFFECT_RETRY_S = 1.0
 UNKNOWN_EFFECT_MAX_DELIVERIES = 6
 # JetStream error codes meaning "this subject already holds its one record".
 ALREADY_RECORDED = {10071, 10077}
+
+
+@dataclass(frozen=True)
+class Journaled:
+    """A decision journaled before its effect, the fence of its calls, and its stream sequence."""
+
+    decision: Decision
+    snapshot: SafetySnapshot
+    not_after_ms: int
+    seq: int
 
 
 class Cell:
@@ -152,21 +163,10 @@ class Cell:
         if redelivered and await self._already_recorded(subject):
             await msg.ack()
             return
-        journal = natsio.journal_subject(intent.tenant_id, digest)
-        journaled = await self._journaled(journal) if redelivered else None
-        if journaled is not None:  # an earlier delivery decided EXECUTE, and may have applied it
-            decision, snapshot = journaled
-        else:
-            submitted_at_ms = int(msg.metadata.timestamp.timestamp() * 1000)
-            base = dict(node_tenant=self.config.nodes.get(intent.node_id), submitted_at_ms=submitted_at_ms,
-                        approval_wait_ms=self.approval_wait_ms)
-            decision, snapshot = self.safety.decide(intent, await self.safety.snapshot(self.js, intent, base))
-            if decision.outcome is Outcome.PENDING_APPROVAL:
-                await self._announce_pending(intent, digest)
-                await msg.nak(delay=APPROVAL_POLL_S)
-                return
-            if decision.execute:  # durable before any effect: a redelivery must find it
-                decision, snapshot = await self._journal(journal, intent, decision, snapshot)
+        decided = await self._decide(msg, intent, digest, redelivered, not_after_ms)
+        if decided is None:
+            return  # asked to come back later (pending approval, or an earlier call still in flight)
+        decision, snapshot = decided
         execution = Execution(decision.outcome, decision.reason_code, None, 0)
         if decision.execute:
             try:
@@ -199,29 +199,62 @@ class Cell:
         except NotFoundError:
             return False
 
-    async def _journaled(self, subject: str) -> tuple[Decision, SafetySnapshot] | None:
-        """The journaled decision and snapshot, or None if no EXECUTE was ever journaled. An
-        unreadable journal raises: the intent stays unacked and comes back (never decide afresh
-        over an effect that may be applied)."""
+    async def _decide(self, msg, intent: IntentV1, digest: str, redelivered: bool,
+                      not_after_ms: int) -> tuple[Decision, SafetySnapshot] | None:
+        """The decision this delivery acts on: a journaled EXECUTE whose effect is applied, else a
+        fresh one (journaled before any effect when it is EXECUTE). None: the message was nak'd."""
+        journal = natsio.journal_subject(intent.tenant_id, digest)
+        journaled = await self._journaled(journal) if redelivered else None
+        if journaled is not None:  # an earlier delivery decided EXECUTE, and may have applied it
+            wait_ms = journaled.not_after_ms + self.effector.skew_ms - now_ms()
+            if wait_ms > 0:  # its calls may still land: ask once the effector refuses them
+                await msg.nak(delay=wait_ms / 1000)
+                return None
+            applied = await self.effector.applied(intent, self.delivery.effect_key_suffix(msg))
+            if applied is None:  # the effector cannot say: never decide over an effect that may be there
+                await msg.nak(delay=UNKNOWN_EFFECT_RETRY_S)
+                return None
+            if applied:
+                return journaled.decision, journaled.snapshot
+            # Not applied, and past its fence never will be: that decision is stale (a switch may
+            # have been engaged since), so decide afresh and replace it.
+        submitted_at_ms = int(msg.metadata.timestamp.timestamp() * 1000)
+        base = dict(node_tenant=self.config.nodes.get(intent.node_id), submitted_at_ms=submitted_at_ms,
+                    approval_wait_ms=self.approval_wait_ms)
+        decision, snapshot = self.safety.decide(intent, await self.safety.snapshot(self.js, intent, base))
+        if decision.outcome is Outcome.PENDING_APPROVAL:
+            await self._announce_pending(intent, digest)
+            await msg.nak(delay=APPROVAL_POLL_S)
+            return None
+        if decision.execute:  # durable before any effect: a redelivery must find it
+            entry = DecisionJournalV1(tenant_id=intent.tenant_id, idempotency_key=intent.idempotency_key,
+                                      intent_hash=intent.intent_hash(), decision=decision, snapshot=snapshot,
+                                      cell_id=self.cell_id, not_after_ms=not_after_ms)
+            journaled = await self._journal(journal, entry, replacing=journaled.seq if journaled else 0)
+            return journaled.decision, journaled.snapshot
+        return decision, snapshot
+
+    async def _journaled(self, subject: str) -> Journaled | None:
+        """The journaled decision, or None if no EXECUTE was ever journaled. An unreadable
+        journal raises: the intent stays unacked and comes back (never decide afresh over an
+        effect that may be applied)."""
         try:
             msg = await with_deadline(TimeoutCategory.KV_GET,
                                       self.js.get_last_msg(natsio.JOURNAL_STREAM, subject, direct=True))
         except NotFoundError:
             return None
         entry = DecisionJournalV1.model_validate_json(msg.data)
-        return entry.decision, entry.snapshot
+        return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, msg.seq)
 
-    async def _journal(self, subject: str, intent: IntentV1, decision: Decision,
-                       snapshot: SafetySnapshot) -> tuple[Decision, SafetySnapshot]:
-        """Journal this EXECUTE decision before acting on it; if one is journaled already (another
-        delivery got there first), that one is the decision, whatever this one says."""
-        entry = DecisionJournalV1(tenant_id=intent.tenant_id, idempotency_key=intent.idempotency_key,
-                                  intent_hash=intent.intent_hash(), decision=decision, snapshot=snapshot,
-                                  cell_id=self.cell_id)
+    async def _journal(self, subject: str, entry: DecisionJournalV1, replacing: int) -> Journaled:
+        """Journal this EXECUTE decision before acting on it, in place of the entry at sequence
+        ``replacing`` (0: none). If another delivery wrote first, its entry is the decision,
+        whatever this one says (its calls are fenced by its own deadline)."""
         try:
-            await with_deadline(
+            ack = await with_deadline(
                 TimeoutCategory.NATS_PUBLISH,
-                self.js.publish(subject, entry.canonical(), headers={"Nats-Expected-Last-Subject-Sequence": "0"}),
+                self.js.publish(subject, entry.canonical(),
+                                headers={"Nats-Expected-Last-Subject-Sequence": str(replacing)}),
             )
         except APIError as exc:
             if exc.err_code not in ALREADY_RECORDED:
@@ -230,7 +263,7 @@ class Cell:
             if journaled is None:  # refused as taken, yet absent: let a redelivery sort it out
                 raise
             return journaled
-        return decision, snapshot
+        return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, ack.seq)
 
     async def _record(self, subject: str, record: AuditRecordV1) -> None:
         try:

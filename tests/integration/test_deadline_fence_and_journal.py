@@ -143,3 +143,38 @@ def test_a_redelivered_intent_keeps_its_journaled_execute_over_a_switch_engaged_
         other = natsio.journal_subject(peer.tenant_id, key_digest(peer.tenant_id, denied["idempotency_key"]))
         assert exo.stream_messages(natsio.JOURNAL_STREAM, other) == []
         assert orjson.loads(exo.audit_raw(peer.tenant_id, key))["outcome"] == "EXECUTED"
+
+
+def test_a_journaled_execute_whose_effect_never_landed_is_decided_afresh(make_stack):
+    """The cell journals EXECUTE and is SIGKILLed while its call hangs past its deadline, so the
+    effector refuses it (not applied). The global switch is engaged before the redelivery: the
+    stale journaled EXECUTE must not be acted on after the switch; the record is DENIED and no
+    effect lands."""
+    with make_stack(cells=1, seed=12) as exo:
+        peer = exo.peer(0)
+        intent = exo.intent(peer)
+        key = intent["idempotency_key"]
+        ledger_key = f"{peer.tenant_id}:{key}"
+        exo.faults(latency_ms=CALL_MS + 300)  # past the call's deadline: the effector refuses it
+        requests_before = exo.effector.get("/v1/stats").json()["requests"]
+        exo.accept(peer, intent)
+        deadline = time.monotonic() + 10
+        while exo.effector.get("/v1/stats").json()["requests"] == requests_before:
+            assert time.monotonic() < deadline, "the cell never called the effector"
+            time.sleep(0.01)
+        ProcessFaults(exo.stack).kill("cell-0")
+        subject = natsio.journal_subject(peer.tenant_id, key_digest(peer.tenant_id, key))
+        assert len(exo.stream_messages(natsio.JOURNAL_STREAM, subject)) == 1  # EXECUTE was journaled
+        time.sleep((CALL_MS + 300) / 1000 + 0.3)
+        exo.faults()
+        assert ledger_key not in exo.ledger(), "the fence let a late call apply"
+
+        response = exo.api.put("/v1/killswitches/global", json={"engaged": True, "reason": "test"},
+                               headers=exo.operator)
+        assert response.status_code == 200, response.text
+        exo.stack.start_component("cell-0")
+        record = exo.wait_terminal(peer, key, timeout_s=REDELIVERY_S + 15)
+        assert (record["outcome"], record["reason_code"]) == ("DENIED", "KILL_SWITCH_GLOBAL"), record
+        assert ledger_key not in exo.ledger()
+        replayed = decide(IntentV1.model_validate(intent), SafetySnapshot.model_validate(record["snapshot"]))
+        assert replayed.model_dump(mode="json") == record["decision"]
