@@ -70,31 +70,39 @@ class SelfTestReport:
         return all(d.caught for d in self.defects) and all(v == Verdict.GREEN.value for v, _ in self.clean_runs)
 
 
-def run_defect(defect: Defect, out: Path, seed: int, progress: Callable[[str], None]) -> DefectOutcome:
+def run_defect(defect: Defect, out: Path, seed: int, progress: Callable[[str], None],
+               definitions_dirs: tuple[Path | None, Path | None] = (None, None)) -> DefectOutcome:
     gate, metric = EXPECTED[defect]
-    run = Run(RunOptions(gates=(gate,), profile="quick", seed=seed, out=out, defects=(defect.value,)), progress)
+    gates_dir, scenarios_dir = definitions_dirs
+    run = Run(RunOptions(gates=(gate,), profile="quick", seed=seed, out=out, defects=(defect.value,),
+                         gates_dir=gates_dir, scenarios_dir=scenarios_dir), progress)
     outcome = asyncio.run(run.execute())
     result = outcome.results[0]
     failed = tuple(c.metric for c in result.failed)
     return DefectOutcome(defect.value, gate, metric, result.verdict.value, failed, str(outcome.bundle))
 
 
-def run_clean(out: Path, seed: int, progress: Callable[[str], None]) -> tuple[str, str]:
-    outcome = asyncio.run(Run(RunOptions(profile="quick", seed=seed, out=out), progress).execute())
+def run_clean(out: Path, seed: int, progress: Callable[[str], None],
+              definitions_dirs: tuple[Path | None, Path | None] = (None, None)) -> tuple[str, str]:
+    gates_dir, scenarios_dir = definitions_dirs
+    options = RunOptions(profile="quick", seed=seed, out=out, gates_dir=gates_dir, scenarios_dir=scenarios_dir)
+    outcome = asyncio.run(Run(options, progress).execute())
     return outcome.overall.value, str(outcome.bundle)
 
 
 def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
-              progress: Callable[[str], None]) -> SelfTestReport:
+              progress: Callable[[str], None],
+              definitions_dirs: tuple[Path | None, Path | None] = (None, None)) -> SelfTestReport:
+    """``definitions_dirs``: the (gates, scenarios) folders to run with; None: the shipped ones."""
     report = SelfTestReport()
     for defect in defects:
         progress(f"defect {defect.value}: gate {EXPECTED[defect][0]}")
-        report.defects.append(run_defect(defect, out, seed, lambda _line: None))
+        report.defects.append(run_defect(defect, out, seed, lambda _line: None, definitions_dirs))
         progress(f"  {'caught' if report.defects[-1].caught else 'ESCAPED'}: {report.defects[-1].verdict} "
                  f"failed {', '.join(report.defects[-1].failed_metrics) or '-'}")
     for n in range(clean_runs):
         progress(f"clean run {n + 1}/{clean_runs}")
-        report.clean_runs.append(run_clean(out, seed + n, lambda _line: None))
+        report.clean_runs.append(run_clean(out, seed + n, lambda _line: None, definitions_dirs))
         progress(f"  {report.clean_runs[-1][0]}")
     return report
 
