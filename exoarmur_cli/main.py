@@ -14,6 +14,7 @@ import httpx
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from exoarmur.contracts import ReasonCode
 from exoarmur.errors import ExoError
@@ -52,13 +53,13 @@ KNOWN_ERRORS = (HarnessError, ExoError)
 
 
 def fail(exc: HarnessError | ExoError, code: int) -> None:
-    console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}", soft_wrap=True)
+    console.print(f"[red]error[/red] {exc.reason_code.value}: {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(code)
 
 
 def usage_error(message: str) -> None:
     """A usage or config mistake: one line with its reason code, exit 2, nothing created."""
-    console.print(f"[red]error[/red] CONFIG_INVALID: {message}", soft_wrap=True)
+    console.print(f"[red]error[/red] CONFIG_INVALID: {escape(message)}", soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -343,7 +344,7 @@ def _execute_run(options, plan, began: float):
             run.bundle.write_text(crash, traceback.format_exc())
             _incomplete(run, f"harness crashed: {type(exc).__name__}: {exc}", EXIT_STACK)
             console.print(f"[red]error[/red] INTERNAL_ERROR: the harness itself crashed ({type(exc).__name__}: "
-                          f"{exc}); bundle {run.bundle.path} marked INCOMPLETE, traceback in {crash}",
+                          f"{escape(str(exc))}); bundle {run.bundle.path} marked INCOMPLETE, traceback in {crash}",
                           soft_wrap=True, highlight=False)
             raise typer.Exit(EXIT_STACK)
 
