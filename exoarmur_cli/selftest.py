@@ -19,6 +19,8 @@ from exoarmur.defects import Defect
 from exoarmur_cli.gates import GateResult, Verdict
 from exoarmur_cli.run import Run, RunOptions
 
+Dirs = tuple[Path | None, Path | None]  # (gates, scenarios) folders; None: the shipped ones
+
 # defect -> (the gate it threatens, the criterion's metric that must be among the failed ones)
 EXPECTED: dict[Defect, tuple[int, str]] = {
     Defect.MEMORY_STORAGE: (1, "acked_intents_lost"),
@@ -107,35 +109,41 @@ class SelfTestReport:
         return all(d.caught for d in self.defects) and all(r.overall == Verdict.GREEN.value for r in self.clean_runs)
 
 
-def run_defect(defect: Defect, out: Path, seed: int, progress: Callable[[str], None]) -> JudgedRun:
+def run_defect(defect: Defect, out: Path, seed: int, progress: Callable[[str], None],
+               definitions_dirs: Dirs = (None, None)) -> JudgedRun:
     """One quick run of the gate ``defect`` threatens, on a stack carrying it."""
     gate, _ = EXPECTED[defect]
-    run = Run(RunOptions(gates=(gate,), profile="quick", seed=seed, out=out, defects=(defect.value,)), progress)
+    gates_dir, scenarios_dir = definitions_dirs
+    run = Run(RunOptions(gates=(gate,), profile="quick", seed=seed, out=out, defects=(defect.value,),
+                         gates_dir=gates_dir, scenarios_dir=scenarios_dir), progress)
     outcome = asyncio.run(run.execute())
     return judged_run(seed, outcome.overall.value, outcome.results, str(outcome.bundle))
 
 
-def run_clean(out: Path, seed: int, progress: Callable[[str], None]) -> JudgedRun:
-    outcome = asyncio.run(Run(RunOptions(profile="quick", seed=seed, out=out), progress).execute())
+def run_clean(out: Path, seed: int, progress: Callable[[str], None], definitions_dirs: Dirs = (None, None)) -> JudgedRun:
+    gates_dir, scenarios_dir = definitions_dirs
+    options = RunOptions(profile="quick", seed=seed, out=out, gates_dir=gates_dir, scenarios_dir=scenarios_dir)
+    outcome = asyncio.run(Run(options, progress).execute())
     return judged_run(seed, outcome.overall.value, outcome.results, str(outcome.bundle))
 
 
 def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
-              progress: Callable[[str], None], seeds: int = 1) -> SelfTestReport:
-    """Each defect on ``seeds`` seeds (``seed``, ``seed + 1``, ...), then ``clean_runs`` clean runs."""
+              progress: Callable[[str], None], seeds: int = 1, definitions_dirs: Dirs = (None, None)) -> SelfTestReport:
+    """Each defect on ``seeds`` seeds (``seed``, ``seed + 1``, ...), then ``clean_runs`` clean runs.
+    ``definitions_dirs``: the (gates, scenarios) folders to run with; None: the shipped ones."""
     report = SelfTestReport()
     for defect in defects:
         gate, metric = EXPECTED[defect]
         runs = []
         for n in range(seeds):
             progress(f"defect {defect.value}: gate {gate}, seed {seed + n}")
-            runs.append(run_defect(defect, out, seed + n, lambda _line: None))
+            runs.append(run_defect(defect, out, seed + n, lambda _line: None, definitions_dirs))
             judged = DefectOutcome(defect.value, gate, metric, (runs[-1],))
             progress(f"  {'caught' if judged.caught else 'ESCAPED'}: {runs[-1].verdicts.get(gate)} "
                      f"failed {', '.join(runs[-1].failed_metrics(gate)) or '-'}")
         report.defects.append(DefectOutcome(defect.value, gate, metric, tuple(runs)))
     for n in range(clean_runs):
         progress(f"clean run {n + 1}/{clean_runs}")
-        report.clean_runs.append(run_clean(out, seed + n, lambda _line: None))
+        report.clean_runs.append(run_clean(out, seed + n, lambda _line: None, definitions_dirs))
         progress(f"  {report.clean_runs[-1].overall}")
     return report

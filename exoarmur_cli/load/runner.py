@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from exoarmur import stackconfig
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEADLINE_SLACK_S = 30.0  # spawn, drain and CSV writing on top of the phases
 TERM_GRACE_S = 5.0  # after SIGTERM (Locust writes its CSVs on it), before SIGKILL
+STOP_POLL_S = 0.1  # how often the wait for Locust looks at its stop event
 HISTORY_FILE = "load-history.jsonl"
 LOCUST_HTML = "locust_report.html"
 _CATCH_RESPONSE = re.compile(r"^CatchResponseError\('(.*)'\)$")
@@ -92,8 +94,10 @@ def run_load(
     users: int = 500,
     timeout_s: float | None = None,
     history_path: Path | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
-    """Drive the phases against the stack in ``stack_dir``; block until Locust is done."""
+    """Drive the phases against the stack in ``stack_dir``; block until Locust is done (or
+    ``stop`` is set: the run is ending, Locust is stopped and reaped now)."""
     if not phases:
         raise ValueError("run_load needs at least one phase")
     config = stackconfig.load(Path(stack_dir))
@@ -114,10 +118,11 @@ def run_load(
             stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
     try:
-        try:
-            exit_code = popen.wait(deadline_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        while popen.poll() is None and not (stop is not None and stop.is_set()):
+            if time.monotonic() - began > deadline_s:
+                timed_out = True
+                break
+            time.sleep(STOP_POLL_S)
     finally:  # on the deadline, an error or Ctrl-C alike: stop and reap what we started
         if popen.poll() is None:
             exit_code = _stop(popen)

@@ -7,12 +7,13 @@ profile. The driver reads its numbers from there, never from constants of its ow
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from exoarmur_cli.scenarios import capacity, durability, failures, power_loss, safety
 from exoarmur_cli.scenarios.base import Context, ScenarioNotRun
-from exoarmur_cli.scenarios.params import ScenarioFileError, ScenarioParams, parse
+from exoarmur_cli.scenarios.params import ScenarioFileError, ScenarioParams, expected_s, parse
 
 DRIVERS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "deployment": durability.deployment,
@@ -31,11 +32,23 @@ DRIVERS: dict[str, Callable[[Context], Awaitable[None]]] = {
 }
 ORDER = list(DRIVERS)  # the order they run in: cheap and foundational first, load last
 
-__all__ = ["DRIVERS", "ORDER", "Context", "ScenarioNotRun", "ScenarioFileError", "ScenarioParams", "load_scenario"]
+__all__ = ["DRIVERS", "ORDER", "Context", "ScenarioFile", "ScenarioNotRun", "ScenarioFileError", "ScenarioParams",
+           "load_scenario"]
 
 
-def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[ScenarioParams, str]:
-    """(parameters for ``profile``, the file's text) — the text goes into the bundle."""
+@dataclass(frozen=True)
+class ScenarioFile:
+    """One scenario file read for one profile."""
+
+    params: ScenarioParams  # what the driver runs with
+    text: str  # the file as read: it goes into the bundle
+    expected_s: float  # how long it takes at this profile (measured; the progress display sums these)
+
+
+def load_scenario(scenarios_dir: Path, name: str, profile: str) -> ScenarioFile:
+    """``name``'s file in ``scenarios_dir``, for ``profile``; ScenarioFileError names file, key and problem."""
+    if not Path(scenarios_dir).is_dir():
+        raise ScenarioFileError(f"{scenarios_dir}: scenarios directory not found")
     path = Path(scenarios_dir) / f"{name}.toml"
     try:
         text = path.read_text()
@@ -48,4 +61,7 @@ def load_scenario(scenarios_dir: Path, name: str, profile: str) -> tuple[Scenari
         raise ScenarioFileError(f"scenario file {path} must say name = \"{name}\"")
     if profile not in data:
         raise ScenarioFileError(f"scenario file {path} has no [{profile}] table")
-    return parse(name, {**data.get("common", {}), **data[profile]}, f"scenario file {path} [{profile}]"), text
+    where = f"scenario file {path} [{profile}]"
+    table = {**data.get("common", {}), **data[profile]}
+    expected = expected_s(table, where)
+    return ScenarioFile(parse(name, table, where), text, expected)

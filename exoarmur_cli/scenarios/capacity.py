@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from exoarmur_cli.history import Tag
 from exoarmur_cli.scenarios.base import Context
@@ -38,9 +39,14 @@ async def load(ctx: Context) -> None:
               LoadPhase("overload", p.overload_s, capacity * p.overload_factor)]
     ctx.observe("load_plan", capacity_per_s=capacity,
                 phases=[{"name": ph.name, "duration_s": ph.duration_s, "rate_per_s": ph.rate_per_s} for ph in phases])
-    result = await asyncio.to_thread(
-        run_load, ctx.config.stack_dir, ctx.raw_dir, phases, t0_wall_ms=ctx.t0_wall_ms,
-        seed=ctx.rng.randint(0, 2**31), key_prefix="load")
+    stop = threading.Event()  # a thread cannot be cancelled: told to stop Locust instead
+    try:
+        result = await asyncio.to_thread(
+            run_load, ctx.config.stack_dir, ctx.raw_dir, phases, t0_wall_ms=ctx.t0_wall_ms,
+            seed=ctx.rng.randint(0, 2**31), key_prefix="load", stop=stop)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
     ctx.observe("load_done", exit_code=result.exit_code, duration_s=round(result.duration_s, 3),
                 stats=result.stats_rows, failures=result.failures_rows)
     pairs = _accepted_load_pairs(result.history_path)

@@ -145,6 +145,20 @@ def parse(name: str, table: Mapping[str, Any], where: str) -> ScenarioParams:
     return kind(**table)
 
 
+EXPECTED = "expected_s"  # each profile table's expected duration: for the progress display only
+
+
+def expected_s(table: dict[str, Any], where: str) -> float:
+    """Take ``expected_s`` (how long the scenario takes at this profile, in seconds) out of
+    ``table``; it is no parameter of the driver, only what the progress display sums."""
+    if EXPECTED not in table:
+        raise ScenarioFileError(f"{where}: missing {EXPECTED} (the measured duration, in seconds)")
+    value = table.pop(EXPECTED)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ScenarioFileError(f"{where}: {EXPECTED} = {value!r} is not a positive number of seconds")
+    return float(value)
+
+
 def as_(params: ScenarioParams, kind: type[P]) -> P:
     """``params`` narrowed to ``kind`` (a driver's own parameters)."""
     if not isinstance(params, kind):

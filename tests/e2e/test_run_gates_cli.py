@@ -442,3 +442,105 @@ def test_an_injected_defect_turns_g6_red_and_is_named(tmp_path: Path, nothing_le
     assert "FINAL: RED" in pass_fail.splitlines()
     assert orjson.loads((bundle / FINAL).read_bytes())["defects_injected"] == ["tenant-leak"]
     assert_nothing_left(set(), stack_dir)
+
+
+# --- 7. the user's own gate and scenario files ---------------------------------------------------
+
+
+def copied(tmp: Path, kind: str) -> Path:
+    """A copy of the shipped ``gates/`` or ``scenarios/`` folder, for a test to edit."""
+    target = tmp / f"my-{kind}"
+    target.mkdir()
+    for path in (REPO / kind).glob("*.toml"):
+        (target / path.name).write_text(path.read_text())
+    return target
+
+
+def assert_refused(tmp: Path, done: subprocess.CompletedProcess, *says: str) -> None:
+    """Exit 2, one CONFIG_INVALID line naming what is wrong, no traceback, and no bundle."""
+    assert done.returncode == EXIT_USAGE, done.stdout + done.stderr
+    no_traceback(done)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error CONFIG_INVALID: "), done.stderr
+    assert all(part in lines[0] for part in says), lines[0]
+    assert not (tmp / "out").exists()
+
+
+def test_a_misspelt_scenario_key_is_refused_before_a_bundle(tmp_path: Path, nothing_left) -> None:
+    scenarios = copied(tmp_path, "scenarios")
+    text = (scenarios / "deployment.toml").read_text()
+    (scenarios / "deployment.toml").write_text(text.replace("ready_timeout_s =", "ready_timeuot_s ="))
+    done = run(tmp_path, "run-gates", "--gate", "4", "--profile", "quick", "--scenarios-dir", scenarios,
+               "--out", tmp_path / "out", columns=80, timeout_s=60)
+    assert_refused(tmp_path, done, "deployment.toml", "[quick]", "missing ['ready_timeout_s']",
+                   "unknown ['ready_timeuot_s']")
+
+
+def test_a_gate_file_with_a_bad_criterion_is_refused_before_a_bundle(tmp_path: Path, nothing_left) -> None:
+    gates = copied(tmp_path, "gates")
+    [g4] = gates.glob("g4_*.toml")
+    g4.write_text(g4.read_text().replace('expr = "cold_start_ready_s < 20"', 'expr = "cold_start_ready_s << 20"'))
+    done = run(tmp_path, "run-gates", "--gate", "4", "--profile", "quick", "--gates-dir", gates,
+               "--out", tmp_path / "out", columns=80, timeout_s=60)
+    assert_refused(tmp_path, done, "g4_minimal_deployment.toml criteria[0]", "'cold_start_ready_s << 20'",
+                   "is not '<metric> <op> <number>'")
+
+
+@pytest.mark.parametrize("option, says", [("--gates-dir", "gates directory not found"),
+                                          ("--scenarios-dir", "scenarios directory not found")])
+def test_a_missing_directory_is_refused_before_a_bundle(tmp_path: Path, nothing_left, option: str, says: str) -> None:
+    missing = tmp_path / "no-such-folder"
+    done = run(tmp_path, "run-gates", "--gate", "4", "--profile", "quick", option, missing,
+               "--out", tmp_path / "out", columns=80, timeout_s=60)
+    assert_refused(tmp_path, done, str(missing), says)
+
+
+def test_own_thresholds_are_the_ones_judged_and_kept_in_the_bundle(tmp_path: Path, nothing_left) -> None:
+    gates = copied(tmp_path, "gates")
+    for other in gates.glob("*.toml"):
+        if not other.name.startswith("g4_"):
+            other.unlink()
+    [g4] = gates.glob("g4_*.toml")
+    g4.write_text(g4.read_text().replace('expr = "cold_start_ready_s < 20"', 'expr = "cold_start_ready_s < 0.001"'))
+    out = tmp_path / "out"
+    done = run(tmp_path, "run-gates", "--profile", "quick", "--gates-dir", gates, "--json", "--out", out)
+    assert done.returncode == EXIT_RED, done.stdout[-3000:] + done.stderr[-3000:]
+    no_traceback(done)
+    [gate] = orjson.loads(done.stdout)["gates"]
+    assert gate["gate_id"] == 4 and gate["verdict"] == "RED"
+    assert [c["expr"] for c in gate["criteria"] if not c["passed"]] == ["cold_start_ready_s < 0.001"]
+    kept = out / "reality_run_001" / "raw" / "gates"
+    assert [p.name for p in kept.iterdir()] == [g4.name] and (kept / g4.name).read_text() == g4.read_text()
+
+
+# --- 8. interrupted from outside: SIGINT or SIGTERM to the harness alone -----------------------------
+
+
+@pytest.mark.parametrize("sig, during", [(signal.SIGINT, "load"), (signal.SIGTERM, "backpressure")],
+                         ids=["sigint-during-load", "sigterm-during-backpressure"])
+def test_a_signal_to_the_harness_alone_ends_the_run_quietly(tmp_path: Path, nothing_left, sig: int,
+                                                            during: str) -> None:
+    """Only the harness is signalled (not its group, as a supervisor or `kill` would): it must stop
+    every task and every process it started itself, mark the bundle INCOMPLETE and exit 130, with no
+    traceback and no "Task exception was never retrieved" from tasks outliving the history."""
+    out, log = tmp_path / "out", tmp_path / "run-gates.out"
+    bundle = out / "reality_run_001"
+    proc = spawn(tmp_path, log, "run-gates", "--gate", "8", "--profile", "quick", "--out", out)
+    try:
+        wait_for(lambda: f"scenario {during} ..." in log.read_text(errors="replace"), 90,
+                 f"'scenario {during} ...'", proc, log)
+        time.sleep(2)  # under way: submissions in flight (and Locust running, for load)
+        started = list(psutil.Process(proc.pid).children(recursive=True))
+        assert started, "the run had started no process"
+        os.kill(proc.pid, sig)
+        code = proc.wait(60)
+    finally:
+        stop_group(proc)
+    text = log.read_text(errors="replace")
+    assert code == EXIT_INTERRUPTED, text[-3000:]
+    for noise in ("Traceback", "Task exception", "Exception ignored", "write to closed file"):
+        assert noise not in text, text[-3000:]
+    assert f"interrupted: bundle {bundle} marked INCOMPLETE" in text
+    pass_fail = (bundle / PASS_FAIL).read_text()
+    assert pass_fail.startswith("INCOMPLETE: interrupted") and "EXIT CODE: 130" in pass_fail.splitlines()
+    assert_nothing_left(set(), f"{tmp_path}{os.sep}", watched=started)

@@ -239,13 +239,16 @@ def test_dockerfile_installs_the_project_as_readme_does():
     readme = (ROOT / "README.md").read_text()
     assert re.search(r"pip install (-q )?-e \.(\s|$)", readme), "README no longer installs with pip install -e ."
 
-    # Everything pyproject packages is copied in before the install.
-    copied = {rest.split()[0].rstrip("/") for keyword, rest in instructions if keyword == "COPY"}
+    # Everything pyproject packages, the build hook and the gate and scenario files it ships
+    # (setup.py, MANIFEST.in, gates/, scenarios/) are copied in before the install.
+    copied = {source.rstrip("/") for keyword, rest in instructions if keyword == "COPY"
+              for source in rest.split()[:-1]}
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
-    assert {"pyproject.toml"} | packages <= copied
+    build_files = {"pyproject.toml", "setup.py", "MANIFEST.in"}
+    assert build_files | packages | {"gates", "scenarios"} <= copied
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
-    for needed in {"pyproject.toml"} | {p + "/" for p in packages}:
+    for needed in build_files | {p + "/" for p in packages | {"gates", "scenarios"}}:
         assert f"!{needed}" in ignore, needed
 
 

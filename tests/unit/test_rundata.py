@@ -10,8 +10,9 @@ from exoarmur.contracts import Outcome, ReasonCode
 from exoarmur_cli.history import EXECUTED_OK, Expect, Tag, tag_text
 from exoarmur_cli.recorded import Recorded
 from exoarmur_cli.rundata import Policy, RunMeta, RunParams
-from exoarmur_cli.scenarios import load_scenario
-from exoarmur_cli.scenarios.params import ScenarioFileError, TimeoutParams, as_, parse
+from exoarmur_cli.definitions import PROFILES
+from exoarmur_cli.scenarios import ORDER, load_scenario
+from exoarmur_cli.scenarios.params import ScenarioFileError, TimeoutParams, as_, expected_s, parse
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 TABLES = {
@@ -66,10 +67,25 @@ def test_expectations_are_typed_and_keep_their_recorded_tag() -> None:
 
 
 def test_scenario_files_give_typed_parameters() -> None:
-    params, text = load_scenario(SCENARIOS, "timeout", "quick")
-    timeout = as_(params, TimeoutParams)
-    assert timeout.hang_intents >= 1 and "hang_intents" in text
-    assert parse("timeout", params.to_json(), "x") == params
+    loaded = load_scenario(SCENARIOS, "timeout", "quick")
+    timeout = as_(loaded.params, TimeoutParams)
+    assert timeout.hang_intents >= 1 and "hang_intents" in loaded.text
+    assert parse("timeout", loaded.params.to_json(), "x") == loaded.params
+    assert loaded.expected_s > 0 and "expected_s" not in loaded.params.to_json()  # for the display, not the driver
+
+
+def test_every_scenario_file_says_how_long_each_profile_takes() -> None:
+    for name in ORDER:
+        for profile in PROFILES:
+            assert load_scenario(SCENARIOS, name, profile).expected_s > 0, (name, profile)
+
+
+@pytest.mark.parametrize(("table", "says"), [
+    ({}, "missing expected_s"), ({"expected_s": 0}, "not a positive number"), ({"expected_s": "1m"}, "not a positive"),
+])
+def test_a_bad_expected_duration_is_refused(table, says) -> None:
+    with pytest.raises(ScenarioFileError, match=says):
+        expected_s(dict(table), "x.toml [quick]")
 
 
 @pytest.mark.parametrize(("table", "says"), [
