@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import orjson
+from nats.js.errors import NotFoundError
 
 from exoarmur.contracts import IntentV1, key_digest
 from exoarmur.stackconfig import StackConfig
@@ -220,6 +221,25 @@ class AuditWatch:
 
     def record(self, tenant_id: str, key: str) -> dict | None:
         return self.records.get(self.subject(tenant_id, key))
+
+    async def forget_unstored(self, js, pairs: list[tuple[str, str]]) -> int:
+        """Drop the records seen on the wire that the AUDIT stream does not hold: published, but
+        lost with their server before they were stored (their intent is redelivered and recorded
+        again). Returns how many were dropped; a record whose read fails is kept (not judged here)."""
+        dropped = 0
+        for tenant_id, key in pairs:
+            subject = self.subject(tenant_id, key)
+            if subject not in self.records:
+                continue
+            try:
+                await asyncio.wait_for(js.get_last_msg("AUDIT", subject, direct=True), 1.0)
+            except NotFoundError:
+                del self.records[subject]
+                self.arrived_wall_ms.pop(subject, None)
+                dropped += 1
+            except Exception:
+                continue
+        return dropped
 
     async def backfill(self, js, pairs: list[tuple[str, str]]) -> None:
         """Read records the subscription missed (published while NATS was restarting)."""

@@ -111,13 +111,23 @@ class Context:
                 await asyncio.sleep(delay)
         return list(await asyncio.gather(*tasks))
 
-    async def settle(self, submitted: list[Submitted], timeout_s: float | None = None) -> list[tuple[str, str]]:
-        """Wait for a terminal record of every accepted submission; returns the ones missing."""
+    async def settle(self, submitted: list[Submitted], timeout_s: float | None = None,
+                     stored: bool = False) -> list[tuple[str, str]]:
+        """Wait for a terminal record of every accepted submission; returns the ones missing.
+        ``stored``: a record counts only once the AUDIT stream holds it (after power losses, a
+        record seen on the wire may have died with its server before it was stored)."""
         pairs = sorted({(s.tenant_id, s.key) for s in submitted if s.accepted})
         # Long enough for one redelivery after a crash (ack_wait) plus its processing.
         limit = timeout_s if timeout_s is not None else self.timeout("redelivery") * 1.5 + 5
+        deadline = time.monotonic() + limit
         missing = await self.watch.wait_for(pairs, limit, js=self.js)
-        self.observe("settled", accepted=len(pairs), missing=len(missing))
+        unstored = 0
+        while stored and (dropped := await self.watch.forget_unstored(self.js, pairs)):
+            unstored += dropped  # wait again for those: their redelivery records them for good
+            missing = await self.watch.wait_for(pairs, max(deadline - time.monotonic(), 0.0), js=self.js)
+            if time.monotonic() >= deadline:
+                break
+        self.observe("settled", accepted=len(pairs), missing=len(missing), seen_but_unstored=unstored)
         return missing
 
     async def wait_api_ready(self, timeout_s: float = 20.0) -> bool:

@@ -183,7 +183,7 @@ async def _drive(sub: Context, machine: Machine) -> None:
         sub.observe("stored_after", round=round_, **await _stored(sub, intents=False))
         accepted.extend(s for s in await flow if s.accepted)
     sub.observe("acked_intents", pairs=[[s.tenant_id, s.key] for s in accepted])
-    await sub.settle(accepted)
+    await sub.settle(accepted, stored=True)
     sub.observe("stored_final", **await _stored(sub, intents=True))
 
 
