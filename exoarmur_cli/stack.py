@@ -20,6 +20,7 @@ import orjson
 import psutil
 
 from exoarmur import natsio, stackconfig
+from exoarmur.errors import ExoError
 from exoarmur.natsio import wait_for_port
 from exoarmur.seams import injected
 from exoarmur.stackconfig import StackConfig
@@ -28,7 +29,7 @@ from exoarmur_cli.errors import StackError
 from exoarmur_cli.procs import Child
 
 READY_TIMEOUT_S = 30.0
-PROVISION_TIMEOUT_S = 30.0
+PROVISION_TIMEOUT_S = 60.0  # a restarted cluster recovers its streams first
 PIDS_FILE = "pids.json"
 
 
@@ -117,8 +118,9 @@ class LocalStack:
         async def once() -> None:
             nc = await natsio.connect_as(self.config, "provisioner", "exoarmur-provision")
             try:
-                await natsio.provision(nc.jetstream(), natsio.storage(injected(self.config.defects)),
-                                       replicas=self.config.nats_replicas)
+                await self._provision_streams(nc, timeout_s / 2)
+                if self.config.nats_cluster is not None:
+                    await topology.wait_stream_leaders(nc.jetstream(timeout=1.0), timeout_s / 2)
             finally:
                 await nc.close()
 
@@ -135,6 +137,19 @@ class LocalStack:
             raise StackError(f"provisioning did not finish within {timeout_s:.0f}s")
         if failures:
             raise StackError(f"provisioning failed: {type(failures[0]).__name__}: {failures[0]}")
+
+    async def _provision_streams(self, nc, timeout_s: float) -> None:
+        """One provisioning; on a cluster just (re)started, streams still recovering make a create
+        miss its deadline, so it is tried again until ``timeout_s`` is spent."""
+        began = time.monotonic()
+        while True:
+            try:
+                return await natsio.provision(nc.jetstream(), natsio.storage(injected(self.config.defects)),
+                                              replicas=self.config.nats_replicas)
+            except ExoError:
+                if self.config.nats_cluster is None or time.monotonic() - began > timeout_s:
+                    raise
+                await asyncio.sleep(0.5)
 
     def _wait_port(self, port: int, name: str, timeout_s: float = 10.0) -> None:
         if not wait_for_port(self.config.host, port, timeout_s):

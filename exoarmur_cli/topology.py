@@ -8,6 +8,7 @@ other and agreeing on a JetStream meta leader, read from each server's monitorin
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -76,6 +77,31 @@ async def stream_leaders(js, streams: tuple[str, ...] = STREAMS) -> dict[str, di
             "messages": info.state.messages,
         }
     return out
+
+
+async def _consumer_leader(js) -> dict:
+    try:
+        info = await js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER)
+    except Exception as exc:  # no leader yet, or the server asked is away: asked again
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"leader": info.cluster.leader if info.cluster else None}
+
+
+async def wait_stream_leaders(js, timeout_s: float = FORM_TIMEOUT_S, streams: tuple[str, ...] = STREAMS) -> float:
+    """After a cluster's (re)start and provisioning: wait until every stream (and the cells'
+    consumer) has a leader (a meta
+    leader alone still answers "no responders" for a stream that has none yet); returns seconds.
+    ``StackError`` (``NATS_CLUSTER_UNFORMED``) naming the leaderless streams if not."""
+    began = time.monotonic()
+    leaders: dict[str, dict] = {}
+    while time.monotonic() - began < timeout_s:
+        leaders = await stream_leaders(js, streams)
+        leaders["consumer INTENTS/cells"] = await _consumer_leader(js)
+        if all(v.get("leader") for v in leaders.values()):
+            return time.monotonic() - began
+        await asyncio.sleep(0.1)
+    missing = {k: v.get("error", "no leader") for k, v in leaders.items() if not v.get("leader")}
+    raise StackError(f"streams without a leader after {timeout_s:.0f}s: {missing}", ReasonCode.NATS_CLUSTER_UNFORMED)
 
 
 def servers(config: StackConfig, pids: dict[str, int | None]) -> list[dict]:
