@@ -56,7 +56,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.component == "nats":
         from exoarmur.nats_server import exec_server
 
-        exec_server(config)
+        # On a cluster, ``--id i`` is node ``nats-i`` (``LocalStack`` names its children so).
+        exec_server(config, None if config.nats_cluster is None else f"nats-{args.id}")
     elif args.component == "api":
         from exoarmur.api import run_api
 
@@ -115,7 +116,7 @@ def _provision(config, nats_url: str | None) -> None:
     async def provision_once() -> None:
         nc = await connect_as(config, "provisioner", "exoarmur-provision", nats_url)
         try:
-            await provision(nc.jetstream(), storage(injected(config.defects)))
+            await provision(nc.jetstream(), storage(injected(config.defects)), replicas=config.nats_replicas)
         finally:
             await nc.close()
 

@@ -6,6 +6,7 @@ process the harness supervises (and SIGKILLs in chaos) is nats-server itself.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -42,20 +43,48 @@ def server_binary() -> str:
     return found
 
 
-def server_config_text(config: StackConfig) -> str:
-    store_dir = Path(config.stack_dir) / "jetstream"
+def server_config_text(config: StackConfig, node: str | None = None) -> str:
+    """One server's config. On a cluster (``config.nats_cluster``), ``node`` names which of its
+    servers: each has its own name, ports and store directory, the same users and permissions as
+    every other (so a client may fail over to any), and a route to each of the others."""
     sync_interval = choose(ServerSync(config.sync_interval), SERVER_SYNC_DEFECTS, injected(config.defects)).sync_interval
+    cluster = config.nats_cluster
+    if cluster is None:
+        name, client_port, monitor_port = f"exoarmur_{config.nats_port}", config.nats_port, config.nats_monitor_port
+        store_dir = Path(config.stack_dir) / "jetstream"
+        cluster_lines: list[str] = []
+    else:
+        me = next((n for n in cluster.nodes if n.name == node), None)
+        if me is None:
+            raise ConfigError(f"no NATS cluster node {node!r}; nodes are {', '.join(n.name for n in cluster.nodes)}")
+        name, client_port, monitor_port = me.name, me.client_port, me.monitor_port
+        store_dir = Path(config.stack_dir) / f"jetstream-{me.name}"
+        credentials = f"{cluster.route_user}:{cluster.route_password}"
+        routes = [f"nats-route://{credentials}@{config.host}:{n.route_port}" for n in cluster.nodes if n is not me]
+        cluster_lines = [
+            "cluster {",
+            f"  name: {cluster.name}",
+            f"  listen: {config.host}:{me.route_port}",
+            "  authorization {",
+            f"    user: {json.dumps(cluster.route_user)}",
+            f"    password: {json.dumps(cluster.route_password)}",
+            "    timeout: 2",
+            "  }",
+            f"  routes: {json.dumps(routes)}",
+            "}",
+        ]
     return "\n".join(
         [
-            f"server_name: exoarmur_{config.nats_port}",
-            f"listen: {config.host}:{config.nats_port}",
-            f"http: {config.host}:{config.nats_monitor_port}",
+            f"server_name: {name}",
+            f"listen: {config.host}:{client_port}",
+            f"http: {config.host}:{monitor_port}",
             "jetstream {",
             f'  store_dir: "{store_dir}"',
             f"  sync_interval: {sync_interval}",
             "  max_memory_store: 256MB",
             "  max_file_store: 4GB",
             "}",
+            *cluster_lines,
             "max_payload: 1MB",
             *authorization_lines(config.nats_passwords, bus_auth(injected(config.defects))),
             "",
@@ -63,17 +92,17 @@ def server_config_text(config: StackConfig) -> str:
     )
 
 
-def write_server_config(config: StackConfig) -> Path:
+def write_server_config(config: StackConfig, node: str | None = None) -> Path:
     """The server's config, owner-only (0600): it holds every role's password."""
-    path = Path(config.stack_dir) / "nats-server.conf"
+    path = Path(config.stack_dir) / ("nats-server.conf" if node is None else f"nats-server-{node}.conf")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(server_config_text(config))
+        handle.write(server_config_text(config, node))
     os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
     return path
 
 
-def exec_server(config: StackConfig) -> None:
-    conf = write_server_config(config)
+def exec_server(config: StackConfig, node: str | None = None) -> None:
+    conf = write_server_config(config, node)
     binary = server_binary()
     os.execv(binary, [binary, "-c", str(conf)])

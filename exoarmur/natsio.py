@@ -87,15 +87,36 @@ async def _quiet(_exc: Exception) -> None:
     """Connection errors are expected during faults; the caller sees their effects, not logs."""
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    host, _, port = url.split("://", 1)[-1].rpartition(":")
+    return host, int(port)
+
+
+def _any_port_open(servers: list[str], timeout_s: float) -> bool:
+    """Poll until one of ``servers`` accepts: a cluster is reachable once any of its nodes is."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for url in servers:
+            try:
+                with socket.create_connection(_host_port(url), timeout=0.2):
+                    return True
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 async def connect(url: str, name: str, *, credentials: tuple[str, str] | None = None,
                   wait_s: float | None = None) -> Client:
     """Connect as ``credentials`` (user, password), whose replies come to that user's own inbox.
 
-    Without credentials the server refuses the connection (there is no anonymous access)."""
-    host_port = url.split("://", 1)[-1]
-    host, _, port = host_port.rpartition(":")
+    ``url`` may name several servers, comma-separated (a cluster's nodes): the client connects to
+    one and fails over to the others. Without credentials the server refuses the connection
+    (there is no anonymous access)."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
     wait = deadline_s(TimeoutCategory.NATS_CONNECT) if wait_s is None else wait_s
-    ready = await asyncio.to_thread(wait_for_port, host, int(port), wait)
+    ready = await asyncio.to_thread(_any_port_open, servers, wait)
     if not ready:
         raise StackUnavailable(f"NATS at {url} did not accept connections within {wait:.1f}s")
     auth = {}
@@ -106,7 +127,7 @@ async def connect(url: str, name: str, *, credentials: tuple[str, str] | None = 
         return await with_deadline(
             TimeoutCategory.NATS_CONNECT,
             nats.connect(
-                url,
+                servers,
                 name=name,
                 connect_timeout=1,
                 reconnect_time_wait=0.1,
@@ -124,8 +145,10 @@ async def connect_as(config: StackConfig, role: str, name: str, url: str | None 
     return await connect(url or config.nats_url, name, credentials=config.nats_credentials(role))
 
 
-def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE) -> list[js_api.StreamConfig]:
-    return [
+def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE,
+                   replicas: int = 1) -> list[js_api.StreamConfig]:
+    """Every stream of the stack; ``replicas`` > 1 on a cluster (each message on that many servers)."""
+    configs = [
         js_api.StreamConfig(
             name=INTENTS_STREAM,
             subjects=["exo.intents.>"],
@@ -160,6 +183,9 @@ def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE) -> lis
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
     ]
+    for config in configs:
+        config.num_replicas = replicas
+    return configs
 
 
 # --- the storage seam: where streams and buckets keep their messages ----------------------------
@@ -179,9 +205,10 @@ def storage(defects: Iterable[Defect] = ()) -> Storage:
     return choose(Storage(), STORAGE_DEFECTS, defects)
 
 
-async def provision(js: JetStreamContext, where: Storage = Storage()) -> None:
-    """Create or update every stream, consumer and bucket. Safe to run on every start."""
-    for config in stream_configs(where.kind):
+async def provision(js: JetStreamContext, where: Storage = Storage(), *, replicas: int = 1) -> None:
+    """Create or update every stream, consumer and bucket (each on ``replicas`` servers). Safe to
+    run on every start. The consumer takes its stream's replica count."""
+    for config in stream_configs(where.kind, replicas):
         await with_deadline(TimeoutCategory.NATS_STREAM_CREATE, _add_or_update(js, config))
     await with_deadline(
         TimeoutCategory.NATS_STREAM_CREATE,
@@ -202,7 +229,8 @@ async def provision(js: JetStreamContext, where: Storage = Storage()) -> None:
         await with_deadline(
             TimeoutCategory.KV_CREATE,
             js.create_key_value(
-                js_api.KeyValueConfig(bucket=bucket, history=5, storage=where.kind, direct=True)
+                js_api.KeyValueConfig(bucket=bucket, history=5, storage=where.kind, direct=True,
+                                     replicas=replicas)
             ),
         )
 

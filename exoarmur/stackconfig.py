@@ -31,6 +31,32 @@ class Peer(BaseModel):
     token: str
 
 
+class NatsNode(BaseModel):
+    """One server of a NATS cluster: its name (``server_name``, also the component's name) and ports."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    client_port: int
+    monitor_port: int
+    route_port: int
+
+
+class NatsCluster(BaseModel):
+    """A JetStream cluster on this host: every server with the same users; routes authenticate with
+    their own credentials (the route user is no client user). Streams and buckets are replicated
+    on every server (``replicas``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "exoarmur"
+    nodes: list[NatsNode]
+    route_user: str = "route"
+    route_password: str  # a secret, like the NATS passwords
+
+    @property
+    def replicas(self) -> int:
+        return len(self.nodes)
+
+
 class StackConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,6 +83,8 @@ class StackConfig(BaseModel):
     overrides: dict[str, float] = {}
     # Deliberately injected defects (exoarmur.defects); empty on every real stack.
     defects: list[str] = []
+    # None: one nats-server (nats_port). A cluster: its first node is nats_port/nats_monitor_port.
+    nats_cluster: NatsCluster | None = None
 
     @field_validator("defects")
     @classmethod
@@ -91,8 +119,24 @@ class StackConfig(BaseModel):
         return int(self.overrides.get(name, BOUNDS[name].limit))
 
     @property
+    def nats_servers(self) -> list[str]:
+        """Every server a client may connect to (one, or each node of the cluster)."""
+        if self.nats_cluster is None:
+            return [f"nats://{self.host}:{self.nats_port}"]
+        return [f"nats://{self.host}:{node.client_port}" for node in self.nats_cluster.nodes]
+
+    @property
     def nats_url(self) -> str:
-        return f"nats://{self.host}:{self.nats_port}"
+        """The servers as one string, comma-separated (``natsio.connect`` splits it)."""
+        return ",".join(self.nats_servers)
+
+    @property
+    def nats_replicas(self) -> int:
+        return 1 if self.nats_cluster is None else self.nats_cluster.replicas
+
+    def nats_component_names(self) -> list[str]:
+        """The stack's nats-server processes: ``nats``, or one per cluster node (``nats-0`` …)."""
+        return ["nats"] if self.nats_cluster is None else [node.name for node in self.nats_cluster.nodes]
 
     @property
     def api_url(self) -> str:
@@ -129,6 +173,10 @@ class StackConfig(BaseModel):
             "nodes": len(self.nodes),
             "overrides": dict(self.overrides),
             "defects_injected": list(self.defects),
+            "nats_servers": self.nats_servers,
+            "nats_cluster": None if self.nats_cluster is None else {
+                "name": self.nats_cluster.name, "replicas": self.nats_cluster.replicas,
+                "nodes": [node.model_dump() for node in self.nats_cluster.nodes]},
             # That access control is on, and for whom; never the secrets themselves.
             "auth": {
                 "nats_users": sorted(self.nats_passwords),
@@ -156,7 +204,11 @@ def generate(
     sync_interval: str = "always",
     overrides: dict[str, float] | None = None,
     defects: list[str] | None = None,
+    nats_cluster: int = 1,
 ) -> StackConfig:
+    """A new stack's config; ``nats_cluster`` > 1 gives that many clustered nats-servers."""
+    if nats_cluster < 1:
+        raise ConfigError(f"nats_cluster must be 1 or more, not {nats_cluster}")
     tenant_ids = [f"tenant-{t:02d}" for t in range(tenants)]
     nodes = {
         f"node-{t * nodes_per_tenant + n:04d}": tenant_ids[t]
@@ -168,10 +220,15 @@ def generate(
         for p in range(peers_per_tenant):
             peer_id = f"peer-{t * peers_per_tenant + p:03d}"
             peers[peer_id] = Peer(peer_id=peer_id, tenant_id=tenant_ids[t], token=secrets.token_hex(16))
+    cluster = None
+    if nats_cluster > 1:
+        servers = [NatsNode(name=f"nats-{i}", client_port=free_port(), monitor_port=free_port(), route_port=free_port())
+                 for i in range(nats_cluster)]
+        cluster = NatsCluster(nodes=servers, route_password=secrets.token_hex(16))
     config = StackConfig(
         stack_dir=str(stack_dir),
-        nats_port=free_port(),
-        nats_monitor_port=free_port(),
+        nats_port=free_port() if cluster is None else cluster.nodes[0].client_port,
+        nats_monitor_port=free_port() if cluster is None else cluster.nodes[0].monitor_port,
         api_port=free_port(),
         effector_port=free_port(),
         cells=cells,
@@ -185,6 +242,7 @@ def generate(
         effector_tokens={role: f"eff-{role}-" + secrets.token_hex(16) for role in EFFECTOR_ROLES},
         overrides=overrides or {},
         defects=defects or [],
+        nats_cluster=cluster,
     )
     save(config)
     return config

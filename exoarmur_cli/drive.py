@@ -20,7 +20,7 @@ import orjson
 import psutil
 
 from exoarmur import natsio
-from exoarmur_cli import recorded
+from exoarmur_cli import recorded, topology
 from exoarmur_cli.client import AuditWatch, StackClient
 from exoarmur_cli.errors import FaultError
 from exoarmur_cli.export import export_all
@@ -78,6 +78,8 @@ class Driver:
         await watch.start(nc)
         kv_watch = KvWatch()  # every KV revision, including those the buckets' history limit drops
         await kv_watch.start(nc.jetstream())
+        nats_topology = {"servers": {}, "streams": {}}
+        await self._topology(nats_topology, nc.jetstream(), "start")
         try:
             async with StackClient(self.stack.config, self.history, api_url=self.stack.api_url) as client:
                 faults = Faults(self.stack, self.history,
@@ -95,6 +97,7 @@ class Driver:
         finally:
             stop.set()
             await sampler
+        await self._topology(nats_topology, nc.jetstream(), "end")
         self.progress("exporting streams, ledger and logs")
         kv_watched = await kv_watch.stop()
         counts = await export_all(nc.jetstream(), self.raw_dir, self.stack.config.effector_url,
@@ -102,6 +105,14 @@ class Driver:
                                   self.stack.logs_dir, kv_watched=kv_watched)
         await nc.close()
         return {**counts, "kv_watch_errors": kv_watch.error_count, "kv_watch_first_errors": kv_watch.errors}
+
+    async def _topology(self, into: dict, js, when: str) -> None:
+        """raw/nats_topology.json: the servers (name, ports, pid) and each stream's replicas and
+        leader, at the run's ``start`` and ``end``; rewritten each time, so a crash keeps the start."""
+        into["servers"][when] = topology.servers(self.stack.config, self.stack.nats_pids())
+        into["streams"][when] = await topology.stream_leaders(js)
+        into["cluster"] = None if self.stack.config.nats_cluster is None else self.stack.config.nats_cluster.name
+        (self.raw_dir / topology.TOPOLOGY).write_bytes(orjson.dumps(into, option=orjson.OPT_INDENT_2))
 
     async def _timed(self, name: str, ctx: Context) -> None:
         self.history.scenario = name

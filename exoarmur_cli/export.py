@@ -14,11 +14,14 @@ from pathlib import Path
 import aiohttp
 import orjson
 from nats.js import api as js_api
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from exoarmur_cli import recorded
 
 FETCH_BATCH = 1000
+
+
+UNAVAILABLE_RETRIES = 25  # x 0.2 s: longer than a stream leader election on loopback
 
 
 async def read_stream(js, stream: str) -> list[dict]:
@@ -38,6 +41,7 @@ async def read_stream(js, stream: str) -> list[dict]:
                                      inactive_threshold=30.0, filter_subject=None),
     )
     rows: list[dict] = []
+    unavailable = 0  # 503s in a row: on a cluster, a new consumer's first pulls can find no responder
     try:
         while True:
             # Ask for no more than remain: a lingering fetch waits out its expiry for a batch
@@ -47,6 +51,13 @@ async def read_stream(js, stream: str) -> list[dict]:
                 msgs = await sub.fetch(want, timeout=2.0)
             except asyncio.TimeoutError:
                 break
+            except ServiceUnavailableError:
+                unavailable += 1
+                if unavailable > UNAVAILABLE_RETRIES:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
+            unavailable = 0
             for msg in msgs:
                 meta = msg.metadata
                 rows.append({

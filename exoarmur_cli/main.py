@@ -90,6 +90,8 @@ def stack_up(
     stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="where the stack keeps config, store and logs"),
     cells: int = typer.Option(2, min=1, max=16, help="how many cell processes"),
     seed: int = typer.Option(0, help="seed of the effector's fault RNG"),
+    nats_cluster: int = typer.Option(1, "--nats-cluster", min=1, max=5,
+                                     help="nats-servers: 1 (one server) or a JetStream cluster of N with RN streams"),
     inject_defect: list[str] = typer.Option([], "--inject-defect",
                                             help="start with this deliberate defect (repeatable; for self-test)"),
     gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
@@ -108,7 +110,8 @@ def stack_up(
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — not a real stack[/bold red]")
     overrides = _declared_overrides(gates_dir)
-    stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides)
+    stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides,
+                              nats_cluster=nats_cluster)
     stopping = False
 
     def on_term(_sig, _frame):
@@ -268,6 +271,8 @@ def run_gates_command(
     stack_config: Path = typer.Option(None, "--stack-config", help="external stack: its stack.json (tokens)"),
     junit: Path = typer.Option(None, "--junit-xml", help="also write the criteria as JUnit XML"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+    nats_cluster: int = typer.Option(1, "--nats-cluster", min=1, max=5,
+                                     help="embedded stack: 1 nats-server, or a JetStream cluster of N (RN streams)"),
     inject_defect: list[str] = typer.Option([], "--inject-defect",
                                             help="run against a stack with this deliberate defect (repeatable)"),
     gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
@@ -278,7 +283,7 @@ def run_gates_command(
 
     options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
                          api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect),
-                         gates_dir=gates_dir, scenarios_dir=scenarios_dir)
+                         gates_dir=gates_dir, scenarios_dir=scenarios_dir, nats_cluster=nats_cluster)
     plan = _checked_run_inputs(options)
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
@@ -298,6 +303,8 @@ def _checked_run_inputs(options):
         usage_error(f"--profile must be {' or '.join(definitions.PROFILES)}, not {options.profile!r}")
     if (options.nats_url is None) != (options.api_url is None):
         usage_error("an external stack needs both --nats-url and --api-url")
+    if options.api_url is not None and options.nats_cluster != 1:
+        usage_error("--nats-cluster starts an embedded cluster; an external stack is what it is")
     try:
         parse_defects(list(options.defects))
     except ValueError as exc:

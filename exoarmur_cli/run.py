@@ -46,6 +46,7 @@ class RunOptions:
     defects: tuple[str, ...] = ()  # deliberately injected (exoarmur.defects): never a clean run
     gates_dir: Path | None = None  # None: the gate files this installation ships (``definitions``)
     scenarios_dir: Path | None = None  # None: the scenario files it ships
+    nats_cluster: int = 1  # the embedded stack's nats-servers: 1, or a JetStream cluster of that many
 
 
 @dataclass
@@ -134,7 +135,7 @@ class Run:
         t0_wall_ms = wall_ms() - int(history.now_ms())
         stack = open_stack(nats_url=options.nats_url, api_url=options.api_url, stack_config=options.stack_config,
                            seed=options.seed, overrides=declared.stack_overrides(plan.declared),
-                           defects=list(options.defects),
+                           defects=list(options.defects), nats_cluster=options.nats_cluster,
                            wiretap_path=self.bundle.raw_dir / recorded.WIRE)
         await stack.up(self.progress)
         # Judged by the numbers the gates declare; the stack's own (tables, overrides) are evidence.

@@ -20,14 +20,16 @@ import orjson
 import psutil
 
 from exoarmur import natsio, stackconfig
+from exoarmur.errors import ExoError
 from exoarmur.natsio import wait_for_port
 from exoarmur.seams import injected
 from exoarmur.stackconfig import StackConfig
+from exoarmur_cli import topology
 from exoarmur_cli.errors import StackError
 from exoarmur_cli.procs import Child
 
 READY_TIMEOUT_S = 30.0
-PROVISION_TIMEOUT_S = 30.0
+PROVISION_TIMEOUT_S = 60.0  # a restarted cluster recovers its streams first
 PIDS_FILE = "pids.json"
 
 
@@ -38,6 +40,7 @@ class LocalStack:
         self.dir = Path(config.stack_dir)
         self.proxies = proxies or {}  # component -> extra argv (e.g. --effector-url through a proxy)
         self.children: dict[str, Child] = {}
+        self.cluster_formed_s: float | None = None  # how long the last (re)start of a cluster took to form
         for name in self.component_names():
             self.children[name] = Child(name, self._argv(name), self.dir / "logs" / f"{name}.log")
 
@@ -48,7 +51,13 @@ class LocalStack:
         return cls(stackconfig.generate(stack_dir, **generate_kwargs), temporary=temporary)
 
     def component_names(self) -> list[str]:
-        return ["nats", "effector", "api"] + [f"cell-{i}" for i in range(self.config.cells)]
+        return self.config.nats_component_names() + ["effector", "api"] + [f"cell-{i}" for i in range(self.config.cells)]
+
+    def members(self, name: str) -> list[str]:
+        """The processes a component name stands for: ``nats`` is every nats-server of a cluster."""
+        if name == "nats":
+            return self.config.nats_component_names()
+        return [name]
 
     def _argv(self, name: str) -> list[str]:
         component, _, index = name.partition("-")
@@ -83,10 +92,21 @@ class LocalStack:
         return time.monotonic() - began
 
     def start_component(self, name: str) -> None:
-        self.children[name].start()
-        if name == "nats":
-            self._wait_port(self.config.nats_port, name)
+        """Start ``name`` (``nats``: every nats-server); NATS is provisioned on every (re)start, a
+        cluster once it has formed (``topology.wait_formed``)."""
+        names = self.members(name)
+        for member in names:
+            self.children[member].start()
+        if name == "nats" or name in self.config.nats_component_names():
+            for member in names:
+                self._wait_port(self._client_port(member), member)
+            self.cluster_formed_s = topology.wait_formed(self.config)
             self.provision()
+
+    def _client_port(self, name: str) -> int:
+        if self.config.nats_cluster is None:
+            return self.config.nats_port
+        return next(n.client_port for n in self.config.nats_cluster.nodes if n.name == name)
 
     def provision(self, timeout_s: float = PROVISION_TIMEOUT_S) -> None:
         """Create or update streams, the cells' consumer and buckets as the ``provisioner`` user, the
@@ -98,7 +118,9 @@ class LocalStack:
         async def once() -> None:
             nc = await natsio.connect_as(self.config, "provisioner", "exoarmur-provision")
             try:
-                await natsio.provision(nc.jetstream(), natsio.storage(injected(self.config.defects)))
+                await self._provision_streams(nc, timeout_s / 2)
+                if self.config.nats_cluster is not None:
+                    await topology.wait_stream_leaders(nc.jetstream(timeout=1.0), timeout_s / 2)
             finally:
                 await nc.close()
 
@@ -115,6 +137,19 @@ class LocalStack:
             raise StackError(f"provisioning did not finish within {timeout_s:.0f}s")
         if failures:
             raise StackError(f"provisioning failed: {type(failures[0]).__name__}: {failures[0]}")
+
+    async def _provision_streams(self, nc, timeout_s: float) -> None:
+        """One provisioning; on a cluster just (re)started, streams still recovering make a create
+        miss its deadline, so it is tried again until ``timeout_s`` is spent."""
+        began = time.monotonic()
+        while True:
+            try:
+                return await natsio.provision(nc.jetstream(), natsio.storage(injected(self.config.defects)),
+                                              replicas=self.config.nats_replicas)
+            except ExoError:
+                if self.config.nats_cluster is None or time.monotonic() - began > timeout_s:
+                    raise
+                await asyncio.sleep(0.5)
 
     def _wait_port(self, port: int, name: str, timeout_s: float = 10.0) -> None:
         if not wait_for_port(self.config.host, port, timeout_s):
@@ -144,12 +179,16 @@ class LocalStack:
 
     def stop(self) -> None:
         # Everything that talks to NATS stops together (each drains its own work), NATS last.
-        clients = [child for name, child in self.children.items() if name != "nats"]
+        servers = self.members("nats")
+        clients = [child for name, child in self.children.items() if name not in servers]
         for child in clients:
             child.request_stop()
         for child in clients:
             child.finish_stop()
-        self.children["nats"].stop()
+        for name in servers:
+            self.children[name].request_stop()
+        for name in servers:
+            self.children[name].finish_stop()
         (self.dir / PIDS_FILE).unlink(missing_ok=True)
         if self.temporary:
             shutil.rmtree(self.dir, ignore_errors=True)

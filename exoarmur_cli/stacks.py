@@ -45,6 +45,8 @@ class Stack(Protocol):
 
     def sampled_pids(self) -> dict[str, int]: ...
 
+    def nats_pids(self) -> dict[str, int | None]: ...
+
     def process_faults(self, what: str, history: History) -> ProcessFaults: ...
 
     def effector_link_faults(self, history: History) -> NetworkFaults: ...
@@ -53,8 +55,10 @@ class Stack(Protocol):
 class EmbeddedStack:
     external = False
 
-    def __init__(self, *, seed: int, overrides: dict, defects: list[str], wiretap_path: Path | None = None) -> None:
+    def __init__(self, *, seed: int, overrides: dict, defects: list[str], wiretap_path: Path | None = None,
+                 nats_cluster: int = 1) -> None:
         self.seed, self.overrides, self.defects = seed, overrides, defects
+        self.nats_cluster = nats_cluster  # 1: one nats-server; N: a JetStream cluster of N
         self.wiretap_path = wiretap_path  # where the proxy logs the cells -> effector HTTP it sees
         self.ready_s: float | None = None
         self.local: LocalStack | None = None
@@ -63,7 +67,8 @@ class EmbeddedStack:
 
     async def up(self, progress: Callable[[str], None]) -> None:
         stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
-        config = stackconfig.generate(stack_dir, seed=self.seed, overrides=self.overrides, defects=self.defects)
+        config = stackconfig.generate(stack_dir, seed=self.seed, overrides=self.overrides, defects=self.defects,
+                                      nats_cluster=self.nats_cluster)
         self.config = config
         wiretap = Wiretap(self.wiretap_path) if self.wiretap_path is not None else None
         self.proxy = FaultProxy(config.host, config.effector_port, seed=self.seed, name="cells->effector",
@@ -109,6 +114,11 @@ class EmbeddedStack:
         return {name: child.pid for name, child in self.local.children.items()
                 if name.startswith(SAMPLED) and child.alive()}
 
+    def nats_pids(self) -> dict[str, int | None]:
+        """Each nats-server's pid now (None when it is not running)."""
+        return {name: (child.pid if child.alive() else None) for name, child in self.local.children.items()
+                if name in self.config.nats_component_names()}
+
     def process_faults(self, what: str, history: History) -> ProcessFaults:
         return ProcessFaults(self.local, history)
 
@@ -140,6 +150,9 @@ class ExternalStack:
     def sampled_pids(self) -> dict[str, int]:
         return {}
 
+    def nats_pids(self) -> dict[str, int | None]:
+        return {}
+
     def process_faults(self, what: str, history: History) -> ProcessFaults:
         raise FaultError(f"needs process control to {what}; an external stack gives none")
 
@@ -148,9 +161,11 @@ class ExternalStack:
 
 
 def open_stack(*, nats_url: str | None, api_url: str | None, stack_config: Path | None, seed: int,
-               overrides: dict, defects: list[str], wiretap_path: Path | None = None) -> Stack:
+               overrides: dict, defects: list[str], wiretap_path: Path | None = None,
+               nats_cluster: int = 1) -> Stack:
     """The stack the options name (not yet up): external when an api url is given."""
     if api_url is not None:
         return ExternalStack(nats_url=nats_url or "", api_url=api_url, stack_config=stack_config)
-    return EmbeddedStack(seed=seed, overrides=overrides, defects=defects, wiretap_path=wiretap_path)
+    return EmbeddedStack(seed=seed, overrides=overrides, defects=defects, wiretap_path=wiretap_path,
+                         nats_cluster=nats_cluster)
 

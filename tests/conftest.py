@@ -227,7 +227,7 @@ class Exo:
 
         async def main() -> T:
             user, password = self.cfg.nats_credentials(role)
-            nc = await nats.connect(self.cfg.nats_url, connect_timeout=2, max_reconnect_attempts=0, user=user,
+            nc = await nats.connect(self.cfg.nats_servers, connect_timeout=2, max_reconnect_attempts=0, user=user,
                                     password=password, inbox_prefix=natsio.inbox_prefix(user))
             try:
                 return await work(nc.jetstream())

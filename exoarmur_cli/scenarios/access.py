@@ -60,7 +60,7 @@ class _Probe:
             auth = {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
         try:
             self.nc = await asyncio.wait_for(
-                nats.connect(url, name=f"access-probe-{self.identity}", connect_timeout=2, allow_reconnect=False,
+                nats.connect(url.split(","), name=f"access-probe-{self.identity}", connect_timeout=2, allow_reconnect=False,
                              max_reconnect_attempts=0, error_cb=self._on_error, **auth),
                 CONNECT_TIMEOUT_S)
         except Exception as exc:  # refused (or not answered): either way not connected

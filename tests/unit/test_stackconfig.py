@@ -135,3 +135,35 @@ def test_a_config_without_every_role_is_refused(config) -> None:
     config.path.write_bytes(orjson.dumps(raw))
     with pytest.raises(ConfigError, match="is invalid"):
         stackconfig.load(config.path)
+
+
+def test_nats_cluster_config_and_server_configs(tmp_path):
+    """--nats-cluster 3: three servers, each its own name, ports and store, routes to the two
+    others with the route user's credentials, and the very same client users as every other."""
+    from exoarmur.nats_server import server_config_text
+
+    config = stackconfig.generate(tmp_path, nats_cluster=3, tenants=1, nodes_per_tenant=1, peers_per_tenant=1)
+    assert config.nats_replicas == 3 and len(config.nats_servers) == 3
+    assert config.nats_url == ",".join(config.nats_servers)
+    assert config.nats_component_names() == ["nats-0", "nats-1", "nats-2"]
+    assert config.nats_port == config.nats_cluster.nodes[0].client_port
+    assert stackconfig.load(tmp_path) == config
+    texts = {name: server_config_text(config, name) for name in config.nats_component_names()}
+    auth = {text[text.index("authorization {\n  users"):] for text in texts.values()}
+    assert len(auth) == 1  # the same users and permissions on every server
+    for node in config.nats_cluster.nodes:
+        text = texts[node.name]
+        assert f"server_name: {node.name}" in text and f"jetstream-{node.name}" in text
+        assert f"listen: {config.host}:{node.route_port}" in text
+        others = [n for n in config.nats_cluster.nodes if n is not node]
+        assert all(f"@{config.host}:{n.route_port}" in text for n in others)
+        assert f"@{config.host}:{node.route_port}" not in text
+        assert config.nats_cluster.route_password in text
+    assert config.nats_cluster.route_password not in str(config.public_view())
+
+
+def test_single_server_is_unchanged(tmp_path):
+    config = stackconfig.generate(tmp_path, tenants=1, nodes_per_tenant=1, peers_per_tenant=1)
+    assert config.nats_cluster is None and config.nats_replicas == 1
+    assert config.nats_url == f"nats://{config.host}:{config.nats_port}"
+    assert config.nats_component_names() == ["nats"]
