@@ -17,7 +17,7 @@ from exoarmur.api.http import ERRORS
 from exoarmur.api.publisher import PUBLISHER_DEFECTS, Publisher
 from exoarmur.api.reads import AUDIT_SCOPE_DEFECTS, AuditScope
 from exoarmur.api.state import ApiState
-from exoarmur.api.transport import BoundedHttp
+from exoarmur.api.transport import KEEP_ALIVE_S, BoundedHttp
 from exoarmur.api.openapi import body, errors, install, secured
 from exoarmur.contracts import IntentV1, SubmitResponse
 from exoarmur.hotpath import HotPath
@@ -96,6 +96,7 @@ def run_api(config: StackConfig, nats_url: str | None = None) -> None:
     app = create_app(config, nats_url)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.api_port, log_level="warning", access_log=False,
-                       timeout_graceful_shutdown=3, http=BoundedHttp)
+                       timeout_graceful_shutdown=3, http=BoundedHttp,
+                       timeout_keep_alive=KEEP_ALIVE_S)
     )
     server.run()

@@ -19,6 +19,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from exoarmur.contracts import ReasonCode
 
 HEAD_TIMEOUT_S = 5.0
+# How long an idle keep-alive connection stays open. uvicorn's 5 s default races a client that
+# reuses its connection after ~5 s: under overload the loop runs the idle timer before it reads
+# the request already waiting on the socket, and the client sees the connection closed with no
+# answer (measured: 4 Locust requests in one quick run's overload phase). A load run is shorter.
+KEEP_ALIVE_S = 30.0
 HEAD_MAX_BYTES = 16 * 1024
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 

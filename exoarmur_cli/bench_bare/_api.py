@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from exoarmur import natsio
-from exoarmur.api.transport import BoundedHttp
+from exoarmur.api.transport import KEEP_ALIVE_S, BoundedHttp
 from exoarmur.hotpath import HotPath
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.bench_bare import _wire
@@ -51,4 +51,5 @@ def create_app(config: StackConfig) -> HotPath:
 def run(config: StackConfig, port: int) -> None:
     # uvicorn.Config as exoarmur.api.app.run_api has it.
     uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=port, log_level="warning",
-                                  access_log=False, timeout_graceful_shutdown=3, http=BoundedHttp)).run()
+                                  access_log=False, timeout_graceful_shutdown=3, http=BoundedHttp,
+                                  timeout_keep_alive=KEEP_ALIVE_S)).run()
