@@ -103,6 +103,10 @@ class JudgedRun:
     def failed_metrics(self, gate: int) -> tuple[str, ...]:
         return tuple(f.metric for f in self.failed if f.gate == gate)
 
+    def measured_failures(self, gate: int) -> tuple[str, ...]:
+        """The failed criteria of ``gate`` that failed on a measurement (not for want of one)."""
+        return tuple(f.metric for f in self.failed if f.gate == gate and f.value is not None)
+
 
 def judged_run(seed: int, overall: str, results: list[GateResult], bundle: str,
                skipped: tuple[str, ...] = ()) -> JudgedRun:
@@ -184,7 +188,8 @@ def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
             runs.append(run_defect(defect, out, seed + n, lambda _line: None, definitions_dirs))
             judged = DefectOutcome(defect.value, gate, metric, (runs[-1],))
             progress(f"  {'caught' if judged.caught else 'ESCAPED'}: {runs[-1].verdicts.get(gate)} "
-                     f"failed {', '.join(runs[-1].failed_metrics(gate)) or '-'}")
+                     f"failed {', '.join(runs[-1].measured_failures(gate)) or '-'}"
+                     + (f" (not run: {', '.join(runs[-1].skipped)})" if runs[-1].skipped else ""))
         report.defects.append(DefectOutcome(defect.value, gate, metric, tuple(runs)))
     for n in range(clean_runs):
         progress(f"clean run {n + 1}/{clean_runs}")
