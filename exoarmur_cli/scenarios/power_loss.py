@@ -186,7 +186,21 @@ async def _drive(sub: Context, machine: Machine) -> None:
         accepted.extend(s for s in await flow if s.accepted)
     sub.observe("acked_intents", pairs=[[s.tenant_id, s.key] for s in accepted])
     await sub.settle(accepted)
-    sub.observe("stored_final", **await _stored(sub, intents=True))
+    # The watch sees a record as it is published, which can be before the store on a lazy disk
+    # has it: read back until every acked intent's record is stored, for at most one settle period
+    # (a record the store really lost stays missing, and is judged so).
+    deadline = time.monotonic() + sub.timeout("redelivery") * 1.5 + 5
+    final = await _stored(sub, intents=True)
+    while _unstored(final, accepted) and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        final = await _stored(sub, intents=True)
+    sub.observe("stored_final", **final)
+
+
+def _unstored(stored: dict, accepted: list) -> int:
+    """How many accepted intents have no record in ``stored``'s AUDIT read (all if unreadable)."""
+    audit = stored.get("audit") or {}
+    return sum(1 for s in accepted if AuditWatch.subject(s.tenant_id, s.key) not in audit)
 
 
 async def _streams_missing(sub: Context) -> list[str]:
