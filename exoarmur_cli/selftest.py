@@ -99,6 +99,7 @@ class JudgedRun:
     failed: tuple[FailedCriterion, ...]
     bundle: str
     skipped: tuple[str, ...] = ()  # scenarios of the judged gates deliberately not run (``SCENARIOS``)
+    not_run: tuple[str, ...] = ()  # scenarios meant to run that did not finish (NOT RUN or crashed)
 
     def failed_metrics(self, gate: int) -> tuple[str, ...]:
         return tuple(f.metric for f in self.failed if f.gate == gate)
@@ -110,9 +111,10 @@ class JudgedRun:
 
 def judged_run(seed: int, overall: str, results: list[GateResult], bundle: str,
                skipped: tuple[str, ...] = ()) -> JudgedRun:
+    not_run = tuple(s for r in results for s in r.scenarios_missing if s not in skipped)
     return JudgedRun(seed, overall, {r.gate_id: r.verdict.value for r in results},
                      tuple(FailedCriterion(r.gate_id, c.metric, c.expr, c.value) for r in results for c in r.failed),
-                     bundle, skipped)
+                     bundle, skipped, not_run)
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,9 @@ class DefectOutcome:
         if not run.skipped:
             return verdict == Verdict.RED.value
         # Only the scenarios the criterion needs ran: the gate is INCOMPLETE by design (or RED);
-        # caught only on a measurement, never because nothing was measured.
-        return verdict in (Verdict.RED.value, Verdict.INCOMPLETE.value) and failed[0].value is not None
+        # caught only if every one of them did run, and on a measurement, never for want of one.
+        return (verdict in (Verdict.RED.value, Verdict.INCOMPLETE.value) and not run.not_run
+                and failed[0].value is not None)
 
     @property
     def caught(self) -> bool:

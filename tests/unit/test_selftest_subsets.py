@@ -55,9 +55,9 @@ def test_subset_holds_the_scenario_that_computes_the_expected_metric(defect):
     assert set(needed) <= set(subset), f"{defect.value}: {metric} is computed from {needed}, subset {subset}"
 
 
-def _run(verdict: str, value: float | None, skipped: tuple[str, ...]) -> JudgedRun:
+def _run(verdict: str, value: float | None, skipped: tuple[str, ...], not_run: tuple[str, ...] = ()) -> JudgedRun:
     return JudgedRun(0, verdict, {7: verdict}, (FailedCriterion(7, "breaker_opened", "breaker_opened >= 1", value),),
-                     "b", skipped)
+                     "b", skipped, not_run)
 
 
 def test_a_subset_run_is_caught_only_on_a_measurement():
@@ -66,3 +66,5 @@ def test_a_subset_run_is_caught_only_on_a_measurement():
     assert not outcome.caught_on(_run(Verdict.INCOMPLETE.value, None, ("timeout",)))
     assert not outcome.caught_on(_run(Verdict.INCOMPLETE.value, 0, ()))  # a full run must be RED
     assert outcome.caught_on(_run(Verdict.RED.value, 0, ()))
+    # the scenario that had to run crashed: its counts read 0, which proves nothing
+    assert not outcome.caught_on(_run(Verdict.INCOMPLETE.value, 0, ("timeout",), ("breaker",)))
