@@ -1,8 +1,10 @@
 """``exoarmur self-test``: every gate must be able to go red.
 
-For each injectable defect, run the scenarios of the gate it threatens against a stack carrying
-that defect, on each of N seeds, and require the gate RED with the expected criterion among the
-failed ones on every seed. Then run the clean stack several times and require all green every time.
+For each injectable defect, run the scenarios its expected criterion needs (``SCENARIOS``, of the
+gate it threatens) against a full stack carrying that defect, on each of N seeds, and require that
+criterion failed on a measurement on every seed (the gate RED, or INCOMPLETE only for the gate's
+scenarios deliberately left out). Then run the clean stack several times and require all green
+every time.
 The matrix, its JSON and its JUnit XML are built in ``selftest_report``. A defect that escapes is fixed
 with a sharper scenario or criterion, never with a special case: nothing here is visible to the
 scenarios or checkers, which never learn which defect is injected.
