@@ -26,9 +26,9 @@ from exoarmur_cli.errors import FaultError
 from exoarmur_cli.export import export_all
 from exoarmur_cli.kv_watch import KvWatch
 from exoarmur_cli.faults import EffectorFaults, Faults
-from exoarmur_cli.history import FAIL, OK, History
+from exoarmur_cli.history import FAIL, OK, History, ScopedHistory
 from exoarmur_cli.rundata import Policy
-from exoarmur_cli.scenarios import DRIVERS, Context, ScenarioNotRun, ScenarioParams
+from exoarmur_cli.scenarios import BESIDE, BESIDE_UNTIL, DRIVERS, ORDER, Context, ScenarioNotRun, ScenarioParams
 from exoarmur_cli.stacks import Stack
 
 SAMPLE_INTERVAL_S = 0.2
@@ -86,12 +86,15 @@ class Driver:
                                 EffectorFaults(client.session, client.effector_url,
                                                self.stack.config.effector_tokens["harness"], self.history))
                 rng = random.Random(seed)
-                for name in names:
-                    ctx = Context(name=name, config=self.stack.config, client=client, history=self.history,
-                                  watch=watch, nc=nc, js=nc.jetstream(), rng=random.Random(rng.random()),
-                                  params=params[name], raw_dir=self.raw_dir, stack=self.stack, faults=faults,
-                                  policy=policy, t0_wall_ms=t0_wall_ms, nats_url=self.stack.nats_url)
-                    await self._timed(name, ctx)
+                contexts = {}
+                for name in names:  # each its own RNG, drawn in the run's order whatever runs beside
+                    history = ScopedHistory(self.history, name) if name in BESIDE else self.history
+                    contexts[name] = Context(
+                        name=name, config=self.stack.config, client=client, history=history, watch=watch, nc=nc,
+                        js=nc.jetstream(), rng=random.Random(rng.random()), params=params[name],
+                        raw_dir=self.raw_dir, stack=self.stack, faults=faults, policy=policy,
+                        t0_wall_ms=t0_wall_ms, nats_url=self.stack.nats_url)
+                await self._drive_all(names, contexts)
                 self.history.scenario = "-"
                 await asyncio.sleep(refusal_flush_s + 0.1)  # the api's last refusal counters flush
         finally:
@@ -114,8 +117,28 @@ class Driver:
         into["cluster"] = None if self.stack.config.nats_cluster is None else self.stack.config.nats_cluster.name
         (self.raw_dir / topology.TOPOLOGY).write_bytes(orjson.dumps(into, option=orjson.OPT_INDENT_2))
 
+    async def _drive_all(self, names: list[str], contexts: dict[str, Context]) -> None:
+        """The scenarios with a stack of their own (``BESIDE``) start at once, beside the others;
+        those on the run's stack run one at a time, in order, and from ``BESIDE_UNTIL`` on only
+        once the ones beside have finished."""
+        beside = [asyncio.create_task(self._timed(name, contexts[name])) for name in names if name in BESIDE]
+        until = ORDER.index(BESIDE_UNTIL)
+        try:
+            for name in names:
+                if name in BESIDE:
+                    continue
+                if beside and ORDER.index(name) >= until:
+                    await asyncio.gather(*beside)
+                    beside = []
+                self.history.scenario = name
+                await self._timed(name, contexts[name])
+            await asyncio.gather(*beside)
+        finally:
+            for task in beside:  # a crash or an interrupt of the others: none outlives the run
+                task.cancel()
+            await asyncio.gather(*beside, return_exceptions=True)
+
     async def _timed(self, name: str, ctx: Context) -> None:
-        self.history.scenario = name
         self.progress(f"scenario {name} ...")
         began = time.monotonic()
         await self._one(name, ctx)
@@ -123,16 +146,17 @@ class Driver:
         self.progress(f"scenario {name} done in {self.durations_s[name]:.1f}s")
 
     async def _one(self, name: str, ctx: Context) -> None:
+        history = ctx.history  # the scenario's own view when it runs beside others
         try:
             await DRIVERS[name](ctx)
         except (ScenarioNotRun, FaultError) as exc:
-            self.history.append(FAIL, "scenario_done", "harness", {"not_run": str(exc)})
+            history.append(FAIL, "scenario_done", "harness", {"not_run": str(exc)})
             self.progress(f"scenario {name} NOT RUN: {exc}")
             return
         except Exception as exc:  # a crashed driver leaves its gate INCOMPLETE, with the traceback kept
-            self.history.append(FAIL, "scenario_done", "harness", {"error": f"{type(exc).__name__}: {exc}"})
+            history.append(FAIL, "scenario_done", "harness", {"error": f"{type(exc).__name__}: {exc}"})
             with open(self.raw_dir / "harness_errors.log", "a") as log:
                 log.write(f"--- {name}\n{traceback.format_exc()}\n")
             self.progress(f"scenario {name} CRASHED: {type(exc).__name__}: {exc}")
             return
-        self.history.append(OK, "scenario_done", "harness", {})
+        history.append(OK, "scenario_done", "harness", {})

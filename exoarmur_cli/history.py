@@ -123,8 +123,13 @@ class History:
         return (time.monotonic() - self._t0) * 1000
 
     def append(self, type_: str, f: str, process: str, value: dict[str, Any] | None = None) -> Event:
+        return self.append_as(self.scenario, type_, f, process, value)
+
+    def append_as(self, scenario: str, type_: str, f: str, process: str,
+                  value: dict[str, Any] | None = None) -> Event:
+        """``append`` for ``scenario``, whichever scenario the history is on now."""
         with self._lock:
-            event = Event(self._index, round(self.now_ms(), 3), EventType(type_).value, f, process, self.scenario,
+            event = Event(self._index, round(self.now_ms(), 3), EventType(type_).value, f, process, scenario,
                           value or {})
             self._index += 1
             self._file.write(event.to_json() + b"\n")
@@ -138,6 +143,28 @@ class History:
         with self._lock:
             self._file.flush()
             self._file.close()
+
+
+class ScopedHistory:
+    """The same history for one scenario that runs beside others (one with a stack of its own):
+    every event it appends carries that scenario's name, whatever ``History.scenario`` says."""
+
+    def __init__(self, history: History, scenario: str) -> None:
+        self.history = history
+        self.scenario = scenario
+
+    @property
+    def path(self) -> Path:
+        return self.history.path
+
+    def now_ms(self) -> float:
+        return self.history.now_ms()
+
+    def append(self, type_: str, f: str, process: str, value: dict[str, Any] | None = None) -> Event:
+        return self.history.append_as(self.scenario, type_, f, process, value)
+
+    def flush(self) -> None:
+        self.history.flush()
 
 
 def read_events(path: Path) -> Iterator[Event]:

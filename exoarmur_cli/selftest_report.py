@@ -35,7 +35,8 @@ def matrix_rows(report: SelfTestReport) -> list[list[str]]:
 
 
 def _run_json(run: JudgedRun) -> dict[str, Any]:
-    return {"seed": run.seed, "overall": run.overall, "bundle": run.bundle,
+    return {"seed": run.seed, "overall": run.overall, "bundle": run.bundle, "scenarios_not_run": list(run.skipped),
+            "scenarios_failed_to_run": list(run.not_run),
             "verdicts": {f"G{g}": v for g, v in sorted(run.verdicts.items())},
             "failed": [{"gate": f.gate, "metric": f.metric, "expr": f.expr, "value": f.value} for f in run.failed]}
 

@@ -31,8 +31,14 @@ DRIVERS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "load": capacity.load,
 }
 ORDER = list(DRIVERS)  # the order they run in: cheap and foundational first, load last
+# Scenarios that bring up a stack of their own and never touch the run's stack: they run beside
+# the scenarios on the run's stack instead of before them...
+BESIDE = ("deployment", "power_loss")
+# ...but only until this one: from it on, criteria judge latencies (switch propagation, quiet
+# tenants' p99, hang resolution, load), so every later scenario runs with the machine to itself.
+BESIDE_UNTIL = "killswitch"
 
-__all__ = ["DRIVERS", "ORDER", "Context", "ScenarioFile", "ScenarioNotRun", "ScenarioFileError", "ScenarioParams",
+__all__ = ["BESIDE", "BESIDE_UNTIL", "DRIVERS", "ORDER", "Context", "ScenarioFile", "ScenarioNotRun", "ScenarioFileError", "ScenarioParams",
            "load_scenario"]
 
 

@@ -19,6 +19,7 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from exoarmur import natsio
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.client import AuditWatch, StackClient, Submitted, intent_body
 from exoarmur_cli.errors import ScenarioNotRun
@@ -129,6 +130,21 @@ class Context:
                 break
         self.observe("settled", accepted=len(pairs), missing=len(missing), seen_but_unstored=unstored)
         return missing
+
+    async def consumer_drained(self, timeout_s: float, poll_s: float = 0.05) -> bool:
+        """Wait until the cells' consumer has nothing pending and nothing delivered unacked (every
+        intent, redeliveries included, has been acked), or ``timeout_s`` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                info = await asyncio.wait_for(
+                    self.js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER), 1.0)
+                if info.num_pending + info.num_ack_pending == 0:
+                    return True
+            except Exception:
+                pass
+            await asyncio.sleep(poll_s)
+        return False
 
     async def wait_api_ready(self, timeout_s: float = 20.0) -> bool:
         return await self.wait_answering(f"{self.client.api_url}/readyz", timeout_s, poll_s=0.1)

@@ -78,8 +78,11 @@ async def persistence(ctx: Context) -> None:
             # redelivery period later; a switch engaged before then flips their decision after
             # their effect was applied (a known stack bug: DENIED record, applied effect, found by
             # this scenario, recorded in the notes). Let them converge first, so this step judges
-            # the switch's survival, not that race.
-            await asyncio.sleep(ctx.timeout("redelivery"))
+            # the switch's survival, not that race: until the cells' consumer has every intent
+            # acked (a redelivery pending shows as unacked), at most one redelivery period.
+            began = time.monotonic()
+            drained = await ctx.consumer_drained(ctx.timeout("redelivery"))
+            ctx.observe("consumer_drained", drained=drained, waited_s=round(time.monotonic() - began, 3))
             await ctx.settle(accepted)
             await _switch(ctx, True)
             await _snapshot(ctx, "engaged_before_SIGKILL", [(s.tenant_id, s.key) for s in accepted])

@@ -119,8 +119,10 @@ def _bring_up(ctx: Context) -> Machine:
     stack = LocalStack(config)
     machine = Machine(root, config, stack, disks)
     try:
-        for disk in disks.values():
-            disk.start()
+        for disk in disks.values():  # both disks' processes start together...
+            disk.spawn()
+        for disk in disks.values():  # ...and are then waited for
+            disk.wait_mounted()
         stack.start()
     except BaseException:
         machine.shut_down(ctx.raw_dir)

@@ -115,11 +115,19 @@ class LazyMount:
         self.child = Child(f"lazyfs-{self.mountpoint.name}", argv, Path(log_path))
 
     def start(self, timeout_s: float = MOUNT_TIMEOUT_S) -> None:
+        self.spawn()
+        self.wait_mounted(timeout_s)
+
+    def spawn(self) -> None:
+        """Start the file system's process (``wait_mounted`` waits for the mount): several disks
+        spawned first and waited for after come up together."""
         if is_mounted(self.mountpoint):
             raise LazyFSUnavailable(LazyFSReason.MOUNT_FAILED, f"{self.mountpoint} is already a mount point")
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         self.child.start()
         _MOUNTED[str(self.mountpoint)] = self
+
+    def wait_mounted(self, timeout_s: float = MOUNT_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.child.alive():
