@@ -1,12 +1,13 @@
-"""Each scenario's parameters as a frozen type, read from its TOML file (``common`` plus the
-profile's table) and checked there: a missing, unknown or non-numeric parameter is a
-``ScenarioFileError`` before anything runs. ``to_json`` gives back the table as read, which is
-what raw/run_params.json records."""
+"""Each scenario's parameters as a frozen pydantic model (strict, ``extra="forbid"``), read from its
+TOML file (``common`` plus the profile's table) and checked there: a missing, unknown or
+non-numeric parameter is a ``ScenarioFileError`` naming the file, table and key before anything
+runs. ``to_json`` gives back the table as read, which is what raw/run_params.json records."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from exoarmur_cli.errors import ConfigError
 
@@ -18,25 +19,24 @@ class ScenarioFileError(ConfigError):
     """A scenario file is unreadable, not TOML, misnamed, or its parameters are not the scenario's."""
 
 
-@dataclass(frozen=True)
-class ScenarioParams:
+class ScenarioParams(BaseModel):
+    # strict: 2.5 is no integer and "5" no number; a TOML integer is a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self.model_dump()
 
 
-@dataclass(frozen=True)
 class DeploymentParams(ScenarioParams):
     ready_timeout_s: Number
 
 
-@dataclass(frozen=True)
 class PersistenceParams(ScenarioParams):
     intents: int
     rate_during_restart: Number
     per_check: int  # submitted after the hard restart while the global switch should still hold
 
 
-@dataclass(frozen=True)
 class PowerLossParams(ScenarioParams):
     power_losses: int
     rate_per_s: Number
@@ -44,7 +44,6 @@ class PowerLossParams(ScenarioParams):
     restart_timeout_s: Number
 
 
-@dataclass(frozen=True)
 class RestartParams(ScenarioParams):
     rate_per_s: Number
     effector_latency_ms: Number
@@ -52,12 +51,10 @@ class RestartParams(ScenarioParams):
     rounds: int
 
 
-@dataclass(frozen=True)
 class ReplayParams(ScenarioParams):
     per_path: int
 
 
-@dataclass(frozen=True)
 class KillswitchParams(ScenarioParams):
     flow_rate_per_s: Number
     cycles: int
@@ -67,14 +64,12 @@ class KillswitchParams(ScenarioParams):
     switch_effect_bound_ms: Number  # no effect may land this long after a switch's ack while engaged
 
 
-@dataclass(frozen=True)
 class TenancyParams(ScenarioParams):
     quiet_rate_per_s: Number
     phase_s: Number
     noisy_over_limit: Number
 
 
-@dataclass(frozen=True)
 class TimeoutParams(ScenarioParams):
     hang_intents: int
     slow_intents: int
@@ -82,7 +77,6 @@ class TimeoutParams(ScenarioParams):
     slow_jitter_ms: Number
 
 
-@dataclass(frozen=True)
 class RetryParams(ScenarioParams):
     error_rate: Number
     lose_response_rate: Number
@@ -90,20 +84,17 @@ class RetryParams(ScenarioParams):
     concurrency: int
 
 
-@dataclass(frozen=True)
 class BreakerParams(ScenarioParams):
     max_intents_to_open: int
     intents_while_open: int
     intents_after: int
 
 
-@dataclass(frozen=True)
 class BackpressureParams(ScenarioParams):
     rate_per_s: Number
     over_bound: Number
 
 
-@dataclass(frozen=True)
 class ChaosParams(ScenarioParams):
     duration_s: Number
     rate_per_s: Number
@@ -112,7 +103,6 @@ class ChaosParams(ScenarioParams):
     reset_rate: Number
 
 
-@dataclass(frozen=True)
 class LoadParams(ScenarioParams):
     sustained_s: Number
     sustained_fraction: Number
@@ -134,16 +124,27 @@ def parse(name: str, table: Mapping[str, Any], where: str) -> ScenarioParams:
     kind = PARAMS.get(name)
     if kind is None:
         raise ScenarioFileError(f"{where}: no scenario named {name!r}")
-    wanted = {f.name: f.type for f in fields(kind)}
-    missing, unknown = sorted(set(wanted) - set(table)), sorted(set(table) - set(wanted))
-    if missing or unknown:
-        raise ScenarioFileError(f"{where}: parameters missing {missing or '-'}, unknown {unknown or '-'}")
-    for key, value in table.items():
-        whole = wanted[key] == "int"
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
-            raise ScenarioFileError(f"{where}: {key} = {value!r} is not {'an integer' if whole else 'a number'}")
-    return kind(**table)
+    try:
+        return kind.model_validate(dict(table))
+    except ValidationError as exc:
+        raise ScenarioFileError(f"{where}: {_why(exc)}") from None
 
+
+def _why(exc: ValidationError) -> str:
+    """pydantic's errors as one line: the missing and unknown keys, then each wrong value."""
+    errors = exc.errors()
+    missing = sorted(str(e["loc"][0]) for e in errors if e["type"] == "missing")
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    parts = [f"parameters missing {missing or '-'}, unknown {unknown or '-'}"] if missing or unknown else []
+    wrong: dict[str, tuple[Any, bool]] = {}  # key -> (value, an integer was wanted)
+    for e in errors:
+        if e["type"] not in ("missing", "extra_forbidden"):
+            # A number field (int | float) fails once per member, its loc naming the member.
+            whole = len(e["loc"]) == 1 and e["type"].startswith("int")
+            wrong[str(e["loc"][0])] = (e["input"], whole)
+    parts += [f"{key} = {value!r} is not {'an integer' if whole else 'a number'}"
+              for key, (value, whole) in wrong.items()]
+    return "; ".join(parts)
 
 EXPECTED = "expected_s"  # each profile table's expected duration: for the progress display only
 
