@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from exoarmur_cli.gates import fmt_number
+from exoarmur_cli.report import junit_document
 from exoarmur_cli.selftest import DefectOutcome, JudgedRun, SelfTestReport
 
 GATES = range(1, 9)
@@ -81,9 +82,4 @@ def junit_xml(report: SelfTestReport) -> str:
             failures += 1
             failure = ET.SubElement(case, "failure", message=f"clean run {run.overall}")
             failure.text = f"{_failed_text(run)}\nbundle: {run.bundle}"
-    for element in (suites, suite):
-        element.set("tests", str(tests))
-        element.set("failures", str(failures))
-        element.set("errors", "0")
-        element.set("skipped", "0")
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+    return junit_document(suites, suite, tests, failures)
