@@ -63,6 +63,7 @@ class StackClient:
         self.api_url = api_url or config.api_url
         self.effector_url = effector_url or config.effector_url
         self.session: aiohttp.ClientSession | None = None
+        self._calls: set[asyncio.Task] = set()  # tasks with a request of this client in flight
 
     async def __aenter__(self) -> "StackClient":
         self.session = aiohttp.ClientSession(
@@ -70,7 +71,17 @@ class StackClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        await self._cancel_calls()
         await self.session.close()
+
+    async def _cancel_calls(self) -> None:
+        """Cancel and await the other tasks' requests still in flight (an interrupted or crashed
+        scenario's flows), so none of them runs on, or fails against, a closed session."""
+        current = asyncio.current_task()
+        pending = [task for task in self._calls if task is not current and not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _call(self, method: str, url: str, token: str | None, body: Any = None,
                     raw: bytes | None = None) -> tuple[int, Any]:
@@ -80,12 +91,19 @@ class StackClient:
         data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
         if data is not None:
             headers["Content-Type"] = "application/json"
-        async with self.session.request(method, url, data=data, headers=headers) as response:
-            content = await response.read()
-            try:
-                return response.status, orjson.loads(content) if content else None
-            except orjson.JSONDecodeError:
-                return response.status, {"raw": content[:200].decode(errors="replace")}
+        if self.session is None or self.session.closed:
+            raise asyncio.CancelledError  # the client is closed: the run is ending, not failing
+        task = asyncio.current_task()
+        self._calls.add(task)
+        try:
+            async with self.session.request(method, url, data=data, headers=headers) as response:
+                content = await response.read()
+                try:
+                    return response.status, orjson.loads(content) if content else None
+                except orjson.JSONDecodeError:
+                    return response.status, {"raw": content[:200].decode(errors="replace")}
+        finally:
+            self._calls.discard(task)
 
     # --- peers -----------------------------------------------------------------------------
 

@@ -103,14 +103,20 @@ class Context:
         tasks = []
         began = time.monotonic()
         n = 0
-        while time.monotonic() - began < duration_s:
-            peer, body = make()
-            tasks.append(asyncio.create_task(self.client.submit(peer, body, tag=tag)))
-            n += 1
-            delay = began + n / rate_per_s - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        return list(await asyncio.gather(*tasks))
+        try:
+            while time.monotonic() - began < duration_s:
+                peer, body = make()
+                tasks.append(asyncio.create_task(self.client.submit(peer, body, tag=tag)))
+                n += 1
+                delay = began + n / rate_per_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            return list(await asyncio.gather(*tasks))
+        except BaseException:  # cancelled (interrupt, or its scenario ended): its sends end with it
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def settle(self, submitted: list[Submitted], timeout_s: float | None = None,
                      stored: bool = False) -> list[tuple[str, str]]:
