@@ -186,11 +186,50 @@ class StackConfig(BaseModel):
         }
 
 
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+LOWEST_PORT = 10000  # below this sit well-known services
+
+
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections (32768 by default on Linux)."""
+    try:
+        return int(Path(EPHEMERAL_RANGE_FILE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports that are free now, chosen below the kernel's ephemeral range.
+
+    Why not bind to 0: the kernel then picks from the ephemeral range, the range it also gives every
+    outgoing connection on this host, so between choosing a port and a server binding it, a client
+    connection (ours or other work's) may take it, and two calls may return the same port. Each
+    candidate is bound and held until all are chosen, so the set is distinct and each was free."""
+    rng = secrets.SystemRandom()
+    ceiling = max(_ephemeral_floor() - 1, LOWEST_PORT + 1000)
+    held: list[socket.socket] = []
+    try:
+        for _attempt in range(count * 50):
+            if len(held) == count:
+                break
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((host, rng.randint(LOWEST_PORT, ceiling)))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+        if len(held) < count:
+            raise ConfigError(f"found only {len(held)} of {count} free ports on {host}")
+        return [sock.getsockname()[1] for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel says is free now (bind to 0); other work may share this machine."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """One port that is free now (see ``free_ports``)."""
+    return free_ports(1, host)[0]
 
 
 def generate(
@@ -220,17 +259,19 @@ def generate(
         for p in range(peers_per_tenant):
             peer_id = f"peer-{t * peers_per_tenant + p:03d}"
             peers[peer_id] = Peer(peer_id=peer_id, tenant_id=tenant_ids[t], token=secrets.token_hex(16))
+    # All ports at once, so no two components are given the same one.
+    ports = iter(free_ports(4 if nats_cluster == 1 else 2 + 3 * nats_cluster))
     cluster = None
     if nats_cluster > 1:
-        servers = [NatsNode(name=f"nats-{i}", client_port=free_port(), monitor_port=free_port(), route_port=free_port())
-                 for i in range(nats_cluster)]
+        servers = [NatsNode(name=f"nats-{i}", client_port=next(ports), monitor_port=next(ports),
+                            route_port=next(ports)) for i in range(nats_cluster)]
         cluster = NatsCluster(nodes=servers, route_password=secrets.token_hex(16))
     config = StackConfig(
         stack_dir=str(stack_dir),
-        nats_port=free_port() if cluster is None else cluster.nodes[0].client_port,
-        nats_monitor_port=free_port() if cluster is None else cluster.nodes[0].monitor_port,
-        api_port=free_port(),
-        effector_port=free_port(),
+        nats_port=next(ports) if cluster is None else cluster.nodes[0].client_port,
+        nats_monitor_port=next(ports) if cluster is None else cluster.nodes[0].monitor_port,
+        api_port=next(ports),
+        effector_port=next(ports),
         cells=cells,
         seed=seed,
         sync_interval=sync_interval,

@@ -47,6 +47,13 @@ class Child:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def log_tail(self, lines: int = 8) -> str:
+        """The last lines of this child's log, for an error message."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(log unreadable: {exc.strerror})"
+
     def signal(self, sig: int) -> None:
         """Signal this child's process group (children of ours included)."""
         if not self.alive():

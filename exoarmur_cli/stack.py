@@ -152,8 +152,14 @@ class LocalStack:
                 await asyncio.sleep(0.5)
 
     def _wait_port(self, port: int, name: str, timeout_s: float = 10.0) -> None:
-        if not wait_for_port(self.config.host, port, timeout_s):
-            raise StackError(f"{name} did not open port {port} within {timeout_s:.0f}s; see {self.children[name].log_path}")
+        """Until ``name`` accepts on ``port``; a child that exited is reported at once, with the last
+        lines of its log, so the reason (a port taken, a bad config) is in the error itself."""
+        child = self.children[name]
+        deadline = time.monotonic() + timeout_s
+        while not wait_for_port(self.config.host, port, 0.5):
+            if not child.alive() or time.monotonic() > deadline:
+                state = "exited" if not child.alive() else f"did not open port {port} within {timeout_s:.0f}s"
+                raise StackError(f"{name} {state}; {child.log_path} ends:\n{child.log_tail()}")
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s

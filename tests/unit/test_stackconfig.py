@@ -167,3 +167,17 @@ def test_single_server_is_unchanged(tmp_path):
     assert config.nats_cluster is None and config.nats_replicas == 1
     assert config.nats_url == f"nats://{config.host}:{config.nats_port}"
     assert config.nats_component_names() == ["nats"]
+
+
+def test_free_ports_are_distinct_and_below_the_ephemeral_range() -> None:
+    ports = stackconfig.free_ports(30)
+    assert len(set(ports)) == 30
+    assert all(stackconfig.LOWEST_PORT <= port < stackconfig._ephemeral_floor() for port in ports)
+
+
+def test_a_cluster_config_gives_every_server_its_own_ports(tmp_path) -> None:
+    config = stackconfig.generate(tmp_path / "s", nats_cluster=3, tenants=1, nodes_per_tenant=1, peers_per_tenant=1)
+    ports = [config.api_port, config.effector_port]
+    for node in config.nats_cluster.nodes:
+        ports += [node.client_port, node.monitor_port, node.route_port]
+    assert len(set(ports)) == 11
