@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exoarmur.stackconfig import free_port
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,12 +25,6 @@ BODY = {"tenant_id": "t1", "node_id": "n1", "action": "block_ip", "parameters": 
 TOKENS = {"cell": "cell-token-for-this-test", "harness": "harness-token-for-this-test"}
 CELL = {"Authorization": f"Bearer {TOKENS['cell']}"}
 HARNESS = {"Authorization": f"Bearer {TOKENS['harness']}"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(port: int, ledger: Path) -> subprocess.Popen:
