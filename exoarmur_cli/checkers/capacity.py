@@ -51,9 +51,15 @@ def _offered_per_s(subs: list, duration_s: float | None) -> float | None:
     return in_window / duration_s
 
 
+def _uncovered(planned: int | None, covered: set) -> int | None:
+    """How many of the stack's planned items were not covered; None when the plan was not recorded."""
+    return None if not planned else planned - len(covered)
+
+
 def load(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "load")
     nodes, peers, tenants = _load_coverage(rec)
+    owners = rec.run.node_owners  # the stack's nodes, each with its tenant, as the run recorded them
     plan = [e.value for e in rec.history if e.f == "load_plan"]
     capacity = plan[-1]["capacity_per_s"] if plan else None
     over = [s for s in subs if s.invoke.value.get("phase") == "overload"]
@@ -63,6 +69,10 @@ def load(rec: Recorded) -> tuple[dict, dict]:
         "nodes_covered": len(nodes),
         "peers_covered": len(peers),
         "tenants_covered": len(tenants),
+        # Against the stack's own size (the seed's, or K times it with --scale), not a typed number.
+        "nodes_uncovered": _uncovered(len(owners), nodes & set(owners)),
+        "peers_uncovered": _uncovered(rec.run.stack.get("peers"), peers),
+        "tenants_uncovered": _uncovered(len(set(owners.values())), tenants & set(owners.values())),
         "load_unanswered": sum(1 for s in subs if s.done is None),
         # Timeouts and bare 4xx/5xx (no reason code) are failures, not an unread "unknown" bucket.
         "load_unknown_outcomes": sum(1 for s in subs if s.done is not None and s.done.type == INFO),

@@ -46,6 +46,27 @@ def test_coverage_comes_from_the_stacks_records_not_the_clients_plan():
     assert (metrics["nodes_covered"], metrics["peers_covered"], metrics["tenants_covered"]) == (0, 0, 0)
 
 
+def test_uncovered_counts_against_the_stacks_recorded_size():
+    hist = Hist()
+    keys = [("load-p1-0", "t1", "n1", "p1"), ("load-p2-1", "t1", "n1b", "p2")]
+    for k, t, n, p in keys:
+        hist.submit(k, t, peer=p, node=n)
+    records = [quick_record(k, t, node=n) for k, t, n, _ in keys]
+    intents = [intent_row(intent(k, t, node=n).model_copy(update={"peer_id": p})) for k, t, n, p in keys]
+    ledger = [ledger_row(k, t, node=n) for k, t, n, _ in keys]
+    stack = {"params": {"node_owners": {"n1": "t1", "n1b": "t1", "n3": "t2"}, "stack": {"peers": 3}}}
+    metrics, _ = load(recorded(hist, records=records, intents=intents, ledger=ledger, **stack))
+    assert (metrics["nodes_uncovered"], metrics["peers_uncovered"], metrics["tenants_uncovered"]) == (1, 1, 1)
+    covered_all = {"params": {"node_owners": {"n1": "t1", "n1b": "t1"}, "stack": {"peers": 2}}}
+    metrics, _ = load(recorded(hist, records=records, intents=intents, ledger=ledger, **covered_all))
+    assert (metrics["nodes_uncovered"], metrics["peers_uncovered"], metrics["tenants_uncovered"]) == (0, 0, 0)
+
+
+def test_uncovered_is_missing_when_the_stacks_size_was_not_recorded():
+    metrics, _ = load(recorded(Hist()))
+    assert (metrics["nodes_uncovered"], metrics["peers_uncovered"], metrics["tenants_uncovered"]) == (None, None, None)
+
+
 def test_timeouts_and_bare_http_errors_are_unknown_outcomes():
     hist = Hist()
     hist.submit("load-p1-1", answer="info")
