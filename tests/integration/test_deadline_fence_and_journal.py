@@ -96,24 +96,38 @@ def test_effects_straddling_the_call_deadline_are_recorded_as_they_were_applied(
     print(f"outcomes={sorted(outcomes.values())} refused_late={late}")
 
 
+def kill_cell_mid_call(exo, latency_ms: int) -> tuple:
+    """Submit one intent with the effector ``latency_ms`` slow, and SIGKILL the only cell while
+    its call is in flight; then wait out the call and clear the fault. Returns (peer, intent,
+    key, ledger_key)."""
+    peer = exo.peer(0)
+    intent = exo.intent(peer)
+    key = intent["idempotency_key"]
+    exo.faults(latency_ms=latency_ms)
+    requests_before = exo.effector.get("/v1/stats").json()["requests"]
+    exo.accept(peer, intent)
+    deadline = time.monotonic() + 10
+    while exo.effector.get("/v1/stats").json()["requests"] == requests_before:
+        assert time.monotonic() < deadline, "the cell never called the effector"
+        time.sleep(0.01)
+    ProcessFaults(exo.stack).kill("cell-0")
+    time.sleep(latency_ms / 1000 + 0.3)
+    exo.faults()
+    return peer, intent, key, f"{peer.tenant_id}:{key}"
+
+
+def engage_global_switch_and_restart_the_cell(exo) -> None:
+    response = exo.api.put("/v1/killswitches/global", json={"engaged": True, "reason": "test"}, headers=exo.operator)
+    assert response.status_code == 200, response.text
+    exo.stack.start_component("cell-0")
+
+
 def test_a_redelivered_intent_keeps_its_journaled_execute_over_a_switch_engaged_since(make_stack):
     """The cell is SIGKILLed while its effector call is in flight (the effect lands, no record);
     the global switch is engaged; the redelivery must record EXECUTED with the applied receipt."""
     with make_stack(cells=1, seed=11) as exo:
-        peer = exo.peer(0)
-        intent = exo.intent(peer)
-        key = intent["idempotency_key"]
-        ledger_key = f"{peer.tenant_id}:{key}"
-        exo.faults(latency_ms=CALL_MS - 150)  # inside the call deadline: the effect is applied
-        requests_before = exo.effector.get("/v1/stats").json()["requests"]
-        exo.accept(peer, intent)
-        deadline = time.monotonic() + 10
-        while exo.effector.get("/v1/stats").json()["requests"] == requests_before:
-            assert time.monotonic() < deadline, "the cell never called the effector"
-            time.sleep(0.01)
-        ProcessFaults(exo.stack).kill("cell-0")  # mid-call: the effector still applies it
-        time.sleep((CALL_MS - 150) / 1000 + 0.3)
-        exo.faults()
+        # Inside the call deadline: killed mid-call, the effector still applies it.
+        peer, intent, key, ledger_key = kill_cell_mid_call(exo, CALL_MS - 150)
         assert ledger_key in exo.ledger(), "the effect was not applied before the record"
         assert exo.audit_raw(peer.tenant_id, key) is None
 
@@ -123,10 +137,7 @@ def test_a_redelivered_intent_keeps_its_journaled_execute_over_a_switch_engaged_
         entry = DecisionJournalV1.model_validate_json(journaled[0][1])
         assert entry.decision.execute and not entry.snapshot.global_switch
 
-        response = exo.api.put("/v1/killswitches/global", json={"engaged": True, "reason": "test"},
-                               headers=exo.operator)
-        assert response.status_code == 200, response.text
-        exo.stack.start_component("cell-0")
+        engage_global_switch_and_restart_the_cell(exo)
         record = exo.wait_terminal(peer, key, timeout_s=REDELIVERY_S + 15)
         assert (record["outcome"], record["reason_code"]) == ("EXECUTED", "OK"), record
         assert record["receipt"]["receipt_id"] == exo.ledger()[ledger_key]["receipt_id"]
@@ -151,28 +162,13 @@ def test_a_journaled_execute_whose_effect_never_landed_is_decided_afresh(make_st
     stale journaled EXECUTE must not be acted on after the switch; the record is DENIED and no
     effect lands."""
     with make_stack(cells=1, seed=12) as exo:
-        peer = exo.peer(0)
-        intent = exo.intent(peer)
-        key = intent["idempotency_key"]
-        ledger_key = f"{peer.tenant_id}:{key}"
-        exo.faults(latency_ms=CALL_MS + 300)  # past the call's deadline: the effector refuses it
-        requests_before = exo.effector.get("/v1/stats").json()["requests"]
-        exo.accept(peer, intent)
-        deadline = time.monotonic() + 10
-        while exo.effector.get("/v1/stats").json()["requests"] == requests_before:
-            assert time.monotonic() < deadline, "the cell never called the effector"
-            time.sleep(0.01)
-        ProcessFaults(exo.stack).kill("cell-0")
+        # Past the call's deadline: the effector refuses it.
+        peer, intent, key, ledger_key = kill_cell_mid_call(exo, CALL_MS + 300)
         subject = natsio.journal_subject(peer.tenant_id, key_digest(peer.tenant_id, key))
         assert len(exo.stream_messages(natsio.JOURNAL_STREAM, subject)) == 1  # EXECUTE was journaled
-        time.sleep((CALL_MS + 300) / 1000 + 0.3)
-        exo.faults()
         assert ledger_key not in exo.ledger(), "the fence let a late call apply"
 
-        response = exo.api.put("/v1/killswitches/global", json={"engaged": True, "reason": "test"},
-                               headers=exo.operator)
-        assert response.status_code == 200, response.text
-        exo.stack.start_component("cell-0")
+        engage_global_switch_and_restart_the_cell(exo)
         record = exo.wait_terminal(peer, key, timeout_s=REDELIVERY_S + 15)
         assert (record["outcome"], record["reason_code"]) == ("DENIED", "KILL_SWITCH_GLOBAL"), record
         assert ledger_key not in exo.ledger()
