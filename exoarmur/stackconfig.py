@@ -232,12 +232,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
 
 
+# The seed's sizes: 10 tenants, 1,000 nodes, 500 peers (the load runs one Locust user per peer).
+DEFAULT_TENANTS, DEFAULT_NODES_PER_TENANT, DEFAULT_PEERS_PER_TENANT = 10, 100, 50
+
+
 def generate(
     stack_dir: Path,
     *,
-    tenants: int = 10,
-    nodes_per_tenant: int = 100,
-    peers_per_tenant: int = 50,
+    tenants: int = DEFAULT_TENANTS,
+    nodes_per_tenant: int = DEFAULT_NODES_PER_TENANT,
+    peers_per_tenant: int = DEFAULT_PEERS_PER_TENANT,
     cells: int = 2,
     seed: int = 0,
     sync_interval: str = "always",

@@ -64,8 +64,10 @@ async def sample(stack: Stack, js, raw_dir: Path, history: History, stop: asynci
 class Driver:
     """Drives ``names`` in order on ``stack``; ``durations_s`` says how long each took."""
 
-    def __init__(self, stack: Stack, history: History, raw_dir: Path, progress: Callable[[str], None]) -> None:
+    def __init__(self, stack: Stack, history: History, raw_dir: Path, progress: Callable[[str], None],
+                 load_workers: int | None = None) -> None:
         self.stack, self.history, self.raw_dir, self.progress = stack, history, raw_dir, progress
+        self.load_workers = load_workers
         self.durations_s: dict[str, float] = {}
 
     async def drive_and_export(self, names: list[str], params: dict[str, ScenarioParams], policy: Policy, seed: int,
@@ -93,7 +95,7 @@ class Driver:
                         name=name, config=self.stack.config, client=client, history=history, watch=watch, nc=nc,
                         js=nc.jetstream(), rng=random.Random(rng.random()), params=params[name],
                         raw_dir=self.raw_dir, stack=self.stack, faults=faults, policy=policy,
-                        t0_wall_ms=t0_wall_ms, nats_url=self.stack.nats_url)
+                        t0_wall_ms=t0_wall_ms, nats_url=self.stack.nats_url, load_workers=self.load_workers)
                 await self._drive_all(names, contexts)
                 self.history.scenario = "-"
                 await asyncio.sleep(refusal_flush_s + 0.1)  # the api's last refusal counters flush

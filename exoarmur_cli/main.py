@@ -273,6 +273,11 @@ def run_gates_command(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
     nats_cluster: int = typer.Option(1, "--nats-cluster", min=1, max=5,
                                      help="embedded stack: 1 nats-server, or a JetStream cluster of N (RN streams)"),
+    load_workers: int = typer.Option(None, "--load-workers", min=0, max=64, show_default="one per CPU",
+                                     help="Locust's distributed mode: a master and N workers (0: one Locust "
+                                          "process); N must divide the stack's peers evenly"),
+    scale: int = typer.Option(1, "--scale", min=1, max=20,
+                              help="embedded stack: K times the seed's tenants, nodes and peers (K=1: 10, 1,000, 500)"),
     inject_defect: list[str] = typer.Option([], "--inject-defect",
                                             help="run against a stack with this deliberate defect (repeatable)"),
     gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
@@ -283,7 +288,8 @@ def run_gates_command(
 
     options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
                          api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect),
-                         gates_dir=gates_dir, scenarios_dir=scenarios_dir, nats_cluster=nats_cluster)
+                         gates_dir=gates_dir, scenarios_dir=scenarios_dir, nats_cluster=nats_cluster,
+                         load_workers=load_workers, scale=scale)
     plan = _checked_run_inputs(options)
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
@@ -296,6 +302,7 @@ def _checked_run_inputs(options):
     """Every usage mistake exits 2 here, before a bundle is created: the options, and every gate
     and scenario file the run needs, read and checked once. Returns the run's plan."""
     from exoarmur.defects import parse as parse_defects
+    from exoarmur.stackconfig import DEFAULT_PEERS_PER_TENANT, DEFAULT_TENANTS
     from exoarmur_cli import gates
     from exoarmur_cli.run import prepare
     
@@ -305,6 +312,12 @@ def _checked_run_inputs(options):
         usage_error("an external stack needs both --nats-url and --api-url")
     if options.api_url is not None and options.nats_cluster != 1:
         usage_error("--nats-cluster starts an embedded cluster; an external stack is what it is")
+    if options.api_url is not None and options.scale != 1:
+        usage_error("--scale sizes the embedded stack; an external stack is what it is")
+    peers = DEFAULT_TENANTS * DEFAULT_PEERS_PER_TENANT * options.scale
+    if options.load_workers and options.api_url is None and peers % options.load_workers:
+        usage_error(f"--load-workers must divide the embedded stack's {peers} peers evenly (one Locust user "
+                    f"per peer), not {options.load_workers}")
     try:
         parse_defects(list(options.defects))
     except ValueError as exc:

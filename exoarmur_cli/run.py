@@ -47,6 +47,8 @@ class RunOptions:
     gates_dir: Path | None = None  # None: the gate files this installation ships (``definitions``)
     scenarios_dir: Path | None = None  # None: the scenario files it ships
     nats_cluster: int = 1  # the embedded stack's nats-servers: 1, or a JetStream cluster of that many
+    load_workers: int | None = None  # Locust workers beside its master (0: one process; None: one per CPU)
+    scale: int = 1  # the embedded stack has K x the seed's 10 tenants (1,000 nodes, 500 peers at K=1)
     # Only these of the selected gates' scenarios (the self-test's per-defect runs); () all. A gate
     # with a scenario left out is INCOMPLETE, never GREEN.
     scenarios: tuple[str, ...] = ()
@@ -142,14 +144,14 @@ class Run:
         t0_wall_ms = wall_ms() - int(history.now_ms())
         stack = open_stack(nats_url=options.nats_url, api_url=options.api_url, stack_config=options.stack_config,
                            seed=options.seed, overrides=declared.stack_overrides(plan.declared),
-                           defects=list(options.defects), nats_cluster=options.nats_cluster,
+                           defects=list(options.defects), nats_cluster=options.nats_cluster, scale=options.scale,
                            wiretap_path=self.bundle.raw_dir / recorded.WIRE)
         await stack.up(self.progress)
         # Judged by the numbers the gates declare; the stack's own (tables, overrides) are evidence.
         policy = Policy.from_tables(declared.declared_tables(plan.tables, plan.declared),
                                     {**stack.config.overrides, **declared.stack_overrides(plan.declared)})
         self._write_run_params(plan, stack, policy, t0_wall_ms)
-        driver = Driver(stack, history, self.bundle.raw_dir, self.progress)
+        driver = Driver(stack, history, self.bundle.raw_dir, self.progress, load_workers=options.load_workers)
         try:
             exported = await driver.drive_and_export(
                 list(plan.scenarios), plan.params, policy, options.seed, t0_wall_ms, refusal_flush_s(plan.tables))

@@ -56,9 +56,10 @@ class EmbeddedStack:
     external = False
 
     def __init__(self, *, seed: int, overrides: dict, defects: list[str], wiretap_path: Path | None = None,
-                 nats_cluster: int = 1) -> None:
+                 nats_cluster: int = 1, scale: int = 1) -> None:
         self.seed, self.overrides, self.defects = seed, overrides, defects
         self.nats_cluster = nats_cluster  # 1: one nats-server; N: a JetStream cluster of N
+        self.scale = scale  # K times the seed's tenants, each with its 100 nodes and 50 peers
         self.wiretap_path = wiretap_path  # where the proxy logs the cells -> effector HTTP it sees
         self.ready_s: float | None = None
         self.local: LocalStack | None = None
@@ -68,7 +69,7 @@ class EmbeddedStack:
     async def up(self, progress: Callable[[str], None]) -> None:
         stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
         config = stackconfig.generate(stack_dir, seed=self.seed, overrides=self.overrides, defects=self.defects,
-                                      nats_cluster=self.nats_cluster)
+                                      nats_cluster=self.nats_cluster, tenants=stackconfig.DEFAULT_TENANTS * self.scale)
         self.config = config
         wiretap = Wiretap(self.wiretap_path) if self.wiretap_path is not None else None
         self.proxy = FaultProxy(config.host, config.effector_port, seed=self.seed, name="cells->effector",
@@ -162,10 +163,10 @@ class ExternalStack:
 
 def open_stack(*, nats_url: str | None, api_url: str | None, stack_config: Path | None, seed: int,
                overrides: dict, defects: list[str], wiretap_path: Path | None = None,
-               nats_cluster: int = 1) -> Stack:
+               nats_cluster: int = 1, scale: int = 1) -> Stack:
     """The stack the options name (not yet up): external when an api url is given."""
     if api_url is not None:
         return ExternalStack(nats_url=nats_url or "", api_url=api_url, stack_config=stack_config)
     return EmbeddedStack(seed=seed, overrides=overrides, defects=defects, wiretap_path=wiretap_path,
-                         nats_cluster=nats_cluster)
+                         nats_cluster=nats_cluster, scale=scale)
 

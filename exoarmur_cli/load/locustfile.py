@@ -12,9 +12,12 @@ Configuration comes from the environment (set by ``runner.run_load``):
     EXO_LOAD_PHASES      JSON list of {"name", "duration_s", "rate_per_s"}, run in order
     EXO_SEED             seeds each user's start offset
     EXO_KEY_PREFIX       idempotency keys are f"{prefix}-{peer}-{n}"
+    EXO_LOAD_USERS       users in all (all processes together)
+    EXO_LOAD_WORKERS     0: one process; N: Locust's distributed mode, a master and N workers
     EXO_LOAD_REQUEST_TIMEOUT_S   per-request network timeout (default 10 s)
 
-One user per peer (user i is the i-th peer by id). A user sends only to its own tenant's nodes:
+One user per peer (user i is the i-th peer by id; in distributed mode a worker's k-th user is user
+k × workers + the worker's index, so the workers' users are the peers, each exactly once). A user sends only to its own tenant's nodes:
 the j-th peer of a tenant alternates between the tenant's nodes 2j and 2j+1, so with 50 peers and
 100 nodes per tenant every node and every peer is exercised once every user has sent twice.
 
@@ -24,7 +27,9 @@ rescales each user's remaining wait to the new interval, so the new rate starts 
 load is open-loop: each send runs in its own greenlet, so a slow answer never delays the next send
 (up to ``concurrency`` overlapping requests per user). A user starved of CPU catches up by at most
 one interval rather than in a burst. After the last phase users send nothing; the shape stops
-the run once requests still in flight have completed (or ``DRAIN_S`` has passed).
+the run once requests still in flight have completed (or ``DRAIN_S`` has passed). In distributed
+mode the shape runs on the master, each worker keeps its own phase clock from its first user, and
+the workers report their requests in flight to the master (``IN_FLIGHT`` messages) for that drain.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from typing import Any
 
 import gevent
 import orjson
-from locust import FastHttpUser, LoadTestShape, task
+from locust import FastHttpUser, LoadTestShape, events, task
+from locust.runners import MasterRunner, WorkerRunner
 
 from exoarmur import stackconfig
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event, wall_ms
@@ -69,6 +75,9 @@ PHASE_ENDS = list(itertools.accumulate(p["duration_s"] for p in PHASES))
 TOTAL_S = PHASE_ENDS[-1]
 SEED = int(os.environ.get("EXO_SEED", "0"))
 KEY_PREFIX = os.environ.get("EXO_KEY_PREFIX", "load")
+WORKERS = int(os.environ.get("EXO_LOAD_WORKERS", "0"))
+IN_FLIGHT = "exo_in_flight"  # worker -> master: {"elapsed_s", "in_flight"}
+REPORT_EVERY_S = 0.2  # how often a worker tells the master its requests in flight
 
 # Peers in id order; each peer's nodes per the "peer j -> nodes 2j, 2j+1 of its tenant" rule.
 PEERS = [CONFIG.peers[p] for p in sorted(CONFIG.peers)]
@@ -107,9 +116,10 @@ def record(type_: str, process: str, value: dict[str, Any]) -> None:
 # --- the phase clock ---------------------------------------------------------------------------
 
 class _Clock:
-    t0: float | None = None  # monotonic start of the first phase (the shape's first tick)
-    users = len(PEERS)
+    t0: float | None = None  # monotonic start of the first phase (the shape's first tick; a worker's first user)
+    users = int(os.environ.get("EXO_LOAD_USERS", str(len(PEERS))))
     in_flight = 0
+    worker_reports: dict[str, dict] = {}  # on the master: each worker's last IN_FLIGHT report
 
 
 def elapsed_s() -> float:
@@ -129,6 +139,15 @@ def interval_s(phase: int) -> float:
     return _Clock.users / PHASES[phase]["rate_per_s"]
 
 
+def drained() -> bool:
+    """No request in flight anywhere: in this process, or (on a master) in every worker, each
+    having reported after its last phase."""
+    if not WORKERS:
+        return _Clock.in_flight == 0
+    reports = _Clock.worker_reports.values()
+    return len(reports) == WORKERS and all(r["elapsed_s"] >= TOTAL_S and r["in_flight"] == 0 for r in reports)
+
+
 class LoadShape(LoadTestShape):
     """All users at once, for the phases in order; then stop once in-flight requests are done."""
 
@@ -137,15 +156,37 @@ class LoadShape(LoadTestShape):
     def tick(self):
         if _Clock.t0 is None:
             _Clock.t0 = time.monotonic()
-            options = self.runner.environment.parsed_options if self.runner else None
-            if options is not None and options.num_users:
-                _Clock.users = int(options.num_users)
-        options = self.runner.environment.parsed_options if self.runner else None
-        spawn_rate = float(options.spawn_rate) if options is not None and options.spawn_rate else float(_Clock.users)
         t = elapsed_s()
-        if t < TOTAL_S or (_Clock.in_flight > 0 and t < TOTAL_S + DRAIN_S):
-            return _Clock.users, spawn_rate
+        if t < TOTAL_S or (not drained() and t < TOTAL_S + DRAIN_S):
+            return _Clock.users, float(_Clock.users)
         return None
+
+
+@events.init.add_listener
+def _on_init(environment, **_kwargs) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(IN_FLIGHT, lambda msg, **_kw: _Clock.worker_reports.__setitem__(msg.node_id, msg.data))
+    elif isinstance(runner, WorkerRunner):
+        gevent.spawn(_report_in_flight, runner)
+
+
+def _report_in_flight(runner) -> None:
+    while True:
+        gevent.sleep(REPORT_EVERY_S)
+        if _Clock.t0 is not None:
+            runner.send_message(IN_FLIGHT, {"elapsed_s": elapsed_s(), "in_flight": _Clock.in_flight})
+
+
+def user_number(local_number: int, runner) -> int:
+    """This user's place among all users: in a worker, its k-th user is k × workers + its index."""
+    if isinstance(runner, WorkerRunner):
+        number = local_number * WORKERS + runner.worker_index
+    else:
+        number = local_number
+    if number >= _Clock.users:
+        raise RuntimeError(f"user {number} of {_Clock.users}: Locust gave this process more users than its share")
+    return number
 
 
 class PeerUser(FastHttpUser):
@@ -158,7 +199,9 @@ class PeerUser(FastHttpUser):
 
     def __init__(self, environment) -> None:
         super().__init__(environment)
-        self.number = next(PeerUser._counter)
+        if _Clock.t0 is None:  # a worker: the master's shape ticks elsewhere; the phases start now
+            _Clock.t0 = time.monotonic()
+        self.number = user_number(next(PeerUser._counter), environment.runner)
         self.peer = PEERS[self.number % len(PEERS)]
         self.nodes = nodes_for(self.peer.peer_id, self.peer.tenant_id)
         self.headers = {"authorization": f"Bearer {self.peer.token}", "content-type": "application/json"}

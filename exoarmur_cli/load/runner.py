@@ -2,7 +2,12 @@
 
 Importing locust monkey-patches the importing process with gevent (and would starve the
 harness's asyncio), so ``run_load`` starts ``python -m locust -f locustfile.py --headless`` in
-its own process group, with a hard deadline, and always reaps it. What the run leaves behind:
+its own process group, with a hard deadline, and always reaps it. With ``workers`` > 0 it is
+Locust's own distributed mode: a master (the load shape, the CSVs, the HTML report) and that many
+``--worker`` processes in the master's process group, each running a share of the users and
+writing its own history, merged into one when they are done. On several hosts the same master
+takes workers started there (``python -m locust -f locustfile.py --worker --master-host H``, with
+the stack's ``stack.json`` beside them); here they are on loopback. What the run leaves behind:
 
     <out_dir>/load-history.jsonl   invoke + ok/fail/info events per request (history.Event)
     <out_dir>/locust_stats.csv     per request name (submit[<phase>]) and Aggregated
@@ -54,25 +59,54 @@ class LoadResult:
     log_path: Path
     pid: int = 0
     timed_out: bool = False
+    workers: int = 0  # Locust workers beside the master (0: one process)
 
 
-def locust_argv(api_url: str, out_dir: Path, users: int) -> list[str]:
-    return [
+WORKERS_CONNECT_S = 30.0  # the master's wait for its workers before it gives up
+
+
+def locust_argv(api_url: str, out_dir: Path, users: int, *, workers: int = 0, master_port: int = 0) -> list[str]:
+    """The single Locust process, or with ``workers`` the master that waits for them."""
+    argv = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", api_url, "--users", str(users), "--spawn-rate", str(users),
         "--csv", str(out_dir / "locust"), "--csv-full-history", "--only-summary",
         "--html", str(out_dir / LOCUST_HTML),  # Locust's own report, kept beside its CSVs
         "--loglevel", "WARNING", "--exit-code-on-error", "0",
     ]
+    if workers:
+        argv += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                 "--expect-workers", str(workers), "--expect-workers-max-wait", str(int(WORKERS_CONNECT_S))]
+    return argv
+
+
+def workers_for(users: int, cpus: int | None) -> int:
+    """What the machine has: one worker per CPU, at most, and a count that shares ``users``
+    evenly (each user is one peer); 0 (one process) on a machine with one CPU."""
+    cpus = cpus or 1
+    if cpus < 2:
+        return 0
+    return max(n for n in range(1, min(cpus, users) + 1) if users % n == 0)
+
+
+def worker_argv(api_url: str, master_port: int) -> list[str]:
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--host", api_url,
+            "--master-host", "127.0.0.1", "--master-port", str(master_port), "--loglevel", "WARNING"]
+
+
+def worker_history(history_path: Path, index: int) -> Path:
+    return history_path.with_name(f"{history_path.stem}.worker{index}{history_path.suffix}")
 
 
 def _locust_env(stack_dir: str, history_path: Path, phases: list[LoadPhase], *, t0_wall_ms: int, seed: int,
-                key_prefix: str) -> dict[str, str]:
-    """What the Locust process reads from its environment (see ``locustfile``)."""
+                key_prefix: str, users: int, workers: int) -> dict[str, str]:
+    """What a Locust process reads from its environment (see ``locustfile``)."""
     return {
         **os.environ,
         "EXO_STACK_CONFIG": str(stack_dir),
         "EXO_LOAD_HISTORY": str(history_path),
+        "EXO_LOAD_USERS": str(users),
+        "EXO_LOAD_WORKERS": str(workers),
         "EXO_RUN_T0_WALL_MS": str(int(t0_wall_ms)),
         "EXO_LOAD_PHASES": orjson.dumps([
             {"name": p.name, "duration_s": p.duration_s, "rate_per_s": p.rate_per_s} for p in phases
@@ -92,31 +126,44 @@ def run_load(
     seed: int,
     key_prefix: str,
     users: int = 500,
+    workers: int = 0,
     timeout_s: float | None = None,
     history_path: Path | None = None,
     stop: threading.Event | None = None,
 ) -> LoadResult:
     """Drive the phases against the stack in ``stack_dir``; block until Locust is done (or
-    ``stop`` is set: the run is ending, Locust is stopped and reaped now)."""
+    ``stop`` is set: the run is ending, Locust is stopped and reaped now). ``workers`` 0: one
+    Locust process; N: a master and N workers (``users`` must divide evenly among them, so each
+    user is still exactly one peer)."""
     if not phases:
         raise ValueError("run_load needs at least one phase")
     config = stackconfig.load(Path(stack_dir))
     if not 1 <= users <= len(config.peers):
         raise ValueError(f"users must be 1..{len(config.peers)} (one user per peer), not {users}")
+    if workers < 0 or (workers and users % workers):
+        raise ValueError(f"{users} users do not divide evenly among {workers} Locust workers")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     history_path = Path(history_path) if history_path else out_dir / HISTORY_FILE
     log_path = out_dir / "locust.log"
     deadline_s = timeout_s if timeout_s is not None else sum(p.duration_s for p in phases) + DEADLINE_SLACK_S
-    env = _locust_env(config.stack_dir, history_path, phases, t0_wall_ms=t0_wall_ms, seed=seed, key_prefix=key_prefix)
+    deadline_s += WORKERS_CONNECT_S if workers else 0.0
+    env = _locust_env(config.stack_dir, history_path, phases, t0_wall_ms=t0_wall_ms, seed=seed,
+                      key_prefix=key_prefix, users=users, workers=workers)
+    master_port = stackconfig.free_port() if workers else 0
     began = time.monotonic()
     timed_out = False
     exit_code: int | None = None
     with open(log_path, "ab") as log:
+        # process_group=0: a group of its own, which the workers join, so one killpg stops them all
         popen = subprocess.Popen(
-            locust_argv(config.api_url, out_dir, users), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            locust_argv(config.api_url, out_dir, users, workers=workers, master_port=master_port),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, process_group=0,
         )
+        worker_procs = [subprocess.Popen(
+            worker_argv(config.api_url, master_port), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env={**env, "EXO_LOAD_HISTORY": str(worker_history(history_path, i))},
+            process_group=popen.pid) for i in range(workers)]
     try:
         while popen.poll() is None and not (stop is not None and stop.is_set()):
             if time.monotonic() - began > deadline_s:
@@ -128,6 +175,11 @@ def run_load(
             exit_code = _stop(popen)
         else:
             exit_code = popen.returncode
+        for worker in worker_procs:  # told to quit by the master; stopped with the group if not
+            if _reap(worker, TERM_GRACE_S) is None:
+                _stop(popen, worker)
+    if workers:
+        merge_histories([worker_history(history_path, i) for i in range(workers)], history_path)
     return LoadResult(
         exit_code=exit_code,
         duration_s=time.monotonic() - began,
@@ -137,7 +189,24 @@ def run_load(
         log_path=log_path,
         pid=popen.pid,
         timed_out=timed_out,
+        workers=workers,
     )
+
+
+def merge_histories(parts: list[Path], into: Path) -> None:
+    """The workers' histories as one, in time order (stable: a worker's own order is kept), numbered
+    afresh; the parts are removed once merged."""
+    events = []
+    for part in parts:
+        if part.exists():
+            with open(part, "rb") as handle:
+                events += [orjson.loads(line) for line in handle if line.strip()]
+    events.sort(key=lambda event: event["time_ms"])
+    with open(into, "ab") as handle:
+        for index, event in enumerate(events):
+            handle.write(orjson.dumps({**event, "index": index}, option=orjson.OPT_SORT_KEYS) + b"\n")
+    for part in parts:
+        part.unlink(missing_ok=True)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -147,18 +216,22 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _stop(popen: subprocess.Popen) -> int | None:
-    """SIGTERM the child's own process group (Locust then writes its CSVs), SIGKILL after a grace."""
-    _signal_group(popen.pid, signal.SIGTERM)
+def _reap(popen: subprocess.Popen, timeout_s: float) -> int | None:
     try:
-        return popen.wait(TERM_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(popen.pid, signal.SIGKILL)
-    try:
-        return popen.wait(10)
+        return popen.wait(timeout_s)
     except subprocess.TimeoutExpired:
         return None
+
+
+def _stop(group_leader: subprocess.Popen, child: subprocess.Popen | None = None) -> int | None:
+    """SIGTERM the leader's process group (Locust then writes its CSVs), SIGKILL after a grace;
+    returns the exit code of ``child`` (default: the leader)."""
+    child = child or group_leader
+    _signal_group(group_leader.pid, signal.SIGTERM)
+    if (code := _reap(child, TERM_GRACE_S)) is not None:
+        return code
+    _signal_group(group_leader.pid, signal.SIGKILL)
+    return _reap(child, 10)
 
 
 def read_csv(path: Path) -> list[dict]:

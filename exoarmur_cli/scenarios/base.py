@@ -49,6 +49,7 @@ class Context:
     policy: Policy
     t0_wall_ms: int  # the run's wall-clock start
     nats_url: str = ""  # where the harness reaches NATS (other identities connect there too)
+    load_workers: int | None = None  # Locust workers beside its master (0: one process; None: one per CPU)
     _serial: int = 0
 
     # --- identities ------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
+from exoarmur.contracts import ReasonCode
+from exoarmur_cli.errors import ScenarioError
 from exoarmur_cli.history import Tag
 from exoarmur_cli.scenarios.base import Context
 from exoarmur_cli.scenarios.params import BackpressureParams, LoadParams, as_
@@ -30,20 +33,26 @@ async def backpressure(ctx: Context) -> None:
 
 
 async def load(ctx: Context) -> None:
-    """Locust in its own process, one user per peer (500), every node targeted (1,000)."""
+    """Locust in its own process(es), one user per peer (500), every node targeted (1,000)."""
     p = as_(ctx.params, LoadParams)
-    from exoarmur_cli.load.runner import LoadPhase, run_load
+    from exoarmur_cli.load.runner import LoadPhase, run_load, workers_for
 
     capacity = ctx.policy.rate_global_per_s
-    phases = [LoadPhase("sustained", p.sustained_s, capacity * p.sustained_fraction),
+    users = len(ctx.config.peers)  # one Locust user per peer
+    workers = workers_for(users, os.cpu_count()) if ctx.load_workers is None else ctx.load_workers
+    if workers and users % workers:
+        raise ScenarioError(f"{users} peers do not divide evenly among {workers} Locust workers "
+                            "(each user is one peer)", ReasonCode.CONFIG_INVALID)
+    sustained_rate = capacity * p.sustained_fraction
+    phases = [LoadPhase("sustained", sustained_s(p.sustained_s, users, sustained_rate), sustained_rate),
               LoadPhase("overload", p.overload_s, capacity * p.overload_factor)]
-    ctx.observe("load_plan", capacity_per_s=capacity,
+    ctx.observe("load_plan", capacity_per_s=capacity, users=users, locust_workers=workers,
                 phases=[{"name": ph.name, "duration_s": ph.duration_s, "rate_per_s": ph.rate_per_s} for ph in phases])
     stop = threading.Event()  # a thread cannot be cancelled: told to stop Locust instead
     try:
         result = await asyncio.to_thread(
             run_load, ctx.config.stack_dir, ctx.raw_dir, phases, t0_wall_ms=ctx.t0_wall_ms,
-            seed=ctx.rng.randint(0, 2**31), key_prefix="load", stop=stop)
+            seed=ctx.rng.randint(0, 2**31), key_prefix="load", users=users, workers=workers, stop=stop)
     except asyncio.CancelledError:
         stop.set()
         raise
@@ -52,6 +61,17 @@ async def load(ctx: Context) -> None:
     pairs = _accepted_load_pairs(result.history_path)
     missing = await ctx.watch.wait_for(pairs, ctx.timeout("redelivery") * 2 + 10, js=ctx.js)
     ctx.observe("settled", accepted=len(pairs), missing=len(missing))
+
+
+COVERING_SENDS = 2  # a user alternates between its two nodes: both are covered after two sends
+
+
+def sustained_s(planned_s: float, users: int, rate_per_s: float) -> float:
+    """The sustained phase as planned, or longer when the stack has more peers than that phase
+    gives two sends each (``--scale``): coverage is judged on every node, so the plan must reach
+    every node. A user's first send falls within its first interval, so two sends take at most
+    two intervals (``users / rate`` each)."""
+    return max(planned_s, COVERING_SENDS * users / rate_per_s)
 
 
 def _accepted_load_pairs(history_path) -> list[tuple[str, str]]:

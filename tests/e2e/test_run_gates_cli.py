@@ -286,7 +286,8 @@ def test_a_second_run_in_the_same_out_lands_in_reality_run_002(green: Green) -> 
     (["--gate", "9"], "no gate 9"),
     (["--inject-defect", "no-such-thing"], "unknown defect 'no-such-thing'"),
     (["--nats-url", "nats://127.0.0.1:4222"], "needs both --nats-url and --api-url"),
-], ids=["profile", "gate", "defect", "half-external"])
+    (["--load-workers", "3"], "--load-workers must divide the embedded stack's 500 peers evenly"),
+], ids=["profile", "gate", "defect", "half-external", "load-workers"])
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, nothing_left, args: list[str], says: str) -> None:
     out = tmp_path / "out"
     done = run(tmp_path, "run-gates", *args, "--out", out, columns=80, timeout_s=60)  # a narrow terminal

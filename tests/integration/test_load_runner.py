@@ -1,4 +1,6 @@
-"""The load driver against a real stack: Locust in its own process, one user per peer.
+"""The load driver against a real stack: Locust in its own process, one user per peer; and the
+same run in Locust's distributed mode (a master and two workers), which must be indistinguishable
+in what it records.
 
 Two short phases (150/s, then 600/s) with the full default stack (10 tenants x 50 peers x
 100 nodes): every peer and node is exercised, every invoke has exactly one completion, the
@@ -39,12 +41,24 @@ def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
         stack.stop()
 
 
-@pytest.fixture(scope="module")
-def load_run(full_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> tuple[LoadResult, Path]:
+@pytest.fixture(scope="module", params=[0, 2], ids=["one-process", "master+2-workers"])
+def load_run(full_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory,
+             request: pytest.FixtureRequest) -> tuple[LoadResult, Path]:
     out_dir = tmp_path_factory.mktemp("load-out")
     result = run_load(full_stack.dir, out_dir, PHASES, t0_wall_ms=int(time.time() * 1000), seed=5,
-                      key_prefix="lt", users=USERS)
+                      key_prefix=f"lt{request.param}", users=USERS, workers=request.param)
+    assert result.workers == request.param
     return result, out_dir
+
+
+def test_workers_histories_are_merged_into_one(load_run: tuple[LoadResult, Path]) -> None:
+    result, out_dir = load_run
+    assert [p.name for p in out_dir.glob("load-history*.jsonl")] == [result.history_path.name]
+
+
+def test_workers_must_share_the_users_evenly(full_stack: LocalStack, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="divide evenly"):
+        run_load(full_stack.dir, tmp_path, PHASES, t0_wall_ms=0, seed=1, key_prefix="x", users=USERS, workers=3)
 
 
 def test_harness_never_imports_locust() -> None:
@@ -64,7 +78,11 @@ def test_locust_ran_to_completion_and_left_nothing_behind(load_run: tuple[LoadRe
     survivors = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "locust" in cmdline and str(out_dir) in cmdline:
+        try:  # a worker's cmdline names no file of this run; its environment does
+            history = proc.environ().get("EXO_LOAD_HISTORY", "")
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            history = ""
+        if "locust" in cmdline and (str(out_dir) in cmdline or history.startswith(str(out_dir))):
             survivors.append((proc.info["pid"], cmdline))
     assert not survivors
     assert "Traceback" not in log, log[-3000:]
@@ -82,7 +100,7 @@ def test_every_peer_and_node_is_exercised_on_its_own_tenant(load_run: tuple[Load
         assert e.process == peer.peer_id and e.f == "submit" and e.scenario == "load"
         assert e.value["tenant_id"] == peer.tenant_id == cfg.nodes[e.value["node_id"]]
         assert e.value["action_class"] == "A1"
-        assert e.value["key"].startswith(f"lt-{peer.peer_id}-")
+        assert e.value["key"].startswith(f"lt{result.workers}-{peer.peer_id}-")
         nodes_by_peer[peer.peer_id].add(e.value["node_id"])
     # peer j of its tenant alternates between the tenant's nodes 2j and 2j+1
     for tenant in cfg.tenants:
