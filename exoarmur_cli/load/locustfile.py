@@ -47,6 +47,7 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from exoarmur import stackconfig
+from exoarmur.api.transport import KEEP_ALIVE_S
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event, wall_ms
 
 SCENARIO = "load"
@@ -54,6 +55,11 @@ F_SUBMIT = "submit"
 IDLE_WAIT_S = 0.5  # after the last phase, users idle until the shape stops the run
 REQUEST_TIMEOUT_S = float(os.environ.get("EXO_LOAD_REQUEST_TIMEOUT_S", "10"))
 DRAIN_S = REQUEST_TIMEOUT_S + 2.0  # longest wait for in-flight requests after the last phase
+# A connection idle this long is not reused: the api closes idle ones after KEEP_ALIVE_S, and a
+# request sent just as it does meets a closed connection with no answer (the HTTP keep-alive race,
+# RFC 9112 §9.3.1; measured at --scale 10, where a user sends every 37 s: 29 requests, each after
+# 29.8-30.0 s idle). The 10 s margin is far wider than any lateness of the server's idle timer.
+STALE_AFTER_S = KEEP_ALIVE_S - 10.0
 
 
 def _phases() -> list[dict[str, Any]]:
@@ -208,6 +214,8 @@ class PeerUser(FastHttpUser):
         self.rng = random.Random(f"{SEED}:{self.peer.peer_id}")
         self.sent = 0
         self.next_due: float | None = None  # monotonic time of this user's next send
+        self.in_flight = 0  # this user's requests awaiting their answer
+        self.last_answer_at: float | None = None  # monotonic time of this user's last answer
         self.due_phase: int | None = None  # the phase whose interval set next_due
 
     # --- pacing ---------------------------------------------------------------------------
@@ -263,9 +271,11 @@ class PeerUser(FastHttpUser):
             "parameters": {"ip": f"10.{(n >> 8) & 255}.{n & 255}.{self.number % 250 + 1}"},
         })
         base = {"key": key, "tenant_id": peer.tenant_id, "peer_id": peer.peer_id, "node_id": node_id}
+        self._drop_stale_connections()
         record(INVOKE, peer.peer_id, {**base, "action_class": "A1", "phase": phase_name})
         completed = False
         _Clock.in_flight += 1
+        self.in_flight += 1
         try:
             with self.client.post("/v1/intents", data=body, headers=self.headers,
                                   name=f"submit[{phase_name}]", catch_response=True) as resp:
@@ -280,8 +290,18 @@ class PeerUser(FastHttpUser):
                     resp.failure(f"NO_ANSWER {value['error']}")
         finally:
             _Clock.in_flight -= 1
+            self.in_flight -= 1
+            self.last_answer_at = time.monotonic()
             if not completed:  # killed or crashed mid-request: the outcome is unknown
                 record(INFO, peer.peer_id, {**base, "error": "interrupted before an answer", "phase": phase_name})
+
+
+    def _drop_stale_connections(self) -> None:
+        """Close this user's connections when they have idled past ``STALE_AFTER_S`` (none of its
+        requests in flight), so the next request opens a fresh one."""
+        idle = self.last_answer_at is not None and time.monotonic() - self.last_answer_at > STALE_AFTER_S
+        if idle and self.in_flight == 0:
+            self.client.client.clientpool.close()
 
 
 def classify(resp) -> tuple[str, dict[str, Any]]:
