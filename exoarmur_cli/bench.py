@@ -48,12 +48,21 @@ class Figures:
     overload_refused: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     bare_intents_per_s: float = 0.0
+    nats_servers: int = 1  # 1, or the JetStream cluster's size (every stream then has that many replicas)
+    # On a cluster: the ceiling (a) of one nats-server with R1 streams on this machine, measured
+    # in the same bench just before the cluster starts, so (b) can be read against both.
+    single_server_publish_per_s: float | None = None
     # CPU ms per intent over each closed-loop window, by process: api, cell-N, effector, nats, client
     # (for the bare pipeline, its api, cells and effector under the same names).
     cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
     bare_cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
     # What the machine gave us: cpu_model, cores, and per window steal_pct_* and others_cores_*.
     machine: dict[str, float | int | str] = field(default_factory=dict)
+
+    def ceiling_ratios(self) -> dict[str, float]:
+        """(b) as a share of each ceiling measured: this stack's, and on a cluster one server's."""
+        ceilings = {"(a)": self.publish_per_s, "(a, one server)": self.single_server_publish_per_s}
+        return {name: self.intents_per_s / value for name, value in ceilings.items() if value}
 
     def b_over_bare(self) -> float:
         return self.intents_per_s / self.bare_intents_per_s if self.bare_intents_per_s else 0.0
@@ -76,7 +85,7 @@ def figures_json(figures: Figures) -> dict:
     """What ``bench --json`` prints and ``bench --save`` writes: every figure with its unit in its
     name, the targets, and each target's verdict."""
     verdicts = figures.verdicts()
-    return {"figures": asdict(figures), "targets": dict(TARGETS),
+    return {"figures": asdict(figures), "ceiling_ratios": figures.ceiling_ratios(), "targets": dict(TARGETS),
             "verdicts": [{"target": line, "met": met} for line, met in verdicts.items()],
             "all_met": all(verdicts.values())}
 
@@ -155,11 +164,12 @@ class ClosedLoop:
     others_cores: float
 
 
-async def measure_publish_ceiling(nc, messages: int = 20000, window: int = 512) -> float:
+async def measure_publish_ceiling(nc, messages: int = 20000, window: int = 512, replicas: int = 1) -> float:
     js = nc.jetstream()
     from nats.js import api as js_api
 
-    await js.add_stream(js_api.StreamConfig(name="BENCH", subjects=["bench.ceiling.>"], storage=js_api.StorageType.FILE))
+    await js.add_stream(js_api.StreamConfig(name="BENCH", subjects=["bench.ceiling.>"], num_replicas=replicas,
+                                            storage=js_api.StorageType.FILE))
     payload = canonical_json({"pad": "x" * 300})
     began = time.perf_counter()
     pending: list[asyncio.Future] = []
@@ -258,8 +268,8 @@ async def open_loop(config, bodies, rate_per_s: float, duration_s: float, on_res
 CLOSED_LOOP_INTENTS = 6000
 
 
-async def measure_bare(stack: LocalStack, bodies, nats: psutil.Process, client: psutil.Process) -> ClosedLoop:
-    """(e): the bare pipeline beside the stack, on its nats-server, measured as (b) is. The stack's
+async def measure_bare(stack: LocalStack, bodies, nats: dict[str, psutil.Process], client: psutil.Process) -> ClosedLoop:
+    """(e): the bare pipeline beside the stack, on its nats-server(s), measured as (b) is. The stack's
     own processes idle meanwhile: ours, so not counted in ``others_cores``, but charged to no intent.
     The bare processes are gone before the next phase."""
     pipeline = BarePipeline(stack.config)
@@ -269,8 +279,8 @@ async def measure_bare(stack: LocalStack, bodies, nats: psutil.Process, client: 
         watch = TerminalWatch(RECORDS_WATCH)
         await watch.start(nc)
         processes = {name: psutil.Process(pid) for name, pid in pipeline.pids().items()}
-        idle = {name: psutil.Process(child.pid) for name, child in stack.children.items() if name != "nats"}
-        bare = Pipeline(pipeline.url, record_subject, {**processes, "nats": nats, CLIENT: client}, idle)
+        idle = {name: psutil.Process(child.pid) for name, child in stack.children.items() if name not in nats}
+        bare = Pipeline(pipeline.url, record_subject, {**processes, **nats, CLIENT: client}, idle)
         await measure_closed_loop(bare, watch, bodies, 300)  # warm-up, as for (b)
         return await measure_closed_loop(bare, watch, bodies, CLOSED_LOOP_INTENTS)
     finally:
@@ -288,20 +298,18 @@ async def run_bench(stack: LocalStack) -> Figures:
     config = stack.config
     figures = Figures()
     # The raw ceiling on a scratch stream (the provisioner's ``bench.>``), then as the harness.
-    admin = await natsio.connect_as(config, "provisioner", "exoarmur-bench-ceiling")
-    try:
-        figures.publish_per_s = await measure_publish_ceiling(admin)
-    finally:
-        await admin.close()
+    figures.nats_servers = len(config.nats_component_names())
+    figures.publish_per_s = await publish_ceiling(config)
     nc = await natsio.connect_as(config, "harness", "exoarmur-bench")
     try:
         watch = TerminalWatch()
         await watch.start(nc)
         bodies = _intent_bodies(config)
-        nats, client = psutil.Process(stack.children["nats"].pid), psutil.Process()
+        nats = {name: psutil.Process(stack.children[name].pid) for name in config.nats_component_names()}
+        client = psutil.Process()
         exo = Pipeline(config.api_url, audit_subject,
-                       {**{name: psutil.Process(child.pid) for name, child in stack.children.items() if name != "nats"},
-                        "nats": nats, CLIENT: client})
+                       {**{name: psutil.Process(child.pid) for name, child in stack.children.items()},
+                        CLIENT: client})
         await measure_closed_loop(exo, watch, bodies, 300)  # warm-up: connections, caches
         loop_b = await measure_closed_loop(exo, watch, bodies, CLOSED_LOOP_INTENTS)
         figures.intents_per_s, figures.cpu_ms_per_intent = loop_b.intents_per_s, loop_b.cpu_ms_per_intent
@@ -355,7 +363,32 @@ async def run_bench(stack: LocalStack) -> Figures:
     return figures
 
 
-def bench() -> Figures:
-    stack = LocalStack.create()
+async def publish_ceiling(config: StackConfig) -> float:
+    """(a): pipelined durable publishes/s to a scratch stream (the provisioner's ``bench.>``) with as
+    many replicas as the stack's own streams."""
+    admin = await natsio.connect_as(config, "provisioner", "exoarmur-bench-ceiling")
+    try:
+        return await measure_publish_ceiling(admin, replicas=config.nats_replicas)
+    finally:
+        await admin.close()
+
+
+def single_server_ceiling() -> float:
+    """(a) of one nats-server on this machine, started for this alone and stopped after."""
+    single = LocalStack.create(tenants=1, nodes_per_tenant=1, peers_per_tenant=1)
+    try:
+        single.start_component("nats")
+        return uvloop.run(publish_ceiling(single.config))
+    finally:
+        single.stop()
+
+
+def bench(nats_cluster: int = 1) -> Figures:
+    """Every figure on a fresh embedded stack; ``nats_cluster`` > 1 runs it on a JetStream cluster of
+    that many servers, after measuring one server's ceiling for comparison."""
+    single = single_server_ceiling() if nats_cluster > 1 else None
+    stack = LocalStack.create(nats_cluster=nats_cluster)
     with stack:
-        return uvloop.run(run_bench(stack))
+        figures = uvloop.run(run_bench(stack))
+    figures.single_server_publish_per_s = single
+    return figures

@@ -30,6 +30,7 @@ from exoarmur_cli.history import FAIL, OK, History, ScopedHistory
 from exoarmur_cli.rundata import Policy
 from exoarmur_cli.scenarios import BESIDE, BESIDE_UNTIL, DRIVERS, ORDER, Context, ScenarioNotRun, ScenarioParams
 from exoarmur_cli.stacks import Stack
+from exoarmur_cli.tasks import INTERRUPT
 
 SAMPLE_INTERVAL_S = 0.2
 
@@ -143,7 +144,7 @@ class Driver:
     async def _timed(self, name: str, ctx: Context) -> None:
         self.progress(f"scenario {name} ...")
         began = time.monotonic()
-        await self._one(name, ctx)
+        await INTERRUPT.run_scenario(self._one(name, ctx))
         self.durations_s[name] = round(time.monotonic() - began, 2)
         self.progress(f"scenario {name} done in {self.durations_s[name]:.1f}s")
 

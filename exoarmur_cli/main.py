@@ -216,13 +216,16 @@ def policy(as_json: bool = typer.Option(False, "--json", help="print the tables 
 def bench_command(
     as_json: bool = typer.Option(False, "--json", help="print the figures, targets and verdicts as JSON"),
     save: Path = typer.Option(None, "--save", help="also write that JSON to this file"),
+    nats_cluster: int = typer.Option(1, "--nats-cluster", min=1, max=5,
+                                     help="on a JetStream cluster of N (RN streams); also measures one server's "
+                                          "ceiling, for comparison"),
 ) -> None:
     """Measure publish ceiling, end-to-end throughput, latency at half load, RSS under 3× overload,
     the bare pipeline's throughput, and CPU ms per intent for each process."""
     from exoarmur_cli.bench import bench, cpu_table, figures_json
 
     try:
-        figures = bench()
+        figures = bench(nats_cluster)
     except KNOWN_ERRORS as exc:
         fail(exc, exit_code_for(exc))
     document = orjson.dumps(figures_json(figures), option=orjson.OPT_INDENT_2).decode()
@@ -234,8 +237,12 @@ def bench_command(
     if as_json:
         print(document)
         return
-    print(f"(a) pipelined durable JetStream publishes/s : {figures.publish_per_s:,.0f}")
-    print(f"(b) end-to-end intents/s                    : {figures.intents_per_s:,.0f}")
+    print(f"(a) pipelined durable JetStream publishes/s : {figures.publish_per_s:,.0f}"
+          + (f"  (R{figures.nats_servers} on {figures.nats_servers} servers)" if figures.nats_servers > 1 else ""))
+    if figures.single_server_publish_per_s:
+        print(f"    one server, R1, same machine            : {figures.single_server_publish_per_s:,.0f}")
+    print(f"(b) end-to-end intents/s                    : {figures.intents_per_s:,.0f}"
+          + "".join(f"  ((b)/{name} {ratio:.3f})" for name, ratio in figures.ceiling_ratios().items()))
     print(f"(c) at {figures.half_load_per_s:,.0f}/s ({figures.half_load_completed} intents): p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms")
     print(f"(d) at {figures.overload_offered_per_s:,.0f}/s offered: {figures.overload_accepted} accepted, refused by status {figures.overload_refused}")
     for name, mb in figures.peak_rss_mb.items():
@@ -347,9 +354,13 @@ def _execute_run(options, plan, began: float):
     from exoarmur_cli.run import Run
 
     async def until_done_or_terminated():
-        # SIGTERM cancels the run as Ctrl-C does (asyncio.run turns SIGINT into a cancellation),
-        # so the run's own cleanup runs in order instead of an exception at an arbitrary line.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        # Ctrl-C and SIGTERM cancel the run (``tasks.Interrupt``), so its own cleanup runs in order
+        # instead of an exception at an arbitrary line.
+        from exoarmur_cli.tasks import INTERRUPT
+
+        loop, run_task = asyncio.get_running_loop(), asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, INTERRUPT.fire, run_task)
         return await run.execute()
 
     with open_progress(console, plan.scenarios, plan.expected_s, began) as progress:

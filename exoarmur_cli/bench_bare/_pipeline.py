@@ -49,7 +49,7 @@ class BarePipeline:
     async def start(self) -> None:
         """Empty streams and the consumer, then every process, ready to take intents."""
         try:
-            await self._with_js(_wire.provision)
+            await self._with_js(lambda js: _wire.provision(js, self.config.nats_replicas))
             for child in self.children.values():
                 child.start()
             await self._wait_ready()

@@ -31,12 +31,13 @@ def record_subject_of(intent_subject_: str) -> str:
     return f"{RECORDS}.{intent_subject_.rsplit('.', 1)[1]}"
 
 
-async def provision(js: JetStreamContext) -> None:
+async def provision(js: JetStreamContext, replicas: int = 1) -> None:
     """File streams (the server's ``sync_interval: always``: an ack is on disk, as for ExoArmur's),
-    and a pull consumer with the cells' ack policy. Starts from empty every time."""
+    with as many replicas as ExoArmur's on the same servers, and a pull consumer with the cells'
+    ack policy. Starts from empty every time."""
     await remove(js)
     for name, subject in ((STREAM, INTENTS), (RECORDS_STREAM, RECORDS)):
-        await js.add_stream(js_api.StreamConfig(name=name, subjects=[f"{subject}.>"],
+        await js.add_stream(js_api.StreamConfig(name=name, subjects=[f"{subject}.>"], num_replicas=replicas,
                                                 storage=js_api.StorageType.FILE))
     await js.add_consumer(STREAM, js_api.ConsumerConfig(
         durable_name=CONSUMER, ack_policy=js_api.AckPolicy.EXPLICIT,

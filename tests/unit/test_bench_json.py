@@ -69,8 +69,18 @@ def test_steal_and_the_machine_s_other_work_over_a_window() -> None:
 
 def test_bench_json_prints_and_saves_the_same_document(tmp_path: Path, monkeypatch) -> None:
     # The measurement itself needs a live stack (`exoarmur bench` by hand); this checks the CLI's output only.
-    monkeypatch.setattr(bench, "bench", lambda: FIGURES)
+    monkeypatch.setattr(bench, "bench", lambda nats_cluster=1: FIGURES)
     saved = tmp_path / "bench.json"
     result = CliRunner().invoke(main.app, ["bench", "--json", "--save", str(saved)])
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.stdout) == orjson.loads(saved.read_bytes()) == figures_json(FIGURES)
+
+
+def test_on_a_cluster_b_is_read_against_both_ceilings() -> None:
+    from dataclasses import replace
+
+    single = figures_json(FIGURES)
+    assert single["ceiling_ratios"] == {"(a)": 0.2}  # 400 / 2000; no second ceiling on one server
+    clustered = figures_json(replace(FIGURES, nats_servers=3, publish_per_s=800.0, single_server_publish_per_s=2000.0))
+    assert clustered["ceiling_ratios"] == {"(a)": 0.5, "(a, one server)": 0.2}
+    assert clustered["figures"]["nats_servers"] == 3

@@ -56,7 +56,9 @@ def unavailable_reason() -> LazyFSUnavailable | None:
         return LazyFSUnavailable(LazyFSReason.NO_DEV_FUSE, "/dev/fuse does not exist (a container without FUSE?)")
     if shutil.which("fusermount3") is None:
         return LazyFSUnavailable(LazyFSReason.NO_FUSERMOUNT, "fusermount3 not found: install Debian's fuse3")
-    probe = subprocess.run([sys.executable, "-c", "import mfusepy"], capture_output=True, text=True, timeout=30)
+    # A session of its own: a Ctrl-C of the run must not end the probe and read as "no libfuse".
+    probe = subprocess.run([sys.executable, "-c", "import mfusepy"], capture_output=True, text=True, timeout=30,
+                           start_new_session=True)
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["import failed"])[-1]
         return LazyFSUnavailable(LazyFSReason.NO_LIBFUSE, f"mfusepy cannot load libfuse3: {last}")
