@@ -185,6 +185,7 @@ class Run:
                                policy_tables=plan.tables,
                                overrides=dict(stack.config.overrides),  # an external stack's: as its stack.json says
                                policy=policy, scenario_params=params, node_owners=dict(stack.config.nodes),
+                               peer_tenants={p.peer_id: p.tenant_id for p in stack.config.peers.values()},
                                declared={str(g.id): dict(g.declared) for g in plan.all_gates.values() if g.declared},
                                stack=stack.config.public_view())
         self.bundle.write_json(f"raw/{recorded.RUN_PARAMS}", run_params.to_json())

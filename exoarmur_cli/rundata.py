@@ -93,6 +93,7 @@ class RunParams:
     policy: Policy = field(default_factory=Policy)
     scenario_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     node_owners: Mapping[str, str] = field(default_factory=dict)  # node -> tenant
+    peer_tenants: Mapping[str, str] = field(default_factory=dict)  # peer -> tenant (ids only, never tokens)
     stack: Mapping[str, Any] = field(default_factory=dict)  # the stack's public view
     declared: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # gate id -> its [declared] policy
 

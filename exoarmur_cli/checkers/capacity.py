@@ -51,15 +51,16 @@ def _offered_per_s(subs: list, duration_s: float | None) -> float | None:
     return in_window / duration_s
 
 
-def _uncovered(planned: int | None, covered: set) -> int | None:
-    """How many of the stack's planned items were not covered; None when the plan was not recorded."""
-    return None if not planned else planned - len(covered)
+def _uncovered(planned: set, covered: set) -> int | None:
+    """How many of the stack's items were not covered; None when the run recorded none (a missing
+    plan is a missing measurement). By identity, so an item outside the plan covers nothing."""
+    return len(planned - covered) if planned else None
 
 
 def load(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "load")
     nodes, peers, tenants = _load_coverage(rec)
-    owners = rec.run.node_owners  # the stack's nodes, each with its tenant, as the run recorded them
+    owners, peer_tenants = rec.run.node_owners, rec.run.peer_tenants  # the stack's, as the run recorded them
     plan = [e.value for e in rec.history if e.f == "load_plan"]
     capacity = plan[-1]["capacity_per_s"] if plan else None
     over = [s for s in subs if s.invoke.value.get("phase") == "overload"]
@@ -70,9 +71,9 @@ def load(rec: Recorded) -> tuple[dict, dict]:
         "peers_covered": len(peers),
         "tenants_covered": len(tenants),
         # Against the stack's own size (the seed's, or K times it with --scale), not a typed number.
-        "nodes_uncovered": _uncovered(len(owners), nodes & set(owners)),
-        "peers_uncovered": _uncovered(rec.run.stack.get("peers"), peers),
-        "tenants_uncovered": _uncovered(len(set(owners.values())), tenants & set(owners.values())),
+        "nodes_uncovered": _uncovered(set(owners), nodes),
+        "peers_uncovered": _uncovered(set(peer_tenants), peers),
+        "tenants_uncovered": _uncovered(set(owners.values()), tenants),
         "load_unanswered": sum(1 for s in subs if s.done is None),
         # Timeouts and bare 4xx/5xx (no reason code) are failures, not an unread "unknown" bucket.
         "load_unknown_outcomes": sum(1 for s in subs if s.done is not None and s.done.type == INFO),

@@ -54,12 +54,17 @@ def test_uncovered_counts_against_the_stacks_recorded_size():
     records = [quick_record(k, t, node=n) for k, t, n, _ in keys]
     intents = [intent_row(intent(k, t, node=n).model_copy(update={"peer_id": p})) for k, t, n, p in keys]
     ledger = [ledger_row(k, t, node=n) for k, t, n, _ in keys]
-    stack = {"params": {"node_owners": {"n1": "t1", "n1b": "t1", "n3": "t2"}, "stack": {"peers": 3}}}
+    stack = {"params": {"node_owners": {"n1": "t1", "n1b": "t1", "n3": "t2"},
+                        "peer_tenants": {"p1": "t1", "p2": "t1", "p3": "t2"}}}
     metrics, _ = load(recorded(hist, records=records, intents=intents, ledger=ledger, **stack))
     assert (metrics["nodes_uncovered"], metrics["peers_uncovered"], metrics["tenants_uncovered"]) == (1, 1, 1)
-    covered_all = {"params": {"node_owners": {"n1": "t1", "n1b": "t1"}, "stack": {"peers": 2}}}
+    covered_all = {"params": {"node_owners": {"n1": "t1", "n1b": "t1"}, "peer_tenants": {"p1": "t1", "p2": "t1"}}}
     metrics, _ = load(recorded(hist, records=records, intents=intents, ledger=ledger, **covered_all))
     assert (metrics["nodes_uncovered"], metrics["peers_uncovered"], metrics["tenants_uncovered"]) == (0, 0, 0)
+    # A peer outside the plan covers nothing: counted by identity, not by how many were seen.
+    other_peer = {"params": {"node_owners": {"n1": "t1", "n1b": "t1"}, "peer_tenants": {"p1": "t1", "p9": "t1"}}}
+    metrics, _ = load(recorded(hist, records=records, intents=intents, ledger=ledger, **other_peer))
+    assert metrics["peers_uncovered"] == 1
 
 
 def test_uncovered_is_missing_when_the_stacks_size_was_not_recorded():
