@@ -157,7 +157,9 @@ def drained() -> bool:
 class LoadShape(LoadTestShape):
     """All users at once, for the phases in order; then stop once in-flight requests are done."""
 
-    use_common_options = True  # read --users / --spawn-rate
+    # --users and --spawn-rate are passed (Locust warns of them otherwise); the shape counts users
+    # from EXO_LOAD_USERS, which the workers see too.
+    use_common_options = True
 
     def tick(self):
         if _Clock.t0 is None:
