@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from exoarmur import natsio
 from exoarmur.clock import now_ms
+from exoarmur.cell.fresh_reads import shared_by
 from exoarmur.contracts import (
     APPROVAL_REQUIRED_CLASSES,
     ApprovalStatus,
@@ -36,11 +37,17 @@ from exoarmur.seams import Alternatives
 Read = Awaitable[tuple[bytes | None, int]]
 
 
+def fresh_read(js: JetStreamContext, bucket: str, key: str, category: TimeoutCategory) -> Read:
+    """``key`` read after this call, by a direct get shared with the intents that asked for it in
+    the same loop turn (``fresh_reads``)."""
+    return shared_by(js).read(f"{bucket}/{key}", lambda: natsio.read_key(js, bucket, key, category))
+
+
 def read_switches(js: JetStreamContext, tenant_id: str) -> list[Read]:
     """The global and the tenant's kill switch, read fresh."""
     return [
-        natsio.read_key(js, natsio.SAFETY_BUCKET, natsio.GLOBAL_SWITCH_KEY, TimeoutCategory.KV_GET),
-        natsio.read_key(js, natsio.SAFETY_BUCKET, natsio.tenant_switch_key(tenant_id), TimeoutCategory.KV_GET),
+        fresh_read(js, natsio.SAFETY_BUCKET, natsio.GLOBAL_SWITCH_KEY, TimeoutCategory.KV_GET),
+        fresh_read(js, natsio.SAFETY_BUCKET, natsio.tenant_switch_key(tenant_id), TimeoutCategory.KV_GET),
     ]
 
 
@@ -111,7 +118,7 @@ class Safety:
             reads = self.switches(js, intent.tenant_id)
             if intent.action_class in APPROVAL_REQUIRED_CLASSES:
                 key = natsio.approval_key(intent.tenant_id, intent.digest())
-                reads.append(natsio.read_key(js, natsio.APPROVALS_BUCKET, key, TimeoutCategory.APPROVAL_CHECK))
+                reads.append(fresh_read(js, natsio.APPROVALS_BUCKET, key, TimeoutCategory.APPROVAL_CHECK))
             results = await asyncio.gather(*reads)
             (g_raw, g_rev), (t_raw, t_rev) = results[0], results[1]
             approval, a_rev = None, 0
