@@ -163,7 +163,8 @@ class Cell:
         if redelivered and await self._already_recorded(subject):
             await msg.ack()
             return
-        decided = await self._decide(msg, intent, digest, redelivered, not_after_ms)
+        intent_hash = intent.intent_hash()
+        decided = await self._decide(msg, intent, intent_hash, digest, redelivered, not_after_ms)
         if decided is None:
             return  # asked to come back later (pending approval, or an earlier call still in flight)
         decision, snapshot = decided
@@ -180,14 +181,14 @@ class Cell:
         record = AuditRecordV1(
             audit_id=audit_id_for(intent.tenant_id, intent.idempotency_key),
             tenant_id=intent.tenant_id, intent_id=intent.intent_id,
-            idempotency_key=intent.idempotency_key, intent_hash=intent.intent_hash(),
+            idempotency_key=intent.idempotency_key, intent_hash=intent_hash,
             node_id=intent.node_id, action=intent.action, action_class=intent.action_class,
             outcome=execution.outcome, reason_code=execution.reason_code, decision=decision, snapshot=snapshot,
             breaker_state=execution.breaker_state or self.effector.breaker.state(time.monotonic()).value,
             attempts=execution.attempts, receipt=execution.receipt,
             cell_id=self.cell_id, decided_at_ms=snapshot.now_ms,
-        ).sealed()
-        await self._record(subject, record)
+        )
+        await self._record(subject, record.audit_id, record.sealed_canonical())
         # The outcome is durable (its publish was acked): a lost ack only means a redelivery,
         # which finds the record and acks again — so no need to wait for this one.
         await self.delivery.on_recorded(msg)
@@ -199,7 +200,7 @@ class Cell:
         except NotFoundError:
             return False
 
-    async def _decide(self, msg, intent: IntentV1, digest: str, redelivered: bool,
+    async def _decide(self, msg, intent: IntentV1, intent_hash: str, digest: str, redelivered: bool,
                       not_after_ms: int) -> tuple[Decision, SafetySnapshot] | None:
         """The decision this delivery acts on: a journaled EXECUTE whose effect is applied, else a
         fresh one (journaled before any effect when it is EXECUTE). None: the message was nak'd."""
@@ -223,12 +224,12 @@ class Cell:
                     approval_wait_ms=self.approval_wait_ms)
         decision, snapshot = self.safety.decide(intent, await self.safety.snapshot(self.js, intent, base))
         if decision.outcome is Outcome.PENDING_APPROVAL:
-            await self._announce_pending(intent, digest)
+            await self._announce_pending(intent, intent_hash, digest)
             await msg.nak(delay=APPROVAL_POLL_S)
             return None
         if decision.execute:  # durable before any effect: a redelivery must find it
             entry = DecisionJournalV1(tenant_id=intent.tenant_id, idempotency_key=intent.idempotency_key,
-                                      intent_hash=intent.intent_hash(), decision=decision, snapshot=snapshot,
+                                      intent_hash=intent_hash, decision=decision, snapshot=snapshot,
                                       cell_id=self.cell_id, not_after_ms=not_after_ms)
             journaled = await self._journal(journal, entry, replacing=journaled.seq if journaled else 0)
             return journaled.decision, journaled.snapshot
@@ -265,22 +266,22 @@ class Cell:
             return journaled
         return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, ack.seq)
 
-    async def _record(self, subject: str, record: AuditRecordV1) -> None:
+    async def _record(self, subject: str, audit_id: str, sealed: bytes) -> None:
         try:
             await with_deadline(
                 TimeoutCategory.NATS_PUBLISH,
                 self.js.publish(
-                    subject, record.canonical(),
-                    headers={"Nats-Msg-Id": record.audit_id, "Nats-Expected-Last-Subject-Sequence": "0"},
+                    subject, sealed,
+                    headers={"Nats-Msg-Id": audit_id, "Nats-Expected-Last-Subject-Sequence": "0"},
                 ),
             )
         except APIError as exc:
             if exc.err_code not in ALREADY_RECORDED:
                 raise  # not durable: leave the message unacked so it is redelivered
 
-    async def _announce_pending(self, intent: IntentV1, digest: str) -> None:
+    async def _announce_pending(self, intent: IntentV1, intent_hash: str, digest: str) -> None:
         event = {"tenant_id": intent.tenant_id, "idempotency_key": intent.idempotency_key,
-                 "intent_hash": intent.intent_hash(), "outcome": Outcome.PENDING_APPROVAL.value}
+                 "intent_hash": intent_hash, "outcome": Outcome.PENDING_APPROVAL.value}
         try:
             await self.js.publish(f"exo.events.pending.{intent.tenant_id}", orjson.dumps(event),
                                   headers={"Nats-Msg-Id": f"pending:{digest}"})

@@ -122,6 +122,11 @@ def test_a_sealed_record_survives_the_wire() -> None:
     assert again == sealed and again.seal_is_valid()
 
 
+def test_the_cells_one_pass_seal_is_the_sealed_record_on_the_wire() -> None:
+    assert record().sealed_canonical() == record().sealed().canonical()
+    assert AuditRecordV1.model_validate_json(record().sealed_canonical()).seal_is_valid()
+
+
 @pytest.mark.parametrize("changes", [
     {"outcome": Outcome.FAILED}, {"attempts": 2}, {"cell_id": "cell-1"}, {"receipt": None},
     {"snapshot": SafetySnapshot(readable=True, node_tenant="t1", now_ms=6, submitted_at_ms=1)},
