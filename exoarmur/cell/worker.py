@@ -105,15 +105,9 @@ class Cell:
                 await self.inflight.acquire()
                 self.inflight.release()
                 try:
-                    msgs = await self._pull(sub)
+                    await self._pull(sub)
                 except (asyncio.TimeoutError, Exception):  # nothing to do, or NATS away: poll again
                     await asyncio.sleep(0.05 if not self.nc.is_connected else 0)
-                    continue
-                for msg in msgs:
-                    await self.inflight.acquire()
-                    task = asyncio.create_task(self._guarded(msg))
-                    self.tasks.add(task)
-                    task.add_done_callback(self._done)
         finally:
             await self._stop(sub)
 
@@ -130,8 +124,14 @@ class Cell:
             pass
         await self.nc.drain()
 
-    async def _pull(self, sub) -> list:
-        return await self.delivery.pull(sub, lambda: self.max_inflight - len(self.tasks) - 1)
+    async def _pull(self, sub) -> None:
+        await self.delivery.pull(sub, lambda: self.max_inflight - len(self.tasks), self._start)
+
+    async def _start(self, msg) -> None:
+        await self.inflight.acquire()
+        task = asyncio.create_task(self._guarded(msg))
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)

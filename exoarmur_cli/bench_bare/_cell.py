@@ -37,14 +37,9 @@ class BareCell:
                 await self.inflight.acquire()
                 self.inflight.release()
                 try:
-                    msgs = await first_then_waiting(sub, lambda: self.max_inflight - len(self.tasks) - 1)
+                    await first_then_waiting(sub, lambda: self.max_inflight - len(self.tasks), self._start)
                 except Exception:  # nothing to do (timeout): poll again
                     continue
-                for msg in msgs:
-                    await self.inflight.acquire()
-                    task = asyncio.create_task(self.handle(msg))
-                    self.tasks.add(task)
-                    task.add_done_callback(self._done)
         finally:
             if self.tasks:
                 await asyncio.wait(self.tasks, timeout=5)
@@ -54,6 +49,12 @@ class BareCell:
             except Exception:
                 pass
             await nc.drain()
+
+    async def _start(self, msg) -> None:
+        await self.inflight.acquire()
+        task = asyncio.create_task(self.handle(msg))
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
