@@ -105,19 +105,25 @@ async def with_deadline(
     """
     policy = TIMEOUTS[category]
     budget_s = policy.deadline_s if deadline_s is None else deadline_s
-    message = f"{category.name} exceeded its {budget_s}s deadline ({policy.covers})"
     if budget_s <= 0:
         if inspect.iscoroutine(awaitable):
             awaitable.close()  # never started; closing avoids a "never awaited" warning
-        raise DeadlineExceeded(message, reason_code=policy.reason_code)
+        raise _expired(category, budget_s)
     scope = asyncio.timeout(budget_s)
     try:
         async with scope:
             return await awaitable
     except TimeoutError as exc:
         if scope.expired():
-            raise DeadlineExceeded(message, reason_code=policy.reason_code) from exc
+            raise _expired(category, budget_s) from exc
         raise
+
+
+def _expired(category: TimeoutCategory, budget_s: float) -> DeadlineExceeded:
+    # Built only on expiry: with_deadline wraps every hop of every intent.
+    policy = TIMEOUTS[category]
+    return DeadlineExceeded(f"{category.name} exceeded its {budget_s}s deadline ({policy.covers})",
+                            reason_code=policy.reason_code)
 
 
 def policy_table() -> list[dict]:
