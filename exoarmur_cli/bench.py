@@ -6,6 +6,8 @@
 (d) peak RSS of api and cells under 3× (b), with the refusals that kept them bounded;
 (e) the bare pipeline's intents/s: the same hops and processes with none of the safety work
     (``bench_bare``), measured as (b) is — so (b)/(e) is what the safety work costs;
+(f) the admission this machine holds: open-loop p99 at rising shares of (b), the highest rate held
+    within the latency bound, and the limits ``exoarmur.sizing`` sizes from it;
 and, for (b) and (e), each process's CPU milliseconds per intent over the closed-loop window.
 Figures are ratios within one run: the machine is shared and noisy.
 """
@@ -13,23 +15,23 @@ Figures are ratios within one run: the machine is shared and noisy.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import aiohttp
 import psutil
 import uvloop
 
-from exoarmur import natsio
+from exoarmur import natsio, sizing
 from exoarmur.contracts import canonical_json
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli import bench_cpu
 from exoarmur_cli.bench_bare import RECORDS_WATCH, BarePipeline, record_subject
+from exoarmur_cli.bench_drive import (
+    LADDER_STEP_S, TerminalWatch, admission_ladder, audit_subject, intent_bodies, open_loop, open_loop_latency, session, submit,
+    wait_arrivals,
+)
 from exoarmur_cli.stack import LocalStack
-from exoarmur_cli.stats import quantile
 
 TARGETS = {"b_over_a_min": 0.25, "b_over_bare_min": 0.6, "p99_ms_max": 50.0, "peak_rss_mb_max": 200.0}
 CLIENT = "client"  # the bench process itself, in the CPU figures
@@ -58,6 +60,16 @@ class Figures:
     bare_cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
     # What the machine gave us: cpu_model, cores, and per window steal_pct_* and others_cores_*.
     machine: dict[str, float | int | str] = field(default_factory=dict)
+    # (f) open-loop steps at rising rates (rate_per_s, accepted, refused, completed, p50_ms, p99_ms)
+    admission_ladder: list[dict] = field(default_factory=list)
+
+    def held_per_s(self) -> float | None:
+        """The highest rate the stack held within ``sizing.SIZING.held_p99_ms``."""
+        return sizing.held_rate(self.admission_ladder)
+
+    def sized_limits(self) -> dict[str, int] | None:
+        held = self.held_per_s()
+        return sizing.size_admission(held) if held else None
 
     def ceiling_ratios(self) -> dict[str, float]:
         """(b) as a share of each ceiling measured: this stack's, and on a cluster one server's."""
@@ -86,8 +98,24 @@ def figures_json(figures: Figures) -> dict:
     name, the targets, and each target's verdict."""
     verdicts = figures.verdicts()
     return {"figures": asdict(figures), "ceiling_ratios": figures.ceiling_ratios(), "targets": dict(TARGETS),
+            "admission": {"held_per_s": figures.held_per_s(), "sized_limits": figures.sized_limits(),
+                          "sizing": sizing.sizing_table()},
             "verdicts": [{"target": line, "met": met} for line, met in verdicts.items()],
             "all_met": all(verdicts.values())}
+
+
+def admission_lines(figures: Figures) -> list[str]:
+    """(f): each ladder step, the held rate, and the limits sized from it (``exoarmur.sizing``)."""
+    bound = sizing.SIZING.held_p99_ms
+    lines = [f"(f) admission held within p99 {bound:.0f} ms (open loop, {LADDER_STEP_S:.0f} s a step):"]
+    for step in figures.admission_ladder:
+        p99 = "none completed" if step["p99_ms"] is None else f"p99 {step['p99_ms']:.1f} ms"
+        lines.append(f"    {step['rate_per_s']:7.1f}/s: {p99}, {step['completed']}/{step['accepted']} completed,"
+                     f" {step['refused']} refused")
+    held, sized = figures.held_per_s(), figures.sized_limits()
+    lines.append(f"    held: {'none' if held is None else f'{held:,.1f}/s'}"
+                 + (f"; sized limits (stack up --size-from): {sized}" if sized else ""))
+    return lines
 
 
 def cpu_table(figures: Figures) -> list[str]:
@@ -103,44 +131,6 @@ def cpu_table(figures: Figures) -> list[str]:
     totals = {"total": sum(exo.values())}, {"total": sum(bare.values())}
     lines.append(f"    {'total':<14}{cell(totals[0], 'total')}{cell(totals[1], 'total')}")
     return lines
-
-
-def _intent_bodies(config: StackConfig):
-    """An endless, deterministic stream of (token, body) spread over every peer and its nodes."""
-    peers = list(config.peers.values())
-    nodes_by_tenant: dict[str, list[str]] = {}
-    for node, tenant in config.nodes.items():
-        nodes_by_tenant.setdefault(tenant, []).append(node)
-    run = uuid.uuid4().hex[:8]
-    for i in itertools.count():
-        peer = peers[i % len(peers)]
-        nodes = nodes_by_tenant[peer.tenant_id]
-        key = f"bench-{run}-{i}"
-        yield peer.token, key, {
-            "intent_id": key, "tenant_id": peer.tenant_id, "peer_id": peer.peer_id,
-            "node_id": nodes[(i // len(peers)) % len(nodes)], "action": "block_ip",
-            "action_class": "A1", "idempotency_key": key, "parameters": {"ip": f"10.0.{i % 250}.{i % 200}"},
-        }
-
-
-class TerminalWatch:
-    """Times the arrival of terminal records by subscribing to their subjects (ExoArmur's audit
-    subjects, or the bare pipeline's records)."""
-
-    def __init__(self, subjects: str = "exo.audit.>") -> None:
-        self.subjects = subjects
-        self.arrived: dict[str, float] = {}
-
-    async def start(self, nc) -> None:
-        async def on_msg(msg) -> None:
-            self.arrived.setdefault(msg.subject, time.perf_counter())
-
-        await nc.subscribe(self.subjects, cb=on_msg)
-
-
-def audit_subject(body: dict) -> str:
-    """Where ExoArmur's terminal record of the intent ``body`` lands."""
-    return natsio.audit_subject(body["tenant_id"], _digest(body))
 
 
 @dataclass(frozen=True)
@@ -184,22 +174,6 @@ async def measure_publish_ceiling(nc, messages: int = 20000, window: int = 512, 
     return messages / elapsed
 
 
-def _session(url: str, connections: int) -> aiohttp.ClientSession:
-    # aiohttp, not httpx: at 48 concurrent requests httpx's pool capped this client near 300/s.
-    return aiohttp.ClientSession(base_url=url, connector=aiohttp.TCPConnector(limit=connections),
-                                 timeout=aiohttp.ClientTimeout(total=10))
-
-
-async def _submit(client: aiohttp.ClientSession, token: str, body: dict) -> int:
-    """202 when accepted; minus the status (or -1 when no answer) when refused."""
-    try:
-        async with client.post("/v1/intents", json=body, headers={"Authorization": f"Bearer {token}"}) as response:
-            await response.read()
-            return 202 if response.status == 202 else -response.status
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        return -1
-
-
 async def measure_closed_loop(pipeline: Pipeline, watch: TerminalWatch, bodies, count: int,
                               concurrency: int = 128) -> ClosedLoop:
     """(b), and (e): as fast as the pipeline goes; the clock stops when the last record lands.
@@ -209,15 +183,15 @@ async def measure_closed_loop(pipeline: Pipeline, watch: TerminalWatch, bodies, 
     cpu_before, system_before = bench_cpu.process_cpu_s(pipeline.processes), bench_cpu.system_times()
     idle_before = sum(bench_cpu.process_cpu_s(pipeline.bystanders).values())
     began = time.perf_counter()
-    async with _session(pipeline.url, concurrency) as client:
+    async with session(pipeline.url, concurrency) as client:
 
         async def worker(chunk) -> None:
             for token, key, body in chunk:
-                if await _submit(client, token, body) == 202:
+                if await submit(client, token, body) == 202:
                     subjects.append(pipeline.record_subject(body))
 
         await asyncio.gather(*(worker(queue[i::concurrency]) for i in range(concurrency)))
-    await _wait_arrivals(watch, subjects, timeout_s=60)
+    await wait_arrivals(watch, subjects, timeout_s=60)
     ended = time.perf_counter()
     cpu_after, system_after = bench_cpu.process_cpu_s(pipeline.processes), bench_cpu.system_times()
     idle_s = sum(bench_cpu.process_cpu_s(pipeline.bystanders).values()) - idle_before
@@ -228,41 +202,6 @@ async def measure_closed_loop(pipeline: Pipeline, watch: TerminalWatch, bodies, 
                       cpu_ms_per_intent=bench_cpu.per_intent_ms(cpu_before, cpu_after, len(done)),
                       steal_pct=bench_cpu.steal_pct(system_before, system_after),
                       others_cores=bench_cpu.others_cores(system_before, system_after, ours_s, ended - began))
-
-
-def _digest(body: dict) -> str:
-    from exoarmur.contracts import key_digest
-
-    return key_digest(body["tenant_id"], body["idempotency_key"])
-
-
-async def _wait_arrivals(watch: TerminalWatch, subjects: list[str], timeout_s: float) -> None:
-    deadline = time.perf_counter() + timeout_s
-    while time.perf_counter() < deadline and any(s not in watch.arrived for s in subjects):
-        await asyncio.sleep(0.05)
-
-
-async def open_loop(config, bodies, rate_per_s: float, duration_s: float, on_result) -> None:
-    """Submit at a fixed rate regardless of answers (open loop: no coordinated omission)."""
-    interval = 1.0 / rate_per_s
-    tasks = []
-    async with _session(config.api_url, 256) as client:
-        began = time.perf_counter()
-        for n in itertools.count():
-            due = began + n * interval
-            if due - began >= duration_s:
-                break
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            token, key, body = next(bodies)
-
-            async def one(token=token, body=body) -> None:
-                sent = time.perf_counter()
-                on_result(body, sent, await _submit(client, token, body))
-
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
 
 
 CLOSED_LOOP_INTENTS = 6000
@@ -304,7 +243,7 @@ async def run_bench(stack: LocalStack) -> Figures:
     try:
         watch = TerminalWatch()
         await watch.start(nc)
-        bodies = _intent_bodies(config)
+        bodies = intent_bodies(config)
         nats = {name: psutil.Process(stack.children[name].pid) for name in config.nats_component_names()}
         client = psutil.Process()
         exo = Pipeline(config.api_url, audit_subject,
@@ -318,18 +257,9 @@ async def run_bench(stack: LocalStack) -> Figures:
         figures.machine = machine(loop_b, loop_bare)
 
         figures.half_load_per_s = figures.intents_per_s / 2
-        sent_at: dict[str, float] = {}
-
-        def record_half(body, sent, status) -> None:
-            if status == 202:
-                sent_at[natsio.audit_subject(body["tenant_id"], _digest(body))] = sent
-
-        await open_loop(config, bodies, figures.half_load_per_s, 6.0, record_half)
-        await _wait_arrivals(watch, list(sent_at), timeout_s=30)
-        latencies = [(watch.arrived[s] - t) * 1000 for s, t in sent_at.items() if s in watch.arrived]
-        figures.half_load_completed = len(latencies)
-        if latencies:  # the checkers' quantile: one definition of p50/p99
-            figures.p50_ms, figures.p99_ms = quantile(latencies, 0.5), quantile(latencies, 0.99)
+        half = await open_loop_latency(config, watch, bodies, figures.half_load_per_s, 6.0)
+        figures.half_load_completed, figures.p50_ms, figures.p99_ms = half["completed"], half["p50_ms"], half["p99_ms"]
+        figures.admission_ladder = await admission_ladder(config, watch, bodies, figures.intents_per_s)
 
         figures.overload_offered_per_s = figures.intents_per_s * 3
         processes = {name: psutil.Process(child.pid) for name, child in stack.children.items()

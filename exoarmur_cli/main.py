@@ -85,6 +85,24 @@ def _declared_overrides(gates_dir: Path | None) -> dict[str, float]:
     return found
 
 
+def _sized_overrides(bench_file: Path) -> dict[str, float]:
+    """Admission sized from a bench file's held rate, said aloud with what it differs from."""
+    from exoarmur import sizing
+
+    try:
+        held = sizing.held_from_bench(orjson.loads(bench_file.read_bytes()))
+    except OSError as exc:
+        usage_error(f"--size-from {bench_file}: {exc.strerror or exc}")
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        usage_error(f"--size-from {bench_file}: {exc}")
+    sized = sizing.size_admission(held)
+    console.print(f"limits sized from {bench_file} (held {held:,.1f}/s within p99 "
+                  f"{sizing.SIZING.held_p99_ms:.0f} ms): {sized}", soft_wrap=True)
+    console.print("[yellow]the gates judge by their own declared numbers: where these differ, a run against "
+                  "this stack reports policy drift[/yellow]", soft_wrap=True)
+    return sized
+
+
 @stack_app.command("up")
 def stack_up(
     stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="where the stack keeps config, store and logs"),
@@ -95,6 +113,9 @@ def stack_up(
     inject_defect: list[str] = typer.Option([], "--inject-defect",
                                             help="start with this deliberate defect (repeatable; for self-test)"),
     gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
+    size_from: Path = typer.Option(None, "--size-from", help="size admission from the rate a `bench --save` "
+                                                                 "file held (exoarmur/sizing.py) instead of the "
+                                                                 "gates' declared numbers"),
 ) -> None:
     """Start NATS, effector, api and cells; print URLs and tokens; stay up until Ctrl-C."""
     from exoarmur.defects import parse as parse_defects
@@ -109,7 +130,7 @@ def stack_up(
         usage_error(str(exc))
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — not a real stack[/bold red]")
-    overrides = _declared_overrides(gates_dir)
+    overrides = _declared_overrides(gates_dir) if size_from is None else _sized_overrides(size_from)
     stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides,
                               nats_cluster=nats_cluster)
     stopping = False
@@ -222,7 +243,7 @@ def bench_command(
 ) -> None:
     """Measure publish ceiling, end-to-end throughput, latency at half load, RSS under 3× overload,
     the bare pipeline's throughput, and CPU ms per intent for each process."""
-    from exoarmur_cli.bench import bench, cpu_table, figures_json
+    from exoarmur_cli.bench import admission_lines, bench, cpu_table, figures_json
 
     try:
         figures = bench(nats_cluster)
@@ -251,6 +272,8 @@ def bench_command(
     for line in cpu_table(figures):
         print(line)
     print("    machine: " + ", ".join(f"{k} {v}" for k, v in figures.machine.items()))
+    for line in admission_lines(figures):
+        print(line)
     for line, ok in figures.verdicts().items():
         print(f"  {'MET ' if ok else 'MISS'} {line}")
 

@@ -37,8 +37,9 @@ def run(argv: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess
 class StackUp:
     """``exoarmur stack up --dir D`` in its own session; killed with its recorded children on exit."""
 
-    def __init__(self, stack_dir: Path) -> None:
+    def __init__(self, stack_dir: Path, *extra: str) -> None:
         self.dir = stack_dir
+        self.extra = extra
         self.out = stack_dir.parent / f"{stack_dir.name}-up.out"
         self.pids: dict[str, dict] = {}
         self.proc: subprocess.Popen | None = None
@@ -46,7 +47,7 @@ class StackUp:
     def __enter__(self) -> "StackUp":
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen(
-                exoarmur("stack", "up", "--dir", str(self.dir), "--seed", "3"), cwd=REPO,
+                exoarmur("stack", "up", "--dir", str(self.dir), "--seed", "3", *self.extra), cwd=REPO,
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         deadline = time.monotonic() + UP_TIMEOUT_S
@@ -110,13 +111,36 @@ def test_stack_up_status_down(tmp_path):
 
 
 def test_sigint_stops_the_stack_and_exits_130(tmp_path):
-    with StackUp(tmp_path / "stack") as up:
+    # Also: a stack sized from a bench file runs the limits the sizing rule gives for its held rate.
+    bench_file = tmp_path / "bench.json"
+    bench_file.write_text(json.dumps({"admission": {"held_per_s": 240.0}}))
+    with StackUp(tmp_path / "stack", "--size-from", str(bench_file)) as up:
         assert up.alive()
+        overrides = json.loads((tmp_path / "stack" / "stack.json").read_text())["overrides"]
+        assert overrides == {"rate_global_per_s": 120, "rate_global_burst": 240, "rate_tenant_per_s": 40,
+                             "rate_tenant_burst": 80, "pending_intents": 240}
+        assert "held 240.0/s" in up.output() and "policy drift" in up.output()
         os.killpg(up.proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the process group
         assert up.proc.wait(30) == EXIT_INTERRUPTED
         assert up.alive() == []
         assert "stack stopped" in up.output()
         assert "Traceback" not in up.output()
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "No such file"), ("{not json", "--size-from"), ('{"figures": {}}', "no admission section"),
+    ('{"admission": {"held_per_s": null}}', "held no rate"),
+])
+def test_a_bad_size_from_file_exits_2_and_starts_nothing(tmp_path, content, says):
+    bench_file = tmp_path / "bench.json"
+    if content is not None:
+        bench_file.write_text(content)
+    result = run(exoarmur("stack", "up", "--dir", str(tmp_path / "stack"), "--size-from", str(bench_file)))
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    said = " ".join((result.stdout + result.stderr).split())  # the console folds long lines
+    assert "CONFIG_INVALID" in said and says in said, said
+    assert "Traceback" not in said
+    assert not (tmp_path / "stack" / "pids.json").exists()
 
 
 def test_status_of_an_empty_dir_exits_3(tmp_path):
