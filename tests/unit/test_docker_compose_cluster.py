@@ -210,3 +210,14 @@ def test_the_cluster_has_its_own_stack_volume(compose, services, cluster_service
     cluster = {_named_mounts(service, compose).get(config_dir) for service in cluster_services.values()}
     assert len(cluster) == 1 and None not in cluster
     assert not cluster & single  # cluster-init never finds the single server's config, nor the reverse
+
+
+def test_the_cluster_profile_says_it_is_unverified_and_how_it_is_run(compose):
+    from test_docker_compose import ROOT
+
+    header = (ROOT / "docker-compose.yml").read_text().split("\nx-exoarmur:", 1)[0]
+    assert "UNVERIFIED" in header and "test_docker_compose_cluster.py" in header
+    targets = [name for name in compose["services"] if name.startswith(CLUSTER_PREFIX + "cell-")]
+    assert f"docker compose --profile {CLUSTER} up -d --build {' '.join(targets)}" in header
+    section = (ROOT / "README.md").read_text().split("## Beyond one machine", 1)[1].split("\n## ", 1)[0]
+    assert "parse-tested only" in section and "test_docker_compose_cluster.py" in section
