@@ -119,17 +119,32 @@ def _init(stack_dir: str, host: str, nats_cluster: int | None) -> int:
     return 0
 
 
+# On a cluster (re)started on its stores, the streams recover first and a create may miss its
+# deadline meanwhile: tried again within this bound (``LocalStack.provision`` does the same).
+PROVISION_RETRY_S = 60.0
+
+
 def _provision(config, nats_url: str | None) -> None:
     """Create or update every stream, consumer and bucket, as the one user allowed to."""
     import asyncio
+    import time
 
     from exoarmur.natsio import connect_as, provision, storage
     from exoarmur.seams import injected
 
     async def provision_once() -> None:
         nc = await connect_as(config, "provisioner", "exoarmur-provision", nats_url)
+        began = time.monotonic()
         try:
-            await provision(nc.jetstream(), storage(injected(config.defects)), replicas=config.nats_replicas)
+            while True:
+                try:
+                    return await provision(nc.jetstream(), storage(injected(config.defects)),
+                                           replicas=config.nats_replicas)
+                except ExoError as exc:
+                    if config.nats_cluster is None or time.monotonic() - began > PROVISION_RETRY_S:
+                        raise
+                    print(f"exoarmur provision: {exc.reason_code.value}: {exc}; trying again", file=sys.stderr)
+                    await asyncio.sleep(0.5)
         finally:
             await nc.close()
 
