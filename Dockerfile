@@ -17,10 +17,11 @@ COPY scenarios ./scenarios
 RUN pip install -q . && nats-server --version
 
 # /stack is the shared stack volume (stack.json, nats-server.conf, effector ledger);
-# /stack/jetstream is the NATS store volume. Created here so fresh named volumes are
-# owned by the unprivileged user.
+# /stack/jetstream is the NATS store volume, /stack/jetstream-nats-N a cluster node's (compose
+# profile `cluster`). Created here so fresh named volumes are owned by the unprivileged user.
 RUN useradd --system --uid 10001 --home-dir /stack exoarmur \
-    && mkdir -p /stack/jetstream && chown -R exoarmur /stack
+    && mkdir -p /stack/jetstream /stack/jetstream-nats-0 /stack/jetstream-nats-1 /stack/jetstream-nats-2 \
+    && chown -R exoarmur /stack
 USER exoarmur
 WORKDIR /stack
 

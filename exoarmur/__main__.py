@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--effector-url", help="override: reach the effector here")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--host", default="0.0.0.0", help="init: address the components bind")
+    parser.add_argument("--nats-cluster", type=int, default=None, metavar="N",
+                        help="init: N clustered nats-servers nats-0 … (default 1: one server, nats); "
+                             "node i on ports 4222+i, 8222+i (monitor), 6222+i (routes), reached at its name")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -49,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("--config STACK_DIR is required")
     if args.component == "init":
-        return _init(args.config, args.host)
+        return _init(args.config, args.host, args.nats_cluster)
     config = load(args.config)
     if args.component in ("api", "cell", "effector"):
         _tune_gc()
@@ -93,30 +96,55 @@ def _print_policy(as_json: bool) -> int:
     return 0
 
 
-def _init(stack_dir: str, host: str) -> int:
+def _init(stack_dir: str, host: str, nats_cluster: int | None) -> int:
     """Once per stack directory on the well-known ports (docker-compose.yml); an existing
-    config is kept, so its tokens and the NATS store survive a restart."""
+    config is kept, so its tokens and the NATS store survive a restart. ``nats_cluster``: that
+    many clustered servers, each reached at its name (a compose service: ``nats-0`` …)."""
     from pathlib import Path
 
+    from exoarmur.errors import ConfigError
     from exoarmur.stackconfig import CONFIG_FILE, generate_fixed, load
 
+    if nats_cluster is not None and nats_cluster < 1:
+        raise ConfigError(f"--nats-cluster must be 1 or more, not {nats_cluster}")
     config_path = Path(stack_dir)
-    config = load(config_path) if (config_path / CONFIG_FILE).exists() else generate_fixed(config_path, host=host)
+    if (config_path / CONFIG_FILE).exists():
+        config = load(config_path)
+        if nats_cluster is not None and config.nats_replicas != nats_cluster:
+            raise ConfigError(f"{config.path} is a stack with {config.nats_replicas} NATS server(s), not the "
+                              f"{nats_cluster} --nats-cluster asks for: use another directory")
+    else:
+        config = generate_fixed(config_path, host=host, nats_cluster=1 if nats_cluster is None else nats_cluster)
     sys.stdout.write(orjson.dumps(config.public_view()).decode() + "\n")
     return 0
+
+
+# On a cluster (re)started on its stores, the streams recover first and a create may miss its
+# deadline meanwhile: tried again within this bound (``LocalStack.provision`` does the same).
+PROVISION_RETRY_S = 60.0
 
 
 def _provision(config, nats_url: str | None) -> None:
     """Create or update every stream, consumer and bucket, as the one user allowed to."""
     import asyncio
+    import time
 
     from exoarmur.natsio import connect_as, provision, storage
     from exoarmur.seams import injected
 
     async def provision_once() -> None:
         nc = await connect_as(config, "provisioner", "exoarmur-provision", nats_url)
+        began = time.monotonic()
         try:
-            await provision(nc.jetstream(), storage(injected(config.defects)), replicas=config.nats_replicas)
+            while True:
+                try:
+                    return await provision(nc.jetstream(), storage(injected(config.defects)),
+                                           replicas=config.nats_replicas)
+                except ExoError as exc:
+                    if config.nats_cluster is None or time.monotonic() - began > PROVISION_RETRY_S:
+                        raise
+                    print(f"exoarmur provision: {exc.reason_code.value}: {exc}; trying again", file=sys.stderr)
+                    await asyncio.sleep(0.5)
         finally:
             await nc.close()
 

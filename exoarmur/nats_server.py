@@ -60,7 +60,8 @@ def server_config_text(config: StackConfig, node: str | None = None) -> str:
         name, client_port, monitor_port = me.name, me.client_port, me.monitor_port
         store_dir = Path(config.stack_dir) / f"jetstream-{me.name}"
         credentials = f"{cluster.route_user}:{cluster.route_password}"
-        routes = [f"nats-route://{credentials}@{config.host}:{n.route_port}" for n in cluster.nodes if n is not me]
+        routes = [f"nats-route://{credentials}@{config.nats_node_host(n)}:{n.route_port}"
+                  for n in cluster.nodes if n is not me]
         cluster_lines = [
             "cluster {",
             f"  name: {cluster.name}",
@@ -94,10 +95,11 @@ def server_config_text(config: StackConfig, node: str | None = None) -> str:
 
 def write_server_config(config: StackConfig, node: str | None = None) -> Path:
     """The server's config, owner-only (0600): it holds every role's password."""
+    text = server_config_text(config, node)  # first: an unknown node leaves no empty file behind
     path = Path(config.stack_dir) / ("nats-server.conf" if node is None else f"nats-server-{node}.conf")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(server_config_text(config, node))
+        handle.write(text)
     os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
     return path
 

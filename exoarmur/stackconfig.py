@@ -32,13 +32,16 @@ class Peer(BaseModel):
 
 
 class NatsNode(BaseModel):
-    """One server of a NATS cluster: its name (``server_name``, also the component's name) and ports."""
+    """One server of a NATS cluster: its name (``server_name``, also the component's name), ports,
+    and the host the other servers and the clients reach it at (None: the stack's ``host``; in
+    docker-compose.yml, its service's name)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     client_port: int
     monitor_port: int
     route_port: int
+    host: str | None = None
 
 
 class NatsCluster(BaseModel):
@@ -123,7 +126,11 @@ class StackConfig(BaseModel):
         """Every server a client may connect to (one, or each node of the cluster)."""
         if self.nats_cluster is None:
             return [f"nats://{self.host}:{self.nats_port}"]
-        return [f"nats://{self.host}:{node.client_port}" for node in self.nats_cluster.nodes]
+        return [f"nats://{self.nats_node_host(node)}:{node.client_port}" for node in self.nats_cluster.nodes]
+
+    def nats_node_host(self, node: NatsNode) -> str:
+        """Where the other servers and the clients reach a cluster node."""
+        return node.host or self.host
 
     @property
     def nats_url(self) -> str:
@@ -176,7 +183,7 @@ class StackConfig(BaseModel):
             "nats_servers": self.nats_servers,
             "nats_cluster": None if self.nats_cluster is None else {
                 "name": self.nats_cluster.name, "replicas": self.nats_cluster.replicas,
-                "nodes": [node.model_dump() for node in self.nats_cluster.nodes]},
+                "nodes": [node.model_dump(exclude_none=True) for node in self.nats_cluster.nodes]},
             # That access control is on, and for whom; never the secrets themselves.
             "auth": {
                 "nats_users": sorted(self.nats_passwords),
@@ -321,11 +328,31 @@ def load(path: Path) -> StackConfig:
 # Well-known ports for a stack whose components run on separate hosts (docker-compose.yml):
 # there, each component binds its own container's port, so no free-port probing is needed.
 FIXED_PORTS = {"nats_port": 4222, "nats_monitor_port": 8222, "api_port": 8080, "effector_port": 8090}
+# A cluster's node i (docker-compose.yml's cluster profile: service ``nats-i``) on these ports + i.
+FIXED_CLUSTER_PORTS = {"client_port": 4222, "monitor_port": 8222, "route_port": 6222}
+
+
+def _fixed_cluster(cluster: NatsCluster) -> NatsCluster:
+    """The cluster on ``FIXED_CLUSTER_PORTS``, each node reached at its own name (a compose service)."""
+    nodes = [NatsNode(name=node.name, host=node.name, **{key: base + i for key, base in FIXED_CLUSTER_PORTS.items()})
+             for i, node in enumerate(cluster.nodes)]
+    return cluster.model_copy(update={"nodes": nodes})
 
 
 def generate_fixed(stack_dir: Path, *, host: str = "0.0.0.0", **generate_kwargs) -> StackConfig:
-    """``generate``, but on ``FIXED_PORTS`` and binding ``host`` (``python -m exoarmur init``)."""
+    """``generate``, but on ``FIXED_PORTS`` and binding ``host`` (``python -m exoarmur init``); a
+    cluster's nodes on ``FIXED_CLUSTER_PORTS``, named and reached as ``nats-0`` … ."""
+    servers = generate_kwargs.get("nats_cluster", 1)
+    ports = [FIXED_PORTS["api_port"], FIXED_PORTS["effector_port"]]
+    ports += [base + i for base in FIXED_CLUSTER_PORTS.values() for i in range(servers)]
+    if len(set(ports)) != len(ports):
+        raise ConfigError(f"a {servers}-server cluster does not fit the well-known ports: two would collide")
     config = generate(stack_dir, **generate_kwargs)
-    config = StackConfig.model_validate({**config.model_dump(), "host": host, **FIXED_PORTS})
+    fixed: dict = dict(FIXED_PORTS)
+    if config.nats_cluster is not None:
+        cluster = _fixed_cluster(config.nats_cluster)
+        first = cluster.nodes[0]
+        fixed.update(nats_cluster=cluster.model_dump(), nats_port=first.client_port, nats_monitor_port=first.monitor_port)
+    config = StackConfig.model_validate({**config.model_dump(), "host": host, **fixed})
     save(config)
     return config

@@ -4,10 +4,14 @@ Docker is absent where this project is built, so the compose file is never run h
 ties it to the embedded stack instead: the stack config comes from running compose's own
 ``init`` command, the commands from ``LocalStack._argv``, the NATS config from
 ``server_config_text``. A command, port or setting changed on one side only fails it.
+
+These are the default services (the single-server stack); the ``cluster`` profile is checked the
+same way in test_docker_compose_cluster.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -26,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ["python", "-m", "exoarmur"]
 # Flags compose adds so components reach each other by service name; nothing else may differ.
 OVERRIDE_FLAGS = ("--nats-url", "--effector-url")
+CLUSTER = "cluster"  # the profile
+CLUSTER_PREFIX = "cluster-"  # its services but the nats-servers: cluster-<embedded component>
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,8 @@ def compose() -> dict:
 
 @pytest.fixture(scope="module")
 def services(compose) -> dict:
-    return compose["services"]
+    """What ``docker compose up`` starts: every service without a profile."""
+    return {name: service for name, service in compose["services"].items() if "profiles" not in service}
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +52,18 @@ def config_dir(services) -> str:
     return command[command.index("--config") + 1]
 
 
-@pytest.fixture(scope="module")
-def config(services, config_dir, tmp_path_factory) -> StackConfig:
-    """The config compose's init service writes: its own command, run on a temp directory."""
-    stack_dir = tmp_path_factory.mktemp("compose-stack")
-    argv = [str(stack_dir) if arg == config_dir else arg for arg in services["init"]["command"]]
+def _run_init(command: list[str], config_dir: str, stack_dir: Path) -> StackConfig:
+    """The config an init service writes: its own command, run on a temp directory."""
+    argv = [str(stack_dir) if arg == config_dir else arg for arg in command]
     assert exoarmur_main(argv) == 0
     generated = load(stack_dir)
     # In the container the directory is config_dir; nothing else about the config changes.
     return generated.model_copy(update={"stack_dir": config_dir})
+
+
+@pytest.fixture(scope="module")
+def config(services, config_dir, tmp_path_factory) -> StackConfig:
+    return _run_init(services["init"]["command"], config_dir, tmp_path_factory.mktemp("compose-stack"))
 
 
 def _split_overrides(command: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -97,19 +107,26 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 # --- the processes and their commands -------------------------------------------------------
 
 
+def test_every_service_is_the_default_stack_or_the_cluster_profile(compose, services):
+    """``docker compose up`` starts the single-server stack, as before the profile existed; the
+    cluster profile's services (test_docker_compose_cluster.py) only when asked for."""
+    for name, service in compose["services"].items():
+        in_cluster = name.startswith(CLUSTER_PREFIX) or re.fullmatch(r"nats-\d+", name) is not None
+        assert service.get("profiles") == ([CLUSTER] if in_cluster else None), name
+    assert "nats" in services and not any(name.startswith(CLUSTER_PREFIX) for name in services)
+
+
 def test_every_embedded_component_is_a_service_and_nothing_else(services, config):
     components = LocalStack(config).component_names()
     assert config.cells == 2
     assert set(services) == set(components) | {"init", "provision"}
 
 
-def test_image_entrypoint_is_python_m_exoarmur(services):
+def test_image_entrypoint_is_python_m_exoarmur(compose):
     entrypoints = [rest for keyword, rest in _dockerfile_instructions() if keyword == "ENTRYPOINT"]
     assert len(entrypoints) == 1
-    import json
-
     assert json.loads(entrypoints[0]) == ENTRYPOINT
-    for name, service in services.items():
+    for name, service in compose["services"].items():
         assert "entrypoint" not in service, name
 
 
@@ -250,6 +267,22 @@ def test_dockerfile_installs_the_project_as_readme_does():
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     for needed in build_files | {p + "/" for p in packages | {"gates", "scenarios"}}:
         assert f"!{needed}" in ignore, needed
+
+
+def test_the_image_creates_every_store_mount_point(compose, config_dir):
+    """A fresh named volume takes the owner of its mount point in the image; one the image lacks
+    is root's, and nats-server, running unprivileged, could not write its store there."""
+    made = set()
+    for keyword, rest in _dockerfile_instructions():
+        if keyword == "RUN" and "mkdir" in rest:
+            for command in re.split(r"&&|;", rest):
+                words = shlex.split(command)
+                if words[:1] == ["mkdir"]:
+                    made.update(w.rstrip("/") for w in words[1:] if not w.startswith("-"))
+    for name, service in compose["services"].items():
+        for target in _named_mounts(service, compose):
+            if target != config_dir:
+                assert target in made, f"{name}: the image does not create {target}"
 
 
 def test_readme_docker_section_says_unverified():
