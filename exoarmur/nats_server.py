@@ -84,6 +84,8 @@ def server_config_text(config: StackConfig, node: str | None = None) -> str:
             f"  sync_interval: {sync_interval}",
             "  max_memory_store: 256MB",
             "  max_file_store: 4GB",
+            # A cluster is one JetStream domain, named as the cluster (clients need no prefix inside it).
+            *([f"  domain: {cluster.name}"] if cluster is not None else []),
             "}",
             *cluster_lines,
             "max_payload: 1MB",

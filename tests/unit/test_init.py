@@ -43,6 +43,7 @@ def test_init_nats_cluster_3_writes_three_servers_routed_by_name(tmp_path) -> No
         jetstream = _lines(text, "jetstream")
         assert f'  store_dir: "{tmp_path / "stack"}/jetstream-nats-{i}"' in jetstream
         assert "  sync_interval: always" in jetstream
+        assert "  domain: exoarmur" in jetstream  # one JetStream domain, named as the cluster
         route_block = _lines(text, "cluster")
         assert f"  listen: 0.0.0.0:{6222 + i}" in route_block and "  name: exoarmur" in route_block
         assert f"    password: {json.dumps(cluster.route_password)}" in route_block

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exoarmur_cli import bench
+from exoarmur_cli import bench_drive
 from exoarmur_cli.checkers import common
 from exoarmur_cli.stats import p99, quantile
 
@@ -24,4 +24,4 @@ def test_nothing_to_rank_is_a_missing_measurement(empty) -> None:
 
 def test_checkers_and_bench_use_the_same_definition() -> None:
     assert common.quantile is quantile
-    assert bench.quantile is quantile
+    assert bench_drive.quantile is quantile
