@@ -81,7 +81,8 @@ class Driver:
         await watch.start(nc)
         kv_watch = KvWatch()  # every KV revision, including those the buckets' history limit drops
         await kv_watch.start(nc.jetstream())
-        nats_topology = {"servers": {}, "streams": {}}
+        # sync_interval: what a JetStream ack means on disk; "cluster" (set below) is also its domain
+        nats_topology = {"sync_interval": self.stack.config.sync_interval, "servers": {}, "streams": {}}
         await self._topology(nats_topology, nc.jetstream(), "start")
         try:
             async with StackClient(self.stack.config, self.history, api_url=self.stack.api_url) as client:
