@@ -9,6 +9,9 @@ Each share below is a row of this one table, and the reason is beside it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,16 @@ def held_from_bench(document: object) -> float:
     if not isinstance(held, (int, float)) or isinstance(held, bool) or not held > 0:
         raise ValueError(f"the bench held no rate within p99 {SIZING.held_p99_ms:.0f} ms (held_per_s: {held})")
     return float(held)
+
+
+def held_from_file(path: Path) -> float:
+    """``held_from_bench`` of a ``bench --save`` file; ValueError saying what is wrong with it."""
+    try:
+        return held_from_bench(orjson.loads(Path(path).read_bytes()))
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
 
 
 def sizing_table(sizing: AdmissionSizing = SIZING) -> dict[str, float]:

@@ -90,10 +90,8 @@ def _sized_overrides(bench_file: Path) -> dict[str, float]:
     from exoarmur import sizing
 
     try:
-        held = sizing.held_from_bench(orjson.loads(bench_file.read_bytes()))
-    except OSError as exc:
-        usage_error(f"--size-from {bench_file}: {exc.strerror or exc}")
-    except (orjson.JSONDecodeError, ValueError) as exc:
+        held = sizing.held_from_file(bench_file)
+    except ValueError as exc:
         usage_error(f"--size-from {bench_file}: {exc}")
     sized = sizing.size_admission(held)
     console.print(f"limits sized from {bench_file} (held {held:,.1f}/s within p99 "
@@ -312,6 +310,9 @@ def run_gates_command(
                                             help="run against a stack with this deliberate defect (repeatable)"),
     gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
     scenarios_dir: Path = typer.Option(None, "--scenarios-dir", help=SCENARIOS_DIR_HELP),
+    capacity_from: Path = typer.Option(None, "--capacity-from",
+                                       help="size the gates' admission numbers from the rate a `bench --save` "
+                                            "file held (exoarmur/sizing.py), instead of their [declared] tables"),
 ) -> None:
     """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
     from exoarmur_cli.run import RunOptions
@@ -319,8 +320,11 @@ def run_gates_command(
     options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
                          api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect),
                          gates_dir=gates_dir, scenarios_dir=scenarios_dir, nats_cluster=nats_cluster,
-                         load_workers=load_workers, scale=scale)
+                         load_workers=load_workers, scale=scale, capacity_from=capacity_from)
     plan = _checked_run_inputs(options)
+    if plan.capacity is not None:
+        console.print(f"admission sized from {capacity_from} (held {plan.capacity['held_per_s']:,.1f}/s): "
+                      f"{plan.capacity['sized']}", soft_wrap=True)
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
     began = time.monotonic()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import orjson
 
+from exoarmur import sizing
 from exoarmur_cli import declared, definitions, environment, gates, recorded, report
 from exoarmur_cli.bundle import DESIGN_TOPICS, Bundle, numbered
 from exoarmur_cli.drive import Driver
@@ -52,6 +53,9 @@ class RunOptions:
     # Only these of the selected gates' scenarios (the self-test's per-defect runs); () all. A gate
     # with a scenario left out is INCOMPLETE, never GREEN.
     scenarios: tuple[str, ...] = ()
+    # A ``bench --save`` file: the gates' admission numbers are sized from the rate it held
+    # (``exoarmur.sizing``) instead of read from their ``[declared]`` tables. None: as declared.
+    capacity_from: Path | None = None
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Plan:
     expected_s: dict[str, float]  # scenario -> how long it takes at this profile (its file says)
     tables: dict  # the live policy tables
     declared: dict[str, float]  # the policy every gate file declares (``[declared]``), merged
+    capacity: dict | None = None  # with ``capacity_from``: the held rate, the rule and what it sized
 
 
 def selected_scenarios(all_gates: dict[int, gates.Gate], chosen: tuple[int, ...]) -> list[str]:
@@ -108,13 +113,29 @@ def prepare(options: RunOptions, all_gates: dict[int, gates.Gate] | None = None)
         names = [name for name in names if name in options.scenarios]
     where = definitions.scenarios_dir(options.scenarios_dir)
     loaded = {name: load_scenario(where, name, options.profile) for name in names}
+    capacity = None
+    if options.capacity_from is not None:
+        all_gates, capacity = sized_gates(all_gates, options.capacity_from)
     try:
         policy = declared.merged({gid: gate.declared for gid, gate in all_gates.items()})
     except declared.DeclaredConflict as exc:
         raise ConfigError(f"gate files: {exc}") from None
     return Plan(all_gates, tuple(chosen), tuple(names), {n: f.params for n, f in loaded.items()},
                 {n: f.text for n, f in loaded.items()}, {n: f.expected_s for n, f in loaded.items()},
-                live_policy_tables(), policy)
+                live_policy_tables(), policy, capacity)
+
+
+def sized_gates(all_gates: dict[int, gates.Gate], bench_file: Path) -> tuple[dict[int, gates.Gate], dict]:
+    """Every gate with its declared admission numbers sized from the rate ``bench_file`` held, and
+    the record of it (for run_params). A file that held no rate is a ConfigError naming why."""
+    try:
+        held = sizing.held_from_file(bench_file)
+    except ValueError as exc:
+        raise ConfigError(f"--capacity-from {bench_file}: {exc}") from None
+    sized = sizing.size_admission(held)
+    resized = {gid: replace(gate, declared={name: sized.get(name, value) for name, value in gate.declared.items()})
+               for gid, gate in all_gates.items()}
+    return resized, {"file": bench_file.name, "held_per_s": held, "rule": sizing.sizing_table(), "sized": sized}
 
 
 class Run:
@@ -187,7 +208,7 @@ class Run:
                                policy=policy, scenario_params=params, node_owners=dict(stack.config.nodes),
                                peer_tenants={p.peer_id: p.tenant_id for p in stack.config.peers.values()},
                                declared={str(g.id): dict(g.declared) for g in plan.all_gates.values() if g.declared},
-                               stack=stack.config.public_view())
+                               capacity=plan.capacity, stack=stack.config.public_view())
         self.bundle.write_json(f"raw/{recorded.RUN_PARAMS}", run_params.to_json())
         self.bundle.write_text(numbered("surface", "design"), report.reliability_surface_md(plan.tables))
         for topic in DESIGN_TOPICS:

@@ -96,6 +96,8 @@ class RunParams:
     peer_tenants: Mapping[str, str] = field(default_factory=dict)  # peer -> tenant (ids only, never tokens)
     stack: Mapping[str, Any] = field(default_factory=dict)  # the stack's public view
     declared: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # gate id -> its [declared] policy
+    # run-gates --capacity-from: the held rate the admission numbers above were sized from, and how
+    capacity: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: (self.policy.to_json() if f.name == "policy" else getattr(self, f.name)) for f in fields(self)}

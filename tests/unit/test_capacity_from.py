@@ -1,0 +1,40 @@
+"""run-gates --capacity-from: the gates' admission numbers sized from a bench file's held rate."""
+
+import json
+
+import pytest
+
+from exoarmur.sizing import size_admission
+from exoarmur_cli.errors import ConfigError
+from exoarmur_cli.run import RunOptions, prepare
+
+
+def test_without_a_file_the_gates_declare_their_own_numbers():
+    plan = prepare(RunOptions(profile="quick", gates=(8,)))
+    assert plan.capacity is None
+    assert plan.all_gates[8].declared["rate_global_per_s"] == plan.declared["rate_global_per_s"] == 150
+
+
+def test_every_admission_number_a_gate_declares_is_sized_and_the_rest_stay(tmp_path):
+    bench_file = tmp_path / "bench.json"
+    bench_file.write_text(json.dumps({"admission": {"held_per_s": 200.0}}))
+    before = prepare(RunOptions(profile="quick"))
+    plan = prepare(RunOptions(profile="quick", capacity_from=bench_file))
+    sized = size_admission(200.0)
+    assert plan.capacity == {"file": "bench.json", "held_per_s": 200.0, "rule": plan.capacity["rule"], "sized": sized}
+    for gid, gate in plan.all_gates.items():
+        for name, value in gate.declared.items():
+            assert value == sized.get(name, before.all_gates[gid].declared[name]), (gid, name)
+    assert plan.all_gates[6].declared["rate_tenant_per_s"] == sized["rate_tenant_per_s"] == 33
+    assert plan.all_gates[8].declared["pending_intents"] == sized["pending_intents"] == 200
+    assert plan.declared["timeout_KV_GET_s"] == before.declared["timeout_KV_GET_s"]  # not admission: as declared
+
+
+@pytest.mark.parametrize("content, says", [(None, "No such file"), ("[1", "not JSON"),
+                                           ('{"admission": {"held_per_s": 0}}', "held no rate")])
+def test_a_bad_capacity_file_is_a_config_error_before_anything_starts(tmp_path, content, says):
+    bench_file = tmp_path / "bench.json"
+    if content is not None:
+        bench_file.write_text(content)
+    with pytest.raises(ConfigError, match=says):
+        prepare(RunOptions(profile="quick", capacity_from=bench_file))
