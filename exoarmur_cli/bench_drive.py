@@ -128,7 +128,7 @@ async def open_loop_latency(config, watch: TerminalWatch, bodies, rate_per_s: fl
 
 
 # (f) the rates tried for the held rate, as shares of (b); each for LADDER_STEP_S, open loop.
-LADDER_SHARES = (0.3, 0.45, 0.6, 0.75, 0.9)
+LADDER_SHARES = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
 LADDER_STEP_S = 4.0
 
 
