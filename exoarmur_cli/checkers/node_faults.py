@@ -33,10 +33,19 @@ def _planned(rec: Recorded) -> tuple[list[tuple[int, str]] | None, str]:
 
 
 def _recovered(fault: dict) -> bool:
-    """The api accepted again, a new leader was elected where one had to be, and the faulted
-    server was a current replica again, each within the scenario's recovery bound."""
+    """The api accepted again, a new leader was elected where one had to be, the faulted server
+    was back as a current replica (with every server agreeing on the meta leader), and the api
+    accepted again after its return, each within the scenario's recovery bound."""
     elected = fault.get("kind") not in ELECTING or fault.get("election_s") is not None
-    return bool(fault.get("recovered")) and elected and fault.get("rejoined_s") is not None
+    back = fault.get("rejoined_s") is not None and fault.get("rejoin_unavailable_s") is not None
+    return bool(fault.get("recovered")) and elected and back
+
+
+def _unavailable_s(fault: dict) -> float | None:
+    """The longer of the fault's two windows: while the server was down (or stopped), and after it
+    came back; None (unknown) when either is missing."""
+    windows = (fault.get("unavailable_s"), fault.get("rejoin_unavailable_s"))
+    return None if None in windows else max(windows)
 
 
 def _max(values: list) -> float | None:
@@ -56,7 +65,7 @@ def node_faults(rec: Recorded) -> tuple[dict, dict]:
     probes = [s for s in submissions(rec.history, SCENARIO) if s.invoke.value.get("probe") == PROBE]
     unreasoned = [s for s in probes if not s.accepted and not s.reason]
     elections = [f.get("election_s") for f in applied if f.get("kind") in ELECTING]
-    windows = [f.get("unavailable_s") for f in applied]
+    windows = [_unavailable_s(f) for f in applied]
     metrics = {
         "node_faults_planned": len(planned),
         "node_faults_missing": len(missing),
@@ -67,7 +76,8 @@ def node_faults(rec: Recorded) -> tuple[dict, dict]:
         "node_fault_refusals_unreasoned": len(unreasoned),
     }
     per_fault = [{k: f.get(k) for k in ("cycle", "kind", "target", "api_server", "election_s", "unavailable_s",
-                                        "refused", "reasons", "paused_s", "rejoined_s", "skipped")}
+                                        "refused", "reasons", "paused_s", "rejoined_s", "rejoin_unavailable_s",
+                                        "rejoin_refused", "rejoin_reasons", "skipped")}
                  for f in faults]
     return metrics, {
         "plan": plan_note, "faults": per_fault, "missing": missing,

@@ -12,8 +12,10 @@ One server at a time, while intents keep coming (``node_fault``, one kind per ca
 What each fault cost is measured from the outside and recorded (``node_fault``): how long until
 a server that was not faulted reports another leader (its ``/jsz``, so a stopped server's silence
 cannot stall the measurement), the api's write-unavailability window (first refused submission to
-the next accepted one), the refusals with their reasons, and how long the faulted server took to
-be a current replica again (the next fault waits for it). Every submission made meanwhile carries
+the next accepted one) and the refusals with their reasons; then, once the server is back, how
+long until it is a current replica with every server agreeing on the meta leader, and the
+unavailability its return caused (a resumed server campaigns at once). The next fault waits for
+that. Every submission made meanwhile carries
 ``probe="node_fault"``, so the checkers find each one in the history. Whether anything
 acknowledged was lost is judged by gate 1 from the stream snapshots taken before and after.
 """
@@ -34,6 +36,7 @@ RECOVERY_BOUND_S = 60.0  # give up waiting for an election, an accepted submissi
 PROBE_EVERY_S = 0.1  # one submission this often while the fault lasts
 PROBE = "node_fault"  # the probe name of every submission made during a node fault
 MONITOR_TIMEOUT_S = 0.5  # one /jsz or /connz request to a server's monitoring port
+REJOIN_QUIET_S = 3.0  # after a server is back, probes go on at least this long (its campaign comes at once)
 
 
 async def stream_leader(ctx: Context, stream: str = INTENTS_STREAM) -> str | None:
@@ -108,27 +111,63 @@ async def _probe_until_accepted(ctx: Context, tenants: list[str]) -> tuple[list[
         if first_refused_sent is None:
             first_refused_sent = sent
         await asyncio.sleep(PROBE_EVERY_S)
+    return subs, {**window, **_refusals(subs)}
+
+
+def _refusals(subs: list[Submitted], prefix: str = "") -> dict:
+    """How many of ``subs`` were refused, and with which reasons (a submission with no answer,
+    status 0, carries no reason: it is counted as such)."""
     refused = [s for s in subs if not s.accepted]
-    # a submission with no answer (status 0) carries no reason: it is counted as such
     reasons = Counter(s.reason_code or f"no reason (status {s.status})" for s in refused)
-    return subs, {**window, "refused": len(refused), "reasons": dict(reasons)}
+    return {f"{prefix}refused": len(refused), f"{prefix}reasons": dict(reasons)}
 
 
-async def _until_current(ctx: Context, server: str) -> float | None:
-    """Seconds until the INTENTS leader reports ``server`` as a current replica (or ``server``
-    leads it again); None if not within ``RECOVERY_BOUND_S``."""
+async def _settled(ctx: Context, http: httpx.AsyncClient, server: str) -> bool:
+    """``server`` is a current replica of INTENTS (or leads it), as the stream's leader reports,
+    and every server names the same JetStream meta leader (its ``/jsz``)."""
+    metas = set()
+    for name in ctx.config.nats_component_names():
+        jsz = await _monitor(ctx, http, name, "/jsz")
+        metas.add((jsz.get("meta_cluster") or {}).get("leader") or None)
+    if len(metas) != 1 or None in metas:
+        return False
+    try:
+        cluster = (await ctx.js.stream_info(INTENTS_STREAM)).cluster
+    except Exception:  # mid-election, or the server asked is coming back: asked again
+        return False
+    return cluster is not None and (cluster.leader == server or any(
+        r.name == server and r.current for r in cluster.replicas or []))
+
+
+async def _rejoin(ctx: Context, http: httpx.AsyncClient, server: str,
+                  tenants: list[str]) -> tuple[list[Submitted], dict]:
+    """After ``server`` is back (started, or SIGCONTed): probe on until it is settled in the cluster
+    (``_settled``), ``REJOIN_QUIET_S`` have passed and the last probe was accepted. A server back
+    from a pause has let its election timers run out: its campaign can unseat the meta leader and
+    stall streams (Raft without pre-vote), a second unavailability window, measured here like the
+    first (``rejoin_unavailable_s``: the longest run from a refused submission's sending to the
+    next acceptance; None if none was accepted at the end)."""
     began = time.monotonic()
+    subs: list[Submitted] = []
+    rejoined_s: float | None = None
+    refused_since: float | None = None
+    longest = 0.0
     while time.monotonic() - began < RECOVERY_BOUND_S:
-        try:
-            info = await ctx.js.stream_info(INTENTS_STREAM)
-            cluster = info.cluster
-            if cluster is not None and (cluster.leader == server or any(
-                    r.name == server and r.current for r in cluster.replicas or [])):
-                return round(time.monotonic() - began, 3)
-        except Exception:  # mid-election, or the server asked is coming back: ask again
-            pass
-        await asyncio.sleep(0.2)
-    return None
+        sent = time.monotonic()
+        sub = await ctx.client.submit(*ctx.body(ctx.rng.choice(tenants)), probe=PROBE)
+        subs.append(sub)
+        if not sub.accepted:
+            refused_since = sent if refused_since is None else refused_since
+        elif refused_since is not None:
+            longest, refused_since = max(longest, time.monotonic() - refused_since), None
+        if rejoined_s is None and await _settled(ctx, http, server):
+            rejoined_s = round(time.monotonic() - began, 3)
+        if rejoined_s is not None and sub.accepted and time.monotonic() - began >= REJOIN_QUIET_S:
+            break
+        await asyncio.sleep(PROBE_EVERY_S)
+    accepted_at_end = bool(subs) and subs[-1].accepted
+    return subs, {"rejoined_s": rejoined_s, "rejoin_unavailable_s": round(longest, 3) if accepted_at_end else None,
+                  **_refusals(subs, "rejoin_")}
 
 
 async def _kill(ctx: Context, http: httpx.AsyncClient, processes, target: str, leader: str, tenants: list[str],
@@ -189,7 +228,7 @@ async def node_fault(ctx: Context, processes, tenants: list[str], kind: str, *, 
             subs, found = await _pause(ctx, http, processes, target, tenants, pause_s)
         else:
             subs, found = await _kill(ctx, http, processes, target, current, tenants, elects=kind == "kill_leader")
-    rejoined_s = await _until_current(ctx, target)
+        after, rejoin = await _rejoin(ctx, http, target, tenants)
     ctx.observe("node_fault", kind=kind, cycle=cycle, stream=INTENTS_STREAM, target=target, leader_before=current,
-                api_server=api_server, rejoined_s=rejoined_s, **found)
-    return subs
+                api_server=api_server, **found, **rejoin)
+    return subs + after

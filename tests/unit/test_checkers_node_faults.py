@@ -24,7 +24,8 @@ def fault(hist: Hist, kind: str, cycle: int = 0, **over) -> None:
     hist.submit(f"persistence-{len(hist.events):05d}", probe="node_fault")
     value = {"kind": kind, "cycle": cycle, "target": "nats-1", "election_s": None if kind == "kill_follower" else 4.2,
              "unavailable_s": 0.0 if kind == "kill_follower" else 5.5, "recovered": True, "refused": 1,
-             "reasons": {"STACK_UNAVAILABLE": 1}, "rejoined_s": 0.8, **over}
+             "reasons": {"STACK_UNAVAILABLE": 1}, "rejoined_s": 0.8, "rejoin_unavailable_s": 0.0, "rejoin_refused": 0,
+             "rejoin_reasons": {}, **over}
     hist.observe("node_fault", "persistence", **value)
 
 
@@ -73,7 +74,8 @@ def test_a_skipped_fault_is_missing_not_applied():
 def test_a_fault_never_recovered_fails_each_way():
     never = [{"recovered": False, "unavailable_s": None},  # the api never accepted again
              {"election_s": None},  # no new leader was elected
-             {"rejoined_s": None}]  # the faulted server never became a current replica again
+             {"rejoined_s": None},  # the faulted server never became a current replica again
+             {"rejoin_unavailable_s": None}]  # after it came back, the api never accepted again
     for over in never:
         hist = Hist()
         fault(hist, "kill_leader", **over)
@@ -92,6 +94,17 @@ def test_an_unknown_election_or_window_makes_the_max_unknown_not_smaller():
     metrics, _ = node_faults(recorded(hist, params=params()))
     assert metrics["node_fault_election_max_s"] is None
     assert metrics["node_fault_unavailable_max_s"] is None
+
+
+def test_the_window_after_the_server_came_back_counts_too():
+    hist = Hist()
+    fault(hist, "kill_leader")
+    fault(hist, "kill_follower")
+    fault(hist, "pause_leader", unavailable_s=6.0, rejoin_unavailable_s=8.5, rejoin_refused=4,
+          rejoin_reasons={"STACK_UNAVAILABLE": 4})
+    metrics, evidence = node_faults(recorded(hist, params=params()))
+    assert metrics["node_fault_unavailable_max_s"] == 8.5
+    assert evidence["faults"][2]["rejoin_reasons"] == {"STACK_UNAVAILABLE": 4}
 
 
 def test_a_follower_kill_expects_no_election():
