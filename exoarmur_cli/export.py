@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import shutil
+import time
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,20 @@ FETCH_BATCH = 1000
 
 
 UNAVAILABLE_RETRIES = 25  # x 0.2 s: longer than a stream leader election on loopback
+UNAVAILABLE_BOUND_S = 20.0  # a meta leader election: Raft's 4-9 s timeout, twice, and the answer
+
+
+async def _while_unavailable(call):
+    """``call()``, asked again while JetStream answers 503 (on a cluster, "JetStream system
+    temporarily unavailable" while the meta leader is being elected, e.g. after a server comes
+    back from a pause), for at most ``UNAVAILABLE_BOUND_S``."""
+    deadline = time.monotonic() + UNAVAILABLE_BOUND_S
+    while time.monotonic() < deadline:
+        try:
+            return await call()
+        except ServiceUnavailableError:
+            await asyncio.sleep(0.2)
+    return await call()
 
 
 async def read_stream(js, stream: str) -> list[dict]:
@@ -29,17 +44,17 @@ async def read_stream(js, stream: str) -> list[dict]:
 
     A stream that no longer exists reads as empty: that is evidence (of loss), not an error."""
     try:
-        info = await js.stream_info(stream)
+        info = await _while_unavailable(lambda: js.stream_info(stream))
     except NotFoundError:
         return []
     last_seq = info.state.last_seq
     if info.state.messages == 0:
         return []
-    sub = await js.pull_subscribe(
+    sub = await _while_unavailable(lambda: js.pull_subscribe(
         "", stream=stream,
         config=js_api.ConsumerConfig(ack_policy=js_api.AckPolicy.NONE, deliver_policy=js_api.DeliverPolicy.ALL,
                                      inactive_threshold=30.0, filter_subject=None),
-    )
+    ))
     rows: list[dict] = []
     unavailable = 0  # 503s in a row: on a cluster, a new consumer's first pulls can find no responder
     try:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Callable
 
 from exoarmur_cli.checkers import (
-    access, admission, approvals, capacity, durability, faults, integrity, kv_revisions, oracle, policy, power_loss,
-    reads, safety, wire,
+    access, admission, approvals, capacity, durability, faults, integrity, kv_revisions, node_faults, oracle, policy,
+    power_loss, reads, safety, wire,
 )
 from exoarmur_cli.recorded import Recorded
 
@@ -23,6 +23,7 @@ CHECKERS: dict[str, Checker] = {
     "expectations": integrity.expectations,
     "refusals": integrity.refusals,
     "persistence": durability.persistence,
+    "node_faults": node_faults.node_faults,
     "power_loss": power_loss.power_loss,
     "restarts": durability.restarts,
     "cold_start": durability.cold_start,

@@ -21,7 +21,7 @@ from exoarmur_cli.client import intent_body
 from exoarmur_cli.export import read_stream
 from exoarmur_cli.history import Expect
 from exoarmur_cli.scenarios.base import Context
-from exoarmur_cli.scenarios.node_faults import kill_one_server
+from exoarmur_cli.scenarios.node_faults import node_fault
 from exoarmur_cli.scenarios.params import DeploymentParams, PersistenceParams, RestartParams, as_
 
 
@@ -103,14 +103,16 @@ async def persistence(ctx: Context) -> None:
         await wave(p.intents // 2)
         await ctx.settle(accepted)
         await _snapshot(ctx, f"after_{mode}", [(s.tenant_id, s.key) for s in accepted])
-    if ctx.config.nats_cluster is not None:  # one server at a time: the stream's leader, then a follower
-        for leader in (True, False):
-            accepted.extend(s for s in await kill_one_server(ctx, processes, tenants, leader=leader) if s.accepted)
+    if ctx.config.nats_cluster is None:
+        return
+    for cycle in range(p.node_fault_cycles):  # one server at a time, each fault of the plan in its order
+        for kind in p.node_faults:
+            subs = await node_fault(ctx, processes, tenants, kind, cycle=cycle, pause_s=p.node_pause_s)
+            accepted.extend(s for s in subs if s.accepted)
             ctx.observe("api_ready_after_restart", mode="node", ready=await ctx.wait_api_ready())
             await wave(p.intents // 2)
             await ctx.settle(accepted)
-            await _snapshot(ctx, f"after_{'leader' if leader else 'follower'}_SIGKILL",
-                            [(s.tenant_id, s.key) for s in accepted])
+            await _snapshot(ctx, f"after_{kind}_{cycle}", [(s.tenant_id, s.key) for s in accepted])
 
 
 async def restart(ctx: Context) -> None:

@@ -5,7 +5,7 @@ runs. ``to_json`` gives back the table as read, which is what raw/run_params.jso
 
 from __future__ import annotations
 
-from typing import Any, Mapping, TypeVar
+from typing import Any, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -35,6 +35,10 @@ class PersistenceParams(ScenarioParams):
     intents: int
     rate_during_restart: Number
     per_check: int  # submitted after the hard restart while the global switch should still hold
+    # On a cluster only (--nats-cluster N): each cycle applies these node faults in this order.
+    node_faults: list[Literal["kill_leader", "kill_follower", "pause_leader"]]
+    node_fault_cycles: int
+    node_pause_s: Number  # a paused leader stays stopped at least this long (past the election timeout)
 
 
 class PowerLossParams(ScenarioParams):
@@ -141,6 +145,9 @@ def _why(exc: ValidationError) -> str:
         if e["type"] not in ("missing", "extra_forbidden"):
             # A number field (int | float) fails once per member, its loc naming the member.
             whole = len(e["loc"]) == 1 and e["type"].startswith("int")
+            if e["type"] in ("literal_error", "list_type"):  # a list parameter (node_faults): pydantic says what
+                parts.append(f"{e['loc'][0]} holds {e['input']!r}: {e['msg']}")
+                continue
             wrong[str(e["loc"][0])] = (e["input"], whole)
     parts += [f"{key} = {value!r} is not {'an integer' if whole else 'a number'}"
               for key, (value, whole) in wrong.items()]

@@ -12,7 +12,7 @@ from exoarmur_cli.recorded import Recorded
 from exoarmur_cli.rundata import Policy, RunMeta, RunParams
 from exoarmur_cli.definitions import PROFILES
 from exoarmur_cli.scenarios import ORDER, load_scenario
-from exoarmur_cli.scenarios.params import ScenarioFileError, TimeoutParams, as_, expected_s, parse
+from exoarmur_cli.scenarios.params import PersistenceParams, ScenarioFileError, TimeoutParams, as_, expected_s, parse
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 TABLES = {
@@ -97,3 +97,23 @@ def test_a_bad_expected_duration_is_refused(table, says) -> None:
 def test_bad_scenario_parameters_are_refused_with_why(table, says) -> None:
     with pytest.raises(ScenarioFileError, match=says.replace("[", r"\[").replace("]", r"\]")):
         parse("timeout", table, "timeout.toml")
+
+
+PERSISTENCE = {"intents": 60, "rate_during_restart": 40, "per_check": 5, "node_fault_cycles": 1, "node_pause_s": 12}
+
+
+def test_the_persistence_file_plans_node_faults_per_profile() -> None:
+    quick = as_(load_scenario(SCENARIOS, "persistence", "quick").params, PersistenceParams)
+    full = as_(load_scenario(SCENARIOS, "persistence", "full").params, PersistenceParams)
+    assert quick.node_faults == full.node_faults == ["kill_leader", "kill_follower", "pause_leader"]
+    assert (quick.node_fault_cycles, full.node_fault_cycles) == (1, 2)
+    assert quick.node_pause_s > 9  # past nats-server's largest Raft election timeout
+
+
+@pytest.mark.parametrize(("faults", "says"), [
+    (["kill_leader", "reboot"], "node_faults holds 'reboot': Input should be 'kill_leader'"),
+    ("kill_leader", "node_faults holds 'kill_leader': Input should be a valid list"),
+])
+def test_an_unknown_node_fault_is_refused_with_the_choices(faults, says) -> None:
+    with pytest.raises(ScenarioFileError, match=says):
+        parse("persistence", {**PERSISTENCE, "node_faults": faults}, "persistence.toml")
