@@ -107,6 +107,13 @@ def _any_port_open(servers: list[str], timeout_s: float) -> bool:
         time.sleep(0.05)
 
 
+# A server that stops answering (SIGSTOPped, wedged) while its TCP connection stays open is left
+# for another after about PING_INTERVAL_S x (MAX_OUTSTANDING_PINGS + 1) = 6 s. nats-py's defaults
+# (120 s, 2) kept the api writing to a stopped cluster node for the whole of its 12 s pause.
+PING_INTERVAL_S = 2.0
+MAX_OUTSTANDING_PINGS = 2
+
+
 async def connect(url: str, name: str, *, credentials: tuple[str, str] | None = None,
                   wait_s: float | None = None) -> Client:
     """Connect as ``credentials`` (user, password), whose replies come to that user's own inbox.
@@ -132,6 +139,8 @@ async def connect(url: str, name: str, *, credentials: tuple[str, str] | None = 
                 connect_timeout=1,
                 reconnect_time_wait=0.1,
                 max_reconnect_attempts=-1,  # services ride out NATS restarts
+                ping_interval=PING_INTERVAL_S,
+                max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                 error_cb=_quiet,
                 **auth,
             ),
