@@ -22,6 +22,7 @@ from exoarmur_cli.recorded import Recorded
 APPROVAL_CLASSES = {"A2", "A3"}
 # Paths whose intents must never execute, whatever the stack's record says.
 MUST_NOT_EXECUTE = ("denied", "wrong_hash", "changed_params", "other_tenant", "expired_ttl", "late_grant", "none")
+APPROVAL_PATHS = (*MUST_NOT_EXECUTE, "approved")  # the probes this checker judges
 
 
 def _grants(rec: Recorded) -> dict[tuple[str, str], list[dict]]:
@@ -81,12 +82,12 @@ def _paths(rec: Recorded) -> tuple[dict, dict]:
     wrongly: dict[str, list[str]] = defaultdict(list)
     for sub in submissions(rec.history):
         path = sub.invoke.value.get("probe")
-        if path is None or not sub.accepted:
+        if path not in APPROVAL_PATHS or not sub.accepted:  # other scenarios tag their probes too
             continue
         probed[path] += 1
         if path in MUST_NOT_EXECUTE and any(r["outcome"] == "EXECUTED" for r in by_pair.get(sub.pair, [])):
             wrongly[path].append(sub.key)
-    metrics = {"approval_paths_probed": sum(1 for p in (*MUST_NOT_EXECUTE, "approved") if probed.get(p))}
+    metrics = {"approval_paths_probed": sum(1 for p in APPROVAL_PATHS if probed.get(p))}
     for path in MUST_NOT_EXECUTE:
         metrics[f"approval_{path}_executed"] = len(wrongly[path]) if probed.get(path) else None
     approved_ran = [s for s in submissions(rec.history) if s.invoke.value.get("probe") == "approved" and s.accepted
