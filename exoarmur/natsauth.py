@@ -58,6 +58,8 @@ ROLES: dict[str, Permissions] = {
         f"{JS}.CONSUMER.MSG.NEXT.INTENTS.cells", "$JS.ACK.INTENTS.cells.>",
         f"{JS}.DIRECT.GET.AUDIT.>", f"{JS}.DIRECT.GET.JOURNAL.>", f"{JS}.DIRECT.GET.KV_safety.>",
         f"{JS}.DIRECT.GET.KV_approvals.>",
+        # the leader's answer, on a cluster (natsio.last_message)
+        f"{JS}.STREAM.MSG.GET.KV_safety", f"{JS}.STREAM.MSG.GET.KV_approvals", f"{JS}.STREAM.MSG.GET.JOURNAL",
     )),
     "harness": Permissions(
         publish=(f"{JS}.STREAM.INFO.*", f"{JS}.CONSUMER.INFO.*.*", f"{JS}.CONSUMER.CREATE.*.*",

@@ -251,6 +251,15 @@ async def _add_or_update(js: JetStreamContext, config: js_api.StreamConfig) -> N
         await js.update_stream(config)
 
 
+def last_message(js: JetStreamContext, stream: str, subject: str, leader_only: bool):
+    """The last message on ``subject``. A direct get may be answered by any replica, and a
+    follower that has not applied the latest write answers with the value before it (NATS
+    promises no read-after-write for direct gets: nats-server#6557). So on a replicated stream a
+    read a decision rests on (a kill switch, an approval, a journaled decision) asks the stream
+    leader (``$JS.API.STREAM.MSG.GET``): ``leader_only``."""
+    return js.get_msg(stream, subject=subject, direct=not leader_only)
+
+
 class KeyUnreadable(ExoError):
     """A KV key could not be read: the bucket is gone, NATS is away, or the read timed out.
 
@@ -259,15 +268,15 @@ class KeyUnreadable(ExoError):
     reason_code = ReasonCode.SAFETY_STATE_UNAVAILABLE
 
 
-async def read_key(js: JetStreamContext, bucket: str, key: str, category: TimeoutCategory) -> tuple[bytes | None, int]:
+async def read_key(js: JetStreamContext, bucket: str, key: str, category: TimeoutCategory, *,
+                   leader_only: bool = False) -> tuple[bytes | None, int]:
     """(value, revision) of a KV key; (None, 0) when it is absent or deleted.
 
-    Read with a direct get rather than ``KeyValue.get`` because that maps *any* 404 —
-    including a missing bucket — to "key not found", which would fail open."""
+    Read with a get rather than ``KeyValue.get`` because that maps *any* 404 — including a
+    missing bucket — to "key not found", which would fail open. ``leader_only``: see
+    ``last_message``."""
     try:
-        msg = await with_deadline(
-            category, js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}", direct=True)
-        )
+        msg = await with_deadline(category, last_message(js, f"KV_{bucket}", f"$KV.{bucket}.{key}", leader_only))
     except BadRequestError as exc:
         raise KeyUnreadable(f"{bucket}/{key}: {exc}") from None
     except nats.js.errors.NotFoundError:

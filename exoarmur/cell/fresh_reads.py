@@ -24,6 +24,7 @@ class FreshReads:
     """Per key, the read not yet sent (a future every asker awaits), sent on the next loop turn."""
 
     def __init__(self) -> None:
+        self.leader_only = False  # read from the stream leader (a replicated bucket): set by the cell
         self._unsent: dict[str, tuple[asyncio.Future, Reader]] = {}
         self.sent = 0  # reads sent, for tests and profiles
         self.asked = 0  # reads asked for

@@ -40,7 +40,9 @@ Read = Awaitable[tuple[bytes | None, int]]
 def fresh_read(js: JetStreamContext, bucket: str, key: str, category: TimeoutCategory) -> Read:
     """``key`` read after this call, by a direct get shared with the intents that asked for it in
     the same loop turn (``fresh_reads``)."""
-    return shared_by(js).read(f"{bucket}/{key}", lambda: natsio.read_key(js, bucket, key, category))
+    reads = shared_by(js)
+    return reads.read(f"{bucket}/{key}",
+                      lambda: natsio.read_key(js, bucket, key, category, leader_only=reads.leader_only))
 
 
 def read_switches(js: JetStreamContext, tenant_id: str) -> list[Read]:

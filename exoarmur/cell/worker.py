@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from exoarmur import natsio
 from exoarmur.cell.delivery import DELIVERY_DEFECTS, Delivery
+from exoarmur.cell.fresh_reads import shared_by
 from exoarmur.cell.effects import EFFECTOR_CALL_DEFECTS, EffectorCalls, EffectorCaller, EffectUnknown, Execution
 from exoarmur.cell.safety import SAFETY_DEFECTS, Safety
 from exoarmur.clock import now_ms
@@ -84,6 +85,8 @@ class Cell:
         self.max_inflight = config.bound("cell_inflight")
         self.inflight = asyncio.Semaphore(self.max_inflight)
         self.approval_wait_ms = config.bound("approval_wait_ms")
+        # On a replicated stream only the leader's answer is the latest (natsio.last_message).
+        self.leader_reads = config.nats_replicas > 1
         self.tasks: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()
         self.nc = None
@@ -95,6 +98,7 @@ class Cell:
         # As the cells' NATS user; streams, consumer and buckets were provisioned before it started.
         self.nc = await natsio.connect_as(self.config, "cell", self.cell_id, self.nats_url)
         self.js = self.nc.jetstream()
+        shared_by(self.js).leader_only = self.leader_reads
         self.effector.http = aiohttp.ClientSession(
             base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=self.config.bound("cell_inflight")),
             headers={"Authorization": f"Bearer {self.config.effector_tokens['cell']}"})
@@ -240,8 +244,8 @@ class Cell:
         journal raises: the intent stays unacked and comes back (never decide afresh over an
         effect that may be applied)."""
         try:
-            msg = await with_deadline(TimeoutCategory.KV_GET,
-                                      self.js.get_last_msg(natsio.JOURNAL_STREAM, subject, direct=True))
+            msg = await with_deadline(TimeoutCategory.KV_GET, natsio.last_message(
+                self.js, natsio.JOURNAL_STREAM, subject, self.leader_reads))
         except NotFoundError:
             return None
         entry = DecisionJournalV1.model_validate_json(msg.data)
