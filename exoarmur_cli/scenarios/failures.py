@@ -14,6 +14,9 @@ from exoarmur_cli.scenarios.params import BreakerParams, ChaosParams, RetryParam
 async def timeout(ctx: Context) -> None:
     p = as_(ctx.params, TimeoutParams)
     t = ctx.config.tenants
+    # Start with closed breakers: one left open by the load before (a cluster's tenancy flood
+    # opened them) refuses the hung calls at once, and no deadline is ever seen ending one.
+    await ctx.breaker_recovered()
     await ctx.faults.effector.set(hang=True)
     hung = await ctx.submit_all([ctx.body(t[1]) for _ in range(p.hang_intents)], tag=Tag.HANG)
     await ctx.settle(hung)
