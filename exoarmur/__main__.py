@@ -54,8 +54,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.component == "init":
         return _init(args.config, args.host, args.nats_cluster)
     config = load(args.config)
-    if args.component in ("api", "cell", "effector"):
-        _tune_gc()
     if args.component == "nats":
         from exoarmur.nats_server import exec_server
 
@@ -64,17 +62,19 @@ def _run(args: argparse.Namespace) -> int:
     elif args.component == "api":
         from exoarmur.api import run_api
 
+        _tune_gc()  # after the imports: the frameworks' objects are start-up objects too
         run_api(config, nats_url=args.nats_url)
     elif args.component == "cell":
         from exoarmur.cell import run_cell
 
+        _tune_gc()
         run_cell(config, cell_id=f"cell-{args.id}", nats_url=args.nats_url, effector_url=args.effector_url)
     elif args.component == "effector":
         from pathlib import Path
 
         from exoarmur.effector import run_effector
-        from exoarmur.seams import injected
 
+        _tune_gc()
         ledger = Path(config.ledger_dir or config.stack_dir) / "effector-ledger.db"
         run_effector(config.host, config.effector_port, str(ledger), config.seed, config.effector_tokens, config.defects)
     elif args.component == "provision":
