@@ -1,0 +1,165 @@
+"""A network partition on a real 3-node cluster whose routes pass the harness's fault proxies
+(``faults.routes``): the server leading INTENTS is cut off from the two others, the majority
+elects another leader and acknowledges a durable publish while the isolated server acknowledges
+none; once healed, the isolated server is a current replica again. Nothing outlives the stack:
+no proxy port, thread or process. Real processes, no mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import httpx
+import nats
+import pytest
+from nats.js.api import StorageType, StreamConfig
+
+from exoarmur import natsio, stackconfig
+from exoarmur_cli.faults.routes import RouteProxies, route_pairs, with_route_proxies
+from exoarmur_cli.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+WITHIN_S = 30.0  # an election, a publish through the majority, a rejoin: each within this
+STREAM, SUBJECT = "BENCH_ROUTES", "bench.routes"  # the provisioner may create it and publish there
+
+
+def _routed_stack(tmp_path) -> tuple[LocalStack, RouteProxies]:
+    config = stackconfig.generate(tmp_path / "stack", tenants=2, nodes_per_tenant=2, peers_per_tenant=1,
+                                  cells=1, seed=9, nats_cluster=3)
+    config = with_route_proxies(config, stackconfig.free_ports(len(route_pairs(config)) + 1))
+    stackconfig.save(config)
+    return LocalStack(config), RouteProxies(config, seed=9)
+
+
+def _monitor(config, server: str, path: str, **params) -> dict:
+    node = next(n for n in config.nats_cluster.nodes if n.name == server)
+    try:
+        return httpx.get(f"http://{config.host}:{node.monitor_port}{path}", params=params, timeout=1.0).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+def _intents_leader_seen(config, server: str) -> str | None:
+    jsz = _monitor(config, server, "/jsz", accounts="true", streams="true")
+    for account in jsz.get("account_details") or []:
+        for stream in account.get("stream_detail") or []:
+            if stream.get("name") == natsio.INTENTS_STREAM:
+                return (stream.get("cluster") or {}).get("leader") or None
+    return None
+
+
+def _until(what: str, check, within_s: float = WITHIN_S):
+    began = time.monotonic()
+    while time.monotonic() - began < within_s:
+        if found := check():
+            return found, time.monotonic() - began
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {within_s:.0f}s")
+
+
+async def _connect(config, servers: list[str]):
+    user, password = config.nats_credentials("provisioner")
+    return await nats.connect(servers, user=user, password=password, connect_timeout=2, max_reconnect_attempts=0,
+                              inbox_prefix=natsio.inbox_prefix(user))
+
+
+async def _publish_until_acked(config, server_url: str) -> int:
+    """Publish through one server until acknowledged; returns the sequence."""
+    nc = await _connect(config, [server_url])
+    try:
+        began = time.monotonic()
+        while True:
+            try:
+                return (await nc.jetstream().publish(SUBJECT, b"through the majority", timeout=2.0)).seq
+            except Exception:  # the stream's own leader may be electing too
+                if time.monotonic() - began > WITHIN_S:
+                    raise
+                await asyncio.sleep(0.3)
+    finally:
+        await nc.close()
+
+
+async def _isolated_acks(config, server_url: str) -> bool:
+    nc = await _connect(config, [server_url])
+    try:
+        await nc.jetstream().publish(SUBJECT, b"through the isolated server", timeout=3.0)
+        return True
+    except Exception:  # timeout (a leader without quorum) or no responders: not acknowledged
+        return False
+    finally:
+        await nc.close()
+
+
+def _routes_pass_proxies(config) -> bool:
+    """Every route connection of every server goes through a proxy: none dialled a route port."""
+    route_ports = {n.route_port for n in config.nats_cluster.nodes}
+    routes = [r for n in config.nats_cluster.nodes for r in _monitor(config, n.name, "/routez").get("routes", [])]
+    return len(routes) > 0 and not any(r.get("port") in route_ports for r in routes)
+
+
+def test_an_isolated_leader_is_replaced_and_rejoins_and_nothing_leaks(tmp_path):
+    stack, proxies = _routed_stack(tmp_path)
+    config = stack.config
+    urls = {n.name: f"nats://{config.host}:{n.client_port}" for n in config.nats_cluster.nodes}
+    proxies.start()
+    try:
+        stack.start()
+        assert _routes_pass_proxies(config)
+
+        async def create_stream():
+            nc = await _connect(config, list(urls.values()))
+            try:
+                await nc.jetstream().add_stream(StreamConfig(name=STREAM, subjects=[SUBJECT], num_replicas=3,
+                                                             storage=StorageType.FILE))
+                return (await nc.jetstream().stream_info(natsio.INTENTS_STREAM)).cluster.leader
+            finally:
+                await nc.close()
+
+        old = asyncio.run(create_stream())
+        majority = [name for name in urls if name != old]
+        before = proxies.stats()
+        proxies.isolate(old)
+        try:
+            new, _ = _until("a majority server reports another INTENTS leader", lambda: next(
+                (seen for seen in (_intents_leader_seen(config, s) for s in majority) if seen not in (None, old)), None))
+            assert new in majority
+            seq = asyncio.run(_publish_until_acked(config, urls[majority[0]]))
+            assert not asyncio.run(_isolated_acks(config, urls[old]))
+        finally:
+            proxies.heal(old)
+        cut = proxies.stats()
+        # Each direction of each of its routes was dialled again during the cut and closed at once.
+        for hop in proxies.hops_of(old):
+            assert cut[hop.name]["refused"] > before[hop.name]["refused"], hop.name
+
+        async def stored(js):
+            return (await js.get_msg(STREAM, seq)).data
+
+        async def rejoined():
+            nc = await _connect(config, list(urls.values()))
+            try:
+                js = nc.jetstream()
+                cluster = (await js.stream_info(natsio.INTENTS_STREAM)).cluster
+                current = cluster.leader == old or any(r.name == old and r.current for r in cluster.replicas or [])
+                metas = {(_monitor(config, s, "/jsz").get("meta_cluster") or {}).get("leader") for s in urls}
+                return current and len(metas) == 1 and None not in metas and await stored(js)
+            except Exception:
+                return False
+            finally:
+                await nc.close()
+
+        data, _ = _until("the isolated server is a current replica again", lambda: asyncio.run(rejoined()))
+        assert data == b"through the majority"  # what the majority acknowledged is still there
+        assert _routes_pass_proxies(config)
+    finally:
+        stack.stop()
+        proxies.stop()
+    assert not any(child.alive() for child in stack.children.values())
+    assert not any(t.name == "exoarmur-route-proxies" for t in threading.enumerate())
+    ports = [hop.listen_port for hop in proxies.hops] + [proxies.advertise_port]
+    for port in ports:  # nothing listens on a proxy port any more
+        with socket.socket() as probe:
+            assert probe.connect_ex((config.host, port)) != 0, port
