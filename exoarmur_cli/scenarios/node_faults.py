@@ -20,7 +20,7 @@ cannot stall the measurement), the api's write-unavailability window (first refu
 the next accepted one) and the refusals with their reasons; then, once the server is back, how
 long until it is a current replica with every server agreeing on the meta leader, and the
 unavailability its return caused (a resumed server campaigns at once). The next fault waits for
-that. Every submission made meanwhile carries
+that, on every stream of the stack, not INTENTS alone. Every submission made meanwhile carries
 ``probe="node_fault"``, so the checkers find each one in the history. Whether anything
 acknowledged was lost is judged by gate 1 from the stream snapshots taken before and after.
 """
@@ -36,6 +36,7 @@ import httpx
 from exoarmur.natsio import INTENTS_STREAM
 from exoarmur_cli.client import Submitted
 from exoarmur_cli.scenarios.base import Context
+from exoarmur_cli.topology import STREAMS
 
 RECOVERY_BOUND_S = 60.0  # give up waiting for an election, an accepted submission or a rejoin after this
 PROBE_EVERY_S = 0.1  # one submission this often while the fault lasts
@@ -128,20 +129,25 @@ def _refusals(subs: list[Submitted], prefix: str = "") -> dict:
 
 
 async def _settled(ctx: Context, http: httpx.AsyncClient, server: str) -> bool:
-    """``server`` is a current replica of INTENTS (or leads it), as the stream's leader reports,
-    and every server names the same JetStream meta leader (its ``/jsz``)."""
+    """Every stream of the stack (``topology.STREAMS``: INTENTS, AUDIT, the KV buckets …) has a
+    leader and ``server`` is a current replica of it (or leads it), as its leader reports, and
+    every server names the same JetStream meta leader (its ``/jsz``). A stream the fault left
+    without quorum would otherwise carry over into the next fault."""
     metas = set()
     for name in ctx.config.nats_component_names():
         jsz = await _monitor(ctx, http, name, "/jsz")
         metas.add((jsz.get("meta_cluster") or {}).get("leader") or None)
     if len(metas) != 1 or None in metas:
         return False
-    try:
-        cluster = (await ctx.js.stream_info(INTENTS_STREAM)).cluster
-    except Exception:  # mid-election, or the server asked is coming back: asked again
-        return False
-    return cluster is not None and (cluster.leader == server or any(
-        r.name == server and r.current for r in cluster.replicas or []))
+    for stream in STREAMS:
+        try:
+            cluster = (await ctx.js.stream_info(stream)).cluster
+        except Exception:  # mid-election, or the server asked is coming back: asked again
+            return False
+        if cluster is None or not cluster.leader or not (cluster.leader == server or any(
+                r.name == server and r.current for r in cluster.replicas or [])):
+            return False
+    return True
 
 
 async def _rejoin(ctx: Context, http: httpx.AsyncClient, server: str,

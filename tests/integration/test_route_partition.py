@@ -7,18 +7,26 @@ no proxy port, thread or process. Real processes, no mocks."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
 
 import httpx
 import nats
+import orjson
 import pytest
 from nats.js.api import StorageType, StreamConfig
 
 from exoarmur import natsio, stackconfig
+from exoarmur_cli.client import StackClient
+from exoarmur_cli.faults import Faults
 from exoarmur_cli.faults.routes import RouteProxies, route_pairs, with_route_proxies
+from exoarmur_cli.history import History
+from exoarmur_cli.scenarios import node_faults
+from exoarmur_cli.scenarios.base import Context
 from exoarmur_cli.stack import LocalStack
+from exoarmur_cli.stacks import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +171,54 @@ def test_an_isolated_leader_is_replaced_and_rejoins_and_nothing_leaks(tmp_path):
     for port in ports:  # nothing listens on a proxy port any more
         with socket.socket() as probe:
             assert probe.connect_ex((config.host, port)) != 0, port
+
+
+def test_the_partition_fault_is_measured_and_a_cancelled_one_still_heals(tmp_path):
+    """The persistence scenario's ``partition_leader`` on the stack run-gates starts
+    (``EmbeddedStack``, its routes through proxies): recorded with its election, window,
+    refusals and hold; cancelled mid-partition, the routes are healed all the same."""
+
+    async def main():
+        stack = EmbeddedStack(seed=12, overrides={}, defects=[], nats_cluster=3)
+        await stack.up(lambda _line: None)
+        history = History(tmp_path / "history.jsonl")
+        try:
+            nc = await natsio.connect_as(stack.config, "harness", "test-route-partition", stack.config.nats_url)
+            async with StackClient(stack.config, history, api_url=stack.api_url) as client:
+                ctx = Context(name="persistence", config=stack.config, client=client, history=history, watch=None,
+                              nc=nc, js=nc.jetstream(), rng=random.Random(12), params=None, raw_dir=tmp_path,
+                              stack=stack, faults=Faults(stack, history, effector=None), policy=None, t0_wall_ms=0)
+                subs = await node_faults.node_fault(ctx, None, ctx.config.tenants, "partition_leader", cycle=0,
+                                                    pause_s=12, partition_s=6)
+                leader = await node_faults.stream_leader(ctx)
+                task = asyncio.create_task(node_faults.node_fault(ctx, None, ctx.config.tenants, "partition_leader",
+                                                                  cycle=1, pause_s=12, partition_s=60))
+                await asyncio.sleep(2.0)
+                isolated = set(stack.routes.isolated)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                healed = set(stack.routes.isolated), _down_hops(stack.routes)
+            await nc.close()
+            return subs, leader, isolated, healed
+        finally:
+            await stack.down()
+            history.close()
+
+    subs, leader, isolated, (still_isolated, still_down) = asyncio.run(main())
+    rows = [orjson.loads(line) for line in (tmp_path / "history.jsonl").read_bytes().splitlines()]
+    [fault] = [r["value"] for r in rows if r["f"] == "node_fault"]  # the cancelled one records no result
+    assert fault["kind"] == "partition_leader" and fault["target"] == fault["leader_before"]
+    assert fault["leader_after"] not in (None, fault["target"]) and fault["election_s"] is not None
+    assert fault["partitioned_s"] >= 6 and fault["recovered"] and fault["rejoined_s"] is not None
+    assert sum(fault["reasons"].values()) == fault["refused"]
+    assert all(closed > 0 for closed in fault["route_dials_closed"].values())  # both directions held
+    assert len(fault["route_dials_closed"]) == 4 and subs and subs[-1].accepted
+    assert isolated == {leader} and still_isolated == set() and still_down == set()
+    cuts = [(r["f"], r["value"]["target"]) for r in rows if r["f"] in ("route_cut", "route_heal")]
+    assert cuts == [("route_cut", fault["target"]), ("route_heal", fault["target"]),
+                    ("route_cut", leader), ("route_heal", leader)]
+
+
+def _down_hops(proxies: RouteProxies) -> set[str]:
+    return {hop.name for hop, proxy in proxies._proxies.items() if proxy.toxics.down}
