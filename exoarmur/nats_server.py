@@ -65,7 +65,8 @@ def server_config_text(config: StackConfig, node: str | None = None) -> str:
             "cluster {",
             f"  name: {cluster.name}",
             f"  listen: {config.host}:{me.route_port}",
-            *([f"  advertise: {config.host}:{cluster.route_advertise_port}"] if me.route_via is not None else []),
+            # Routed through proxies: advertise the closed address (``NatsCluster.route_advertise_port``).
+            *([f"  advertise: {config.host}:{cluster.route_advertise_port}"] if me.route_via else []),
             "  authorization {",
             f"    user: {json.dumps(cluster.route_user)}",
             f"    password: {json.dumps(cluster.route_password)}",

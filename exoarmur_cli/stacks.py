@@ -60,7 +60,8 @@ def _routed_through_proxies(config: StackConfig) -> StackConfig:
     """``config`` with its cluster's routes through proxy ports (``faults.routes``), saved; the
     ports are free now and none is one of the config's own (not bound yet either)."""
     taken = {config.api_port, config.effector_port, config.nats_port, config.nats_monitor_port}
-    taken |= {port for node in config.nats_cluster.nodes for port in (node.client_port, node.monitor_port, node.route_port)}
+    for node in config.nats_cluster.nodes:
+        taken |= {node.client_port, node.monitor_port, node.route_port}
     for _attempt in range(20):
         ports = stackconfig.free_ports(len(route_pairs(config)) + 1, config.host)
         if not taken.intersection(ports):

@@ -22,8 +22,8 @@ from exoarmur_cli.faults.proxy import FaultProxy, ProxyStats, Toxics
 from exoarmur_cli.faults.routes import RouteFaults
 from exoarmur_cli.history import History
 
-__all__ = ["EffectorFaults", "FaultProxy", "FaultTarget", "Faults", "NetworkFaults", "ProcessFaults", "ProxyStats", "RouteFaults",
-           "Toxics"]
+__all__ = ["EffectorFaults", "FaultProxy", "FaultTarget", "Faults", "NetworkFaults", "ProcessFaults", "ProxyStats",
+           "RouteFaults", "Toxics"]
 
 
 class FaultTarget(Protocol):

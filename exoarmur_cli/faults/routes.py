@@ -106,23 +106,22 @@ class RouteProxies:
         for i, hop in enumerate(self.hops):
             proxy = FaultProxy(self.host, hop.upstream_port, listen_host=self.host, listen_port=hop.listen_port,
                                seed=self.seed + i, name=hop.name)
-            await self._listen(proxy)
+            await self._listen(proxy, hop.listen_port)
             self._proxies[hop] = proxy
         if self.advertise_port is not None:
             # Down from the start, never forwarding: its upstream is only a placeholder.
             door = FaultProxy(self.host, self.advertise_port, listen_host=self.host, listen_port=self.advertise_port,
                               name="route advertise (closed)")
             door.set_toxics(Toxics(down=True))
-            await self._listen(door)
+            await self._listen(door, self.advertise_port)
             self._closed_door = door
 
     @staticmethod
-    async def _listen(proxy: FaultProxy) -> None:
+    async def _listen(proxy: FaultProxy, port: int) -> None:
         try:
             await proxy.start()
         except OSError as exc:
-            raise StackError(f"{proxy.name}: cannot listen on {proxy.listen_host}:{proxy._listen_port}: "
-                             f"{exc.strerror}") from None
+            raise StackError(f"{proxy.name}: cannot listen on {proxy.listen_host}:{port}: {exc.strerror}") from None
 
     def stop(self) -> None:
         """Close every proxy and its connections, then the loop and its thread (idempotent)."""
