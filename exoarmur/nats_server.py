@@ -60,12 +60,13 @@ def server_config_text(config: StackConfig, node: str | None = None) -> str:
         name, client_port, monitor_port = me.name, me.client_port, me.monitor_port
         store_dir = Path(config.stack_dir) / f"jetstream-{me.name}"
         credentials = f"{cluster.route_user}:{cluster.route_password}"
-        routes = [f"nats-route://{credentials}@{config.nats_node_host(n)}:{n.route_port}"
-                  for n in cluster.nodes if n is not me]
+        routes = [f"nats-route://{credentials}@{address}" for address in config.route_addresses(me)]
         cluster_lines = [
             "cluster {",
             f"  name: {cluster.name}",
             f"  listen: {config.host}:{me.route_port}",
+            # Routed through proxies: advertise the closed address (``NatsCluster.route_advertise_port``).
+            *([f"  advertise: {config.host}:{cluster.route_advertise_port}"] if me.route_via else []),
             "  authorization {",
             f"    user: {json.dumps(cluster.route_user)}",
             f"    password: {json.dumps(cluster.route_password)}",

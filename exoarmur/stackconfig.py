@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from exoarmur.errors import ConfigError
 
@@ -34,7 +34,12 @@ class Peer(BaseModel):
 class NatsNode(BaseModel):
     """One server of a NATS cluster: its name (``server_name``, also the component's name), ports,
     and the host the other servers and the clients reach it at (None: the stack's ``host``; in
-    docker-compose.yml, its service's name)."""
+    docker-compose.yml, its service's name).
+
+    ``route_via``: None, the server routes straight to each other's route port. Otherwise, per
+    other node's name, the port on the stack's ``host`` it dials instead: a fault proxy forwarding
+    to that node's route port (``run-gates --nats-cluster N`` puts one on each direction of each
+    pair, so that the harness can cut a server's routes)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
@@ -42,6 +47,7 @@ class NatsNode(BaseModel):
     monitor_port: int
     route_port: int
     host: str | None = None
+    route_via: dict[str, int] | None = None
 
 
 class NatsCluster(BaseModel):
@@ -54,10 +60,28 @@ class NatsCluster(BaseModel):
     nodes: list[NatsNode]
     route_user: str = "route"
     route_password: str  # a secret, like the NATS passwords
+    # With ``route_via``: the port every server advertises as its route address (``cluster.advertise``)
+    # on the stack's host, where a connection is closed as soon as it is accepted. A server dials
+    # the address another advertises when it learns of it through a third (an implicit route),
+    # straight to its route port, past any proxy: this way only the routes a config lists form.
+    route_advertise_port: int | None = None
 
     @property
     def replicas(self) -> int:
         return len(self.nodes)
+
+    @model_validator(mode="after")
+    def _routes_via_known_nodes(self) -> "NatsCluster":
+        """A node routed through proxies names exactly the other nodes, each with its own port."""
+        names = [node.name for node in self.nodes]
+        if any(node.route_via is not None for node in self.nodes) and self.route_advertise_port is None:
+            raise ValueError("nodes routed through proxies (route_via) need route_advertise_port")
+        for node in self.nodes:
+            others = sorted(name for name in names if name != node.name)
+            if node.route_via is not None and sorted(node.route_via) != others:
+                raise ValueError(f"route_via of {node.name} must name exactly the other nodes {others}, "
+                                 f"not {sorted(node.route_via)}")
+        return self
 
 
 class StackConfig(BaseModel):
@@ -131,6 +155,14 @@ class StackConfig(BaseModel):
     def nats_node_host(self, node: NatsNode) -> str:
         """Where the other servers and the clients reach a cluster node."""
         return node.host or self.host
+
+    def route_addresses(self, node: NatsNode) -> list[str]:
+        """``host:port`` a cluster node routes to, one per other node in the cluster's order: the
+        other's route port, or the proxy port ``node.route_via`` names for it."""
+        others = [n for n in self.nats_cluster.nodes if n.name != node.name]
+        if node.route_via is None:
+            return [f"{self.nats_node_host(n)}:{n.route_port}" for n in others]
+        return [f"{self.host}:{node.route_via[n.name]}" for n in others]
 
     @property
     def nats_url(self) -> str:

@@ -2,7 +2,8 @@
 later). ``run`` never asks which it has; it asks the stack.
 
 - ``EmbeddedStack`` generates a config, places a ``FaultProxy`` between the cells and the
-  effector, and starts a ``LocalStack``; every fault is available.
+  effector (and, on a cluster, one on each direction of each route between its servers:
+  ``faults.routes``), and starts a ``LocalStack``; every fault is available.
 - ``ExternalStack`` is a stack someone else runs (``--nats-url``/``--api-url`` and its
   ``stack.json``): no process control and no proxy, and asking for either says so
   (``FaultError``), so the scenarios that need them are NOT RUN.
@@ -21,6 +22,7 @@ from exoarmur import stackconfig
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.errors import ConfigError, FaultError
 from exoarmur_cli.faults import FaultProxy, NetworkFaults, ProcessFaults
+from exoarmur_cli.faults.routes import RouteFaults, RouteProxies, route_pairs, with_route_proxies
 from exoarmur_cli.faults.wiretap import Wiretap
 from exoarmur_cli.history import History
 from exoarmur_cli.stack import LocalStack
@@ -51,6 +53,25 @@ class Stack(Protocol):
 
     def effector_link_faults(self, history: History) -> NetworkFaults: ...
 
+    def route_faults(self, history: History) -> RouteFaults: ...
+
+
+def _routed_through_proxies(config: StackConfig) -> StackConfig:
+    """``config`` with its cluster's routes through proxy ports (``faults.routes``), saved; the
+    ports are free now and none is one of the config's own (not bound yet either)."""
+    taken = {config.api_port, config.effector_port, config.nats_port, config.nats_monitor_port}
+    for node in config.nats_cluster.nodes:
+        taken |= {node.client_port, node.monitor_port, node.route_port}
+    for _attempt in range(20):
+        ports = stackconfig.free_ports(len(route_pairs(config)) + 1, config.host)
+        if not taken.intersection(ports):
+            break
+    else:
+        raise ConfigError("no free ports for the route proxies apart from the stack's own")
+    routed = with_route_proxies(config, ports)
+    stackconfig.save(routed)
+    return routed
+
 
 class EmbeddedStack:
     external = False
@@ -64,17 +85,27 @@ class EmbeddedStack:
         self.ready_s: float | None = None
         self.local: LocalStack | None = None
         self.proxy: FaultProxy | None = None
+        self.routes: RouteProxies | None = None  # on a cluster: a proxy on each direction of each route
         self.config: StackConfig | None = None
 
     async def up(self, progress: Callable[[str], None]) -> None:
         stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
         config = stackconfig.generate(stack_dir, seed=self.seed, overrides=self.overrides, defects=self.defects,
                                       nats_cluster=self.nats_cluster, tenants=stackconfig.DEFAULT_TENANTS * self.scale)
+        if config.nats_cluster is not None:
+            config = _routed_through_proxies(config)
         self.config = config
         wiretap = Wiretap(self.wiretap_path) if self.wiretap_path is not None else None
         self.proxy = FaultProxy(config.host, config.effector_port, seed=self.seed, name="cells->effector",
                                 wiretap=wiretap)
         await self.proxy.start()
+        if config.nats_cluster is not None:  # before the servers: the cluster forms through them
+            self.routes = RouteProxies(config, seed=self.seed)
+            try:
+                await asyncio.to_thread(self.routes.start)
+            except BaseException:
+                await self.down()
+                raise
         self.local = LocalStack(config, proxies={"cell": ["--effector-url", self.proxy.url()]})
         progress(f"starting the embedded stack in {stack_dir}")
         try:
@@ -106,6 +137,8 @@ class EmbeddedStack:
             await self.proxy.stop()
             if self.proxy.wiretap is not None:
                 self.proxy.wiretap.close()
+        if self.routes is not None:  # after the servers, which dial them until they stop
+            await asyncio.to_thread(self.routes.stop)
 
     def discard(self) -> None:
         """Its logs are in the bundle by now; the store and config go."""
@@ -125,6 +158,11 @@ class EmbeddedStack:
 
     def effector_link_faults(self, history: History) -> NetworkFaults:
         return NetworkFaults(self.proxy, history)
+
+    def route_faults(self, history: History) -> RouteFaults:
+        if self.routes is None:
+            raise FaultError("no fault proxy sits on the routes between nats-servers (a single server)")
+        return RouteFaults(self.routes, history)
 
 
 class ExternalStack:
@@ -159,6 +197,9 @@ class ExternalStack:
 
     def effector_link_faults(self, history: History) -> NetworkFaults:
         raise FaultError("no fault proxy sits between the cells and the effector")
+
+    def route_faults(self, history: History) -> RouteFaults:
+        raise FaultError("no fault proxy sits on the routes between an external stack's nats-servers")
 
 
 def open_stack(*, nats_url: str | None, api_url: str | None, stack_config: Path | None, seed: int,

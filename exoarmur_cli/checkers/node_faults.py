@@ -14,7 +14,7 @@ from exoarmur_cli.checkers.common import first, submissions
 from exoarmur_cli.recorded import Recorded
 
 # Faults after which another server must lead the stream (an election is measured).
-ELECTING = frozenset({"kill_leader", "pause_leader"})
+ELECTING = frozenset({"kill_leader", "pause_leader", "partition_leader"})
 PROBE = "node_fault"  # the probe name of the scenario's submissions during a fault
 SCENARIO = "persistence"
 
@@ -76,8 +76,8 @@ def node_faults(rec: Recorded) -> tuple[dict, dict]:
         "node_fault_refusals_unreasoned": len(unreasoned),
     }
     per_fault = [{k: f.get(k) for k in ("cycle", "kind", "target", "api_server", "election_s", "unavailable_s",
-                                        "refused", "reasons", "paused_s", "rejoined_s", "rejoin_unavailable_s",
-                                        "rejoin_refused", "rejoin_reasons", "skipped")}
+                                        "refused", "reasons", "paused_s", "partitioned_s", "rejoined_s",
+                                        "rejoin_unavailable_s", "rejoin_refused", "rejoin_reasons", "skipped")}
                  for f in faults]
     return metrics, {
         "plan": plan_note, "faults": per_fault, "missing": missing,

@@ -107,11 +107,15 @@ async def persistence(ctx: Context) -> None:
         return
     for cycle in range(p.node_fault_cycles):  # one server at a time, each fault of the plan in its order
         for kind in p.node_faults:
-            subs = await node_fault(ctx, processes, tenants, kind, cycle=cycle, pause_s=p.node_pause_s)
+            subs = await node_fault(ctx, processes, tenants, kind, cycle=cycle, pause_s=p.node_pause_s,
+                                   partition_s=p.node_partition_s)
             accepted.extend(s for s in subs if s.accepted)
             ctx.observe("api_ready_after_restart", mode="node", ready=await ctx.wait_api_ready())
             await wave(p.intents // 2)
-            await ctx.settle(accepted)
+            # Stored, not only seen: a record published while its stream had no leader (a fault's
+            # election, a partition's heal) reaches the wire but not the stream; its intent stays
+            # unacked and is redelivered, and recorded for good, after the cells' ack wait.
+            await ctx.settle(accepted, stored=True)
             await _snapshot(ctx, f"after_{kind}_{cycle}", [(s.tenant_id, s.key) for s in accepted])
 
 

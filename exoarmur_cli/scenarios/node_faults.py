@@ -7,7 +7,12 @@ One server at a time, while intents keep coming (``node_fault``, one kind per ca
 - ``kill_follower``: a server following it is SIGKILLed (the quorum stays; nothing should be
   refused), then started again;
 - ``pause_leader``: the leader is SIGSTOPped, a slow node rather than a dead one, for at least
-  ``pause_s`` (past the Raft election timeout) and until another server leads, then SIGCONTed.
+  ``pause_s`` (past the Raft election timeout) and until another server leads, then SIGCONTed;
+- ``partition_leader``: the leader is cut off from the two others, a network partition: every
+  route connection to or from it closed and each new one closed as it comes, through the fault
+  proxies the routes pass (``faults.routes``), for at least ``partition_s`` and until the majority
+  has elected another leader, then healed. The isolated server still runs and still holds its
+  clients' connections (the api's, maybe): what it cannot commit it must refuse.
 
 What each fault cost is measured from the outside and recorded (``node_fault``): how long until
 a server that was not faulted reports another leader (its ``/jsz``, so a stopped server's silence
@@ -15,7 +20,7 @@ cannot stall the measurement), the api's write-unavailability window (first refu
 the next accepted one) and the refusals with their reasons; then, once the server is back, how
 long until it is a current replica with every server agreeing on the meta leader, and the
 unavailability its return caused (a resumed server campaigns at once). The next fault waits for
-that. Every submission made meanwhile carries
+that, on every stream of the stack, not INTENTS alone. Every submission made meanwhile carries
 ``probe="node_fault"``, so the checkers find each one in the history. Whether anything
 acknowledged was lost is judged by gate 1 from the stream snapshots taken before and after.
 """
@@ -31,6 +36,7 @@ import httpx
 from exoarmur.natsio import INTENTS_STREAM
 from exoarmur_cli.client import Submitted
 from exoarmur_cli.scenarios.base import Context
+from exoarmur_cli.topology import STREAMS
 
 RECOVERY_BOUND_S = 60.0  # give up waiting for an election, an accepted submission or a rejoin after this
 PROBE_EVERY_S = 0.1  # one submission this often while the fault lasts
@@ -123,20 +129,25 @@ def _refusals(subs: list[Submitted], prefix: str = "") -> dict:
 
 
 async def _settled(ctx: Context, http: httpx.AsyncClient, server: str) -> bool:
-    """``server`` is a current replica of INTENTS (or leads it), as the stream's leader reports,
-    and every server names the same JetStream meta leader (its ``/jsz``)."""
+    """Every stream of the stack (``topology.STREAMS``: INTENTS, AUDIT, the KV buckets …) has a
+    leader and ``server`` is a current replica of it (or leads it), as its leader reports, and
+    every server names the same JetStream meta leader (its ``/jsz``). A stream the fault left
+    without quorum would otherwise carry over into the next fault."""
     metas = set()
     for name in ctx.config.nats_component_names():
         jsz = await _monitor(ctx, http, name, "/jsz")
         metas.add((jsz.get("meta_cluster") or {}).get("leader") or None)
     if len(metas) != 1 or None in metas:
         return False
-    try:
-        cluster = (await ctx.js.stream_info(INTENTS_STREAM)).cluster
-    except Exception:  # mid-election, or the server asked is coming back: asked again
-        return False
-    return cluster is not None and (cluster.leader == server or any(
-        r.name == server and r.current for r in cluster.replicas or []))
+    for stream in STREAMS:
+        try:
+            cluster = (await ctx.js.stream_info(stream)).cluster
+        except Exception:  # mid-election, or the server asked is coming back: asked again
+            return False
+        if cluster is None or not cluster.leader or not (cluster.leader == server or any(
+                r.name == server and r.current for r in cluster.replicas or [])):
+            return False
+    return True
 
 
 async def _rejoin(ctx: Context, http: httpx.AsyncClient, server: str,
@@ -211,11 +222,38 @@ async def _pause(ctx: Context, http: httpx.AsyncClient, processes, target: str, 
     return subs, {"leader_after": new_leader, "election_s": election_s, "paused_s": paused_s, **window}
 
 
+async def _partition(ctx: Context, http: httpx.AsyncClient, routes, target: str, tenants: list[str],
+                     partition_s: float) -> tuple[list[Submitted], dict]:
+    """Cut ``target`` (the leader) off from every other server for at least ``partition_s`` and
+    until the majority reports another leader; heal whatever happens (error, cancellation)."""
+    probe: asyncio.Task | None = None
+    before = routes.proxies.stats()
+    cut_at = time.monotonic()
+    try:
+        routes.isolate(target)
+        probe = asyncio.create_task(_probe_until_accepted(ctx, tenants))
+        new_leader, election_s = await _until_new_leader(ctx, http, target, target)
+        await asyncio.sleep(max(0.0, partition_s - (time.monotonic() - cut_at)))
+    except BaseException:
+        if probe is not None:
+            probe.cancel()
+        raise
+    finally:
+        hops = routes.heal(target)  # synchronous: nothing can skip it
+    partitioned_s = round(time.monotonic() - cut_at, 3)
+    after = routes.proxies.stats()
+    # Route connections (re)dialled through the cut hops and closed at once: the cut held both ways.
+    closed = {hop: after[hop]["refused"] - before[hop]["refused"] for hop in hops}
+    subs, window = await probe
+    return subs, {"leader_after": new_leader, "election_s": election_s, "partitioned_s": partitioned_s,
+                  "route_dials_closed": closed, **window}
+
+
 async def node_fault(ctx: Context, processes, tenants: list[str], kind: str, *, cycle: int,
-                     pause_s: float) -> list[Submitted]:
-    """Apply one node fault (``kill_leader``, ``kill_follower`` or ``pause_leader``), measure it,
-    bring the server back and wait until it is a current replica; returns the submissions made
-    meanwhile (the caller settles the accepted ones)."""
+                     pause_s: float, partition_s: float) -> list[Submitted]:
+    """Apply one node fault (``kill_leader``, ``kill_follower``, ``pause_leader`` or
+    ``partition_leader``), measure it, bring the server back (or heal its routes) and wait until it
+    is a current replica; returns the submissions made meanwhile (the caller settles the accepted ones)."""
     current = await stream_leader(ctx)
     if current is None:
         ctx.observe("node_fault", kind=kind, cycle=cycle, skipped="no stream leader reported")
@@ -226,6 +264,8 @@ async def node_fault(ctx: Context, processes, tenants: list[str], kind: str, *, 
         api_server = await _api_server(ctx, http)
         if kind == "pause_leader":
             subs, found = await _pause(ctx, http, processes, target, tenants, pause_s)
+        elif kind == "partition_leader":
+            subs, found = await _partition(ctx, http, ctx.faults.routes(), target, tenants, partition_s)
         else:
             subs, found = await _kill(ctx, http, processes, target, current, tenants, elects=kind == "kill_leader")
         after, rejoin = await _rejoin(ctx, http, target, tenants)

@@ -36,9 +36,10 @@ class PersistenceParams(ScenarioParams):
     rate_during_restart: Number
     per_check: int  # submitted after the hard restart while the global switch should still hold
     # On a cluster only (--nats-cluster N): each cycle applies these node faults in this order.
-    node_faults: list[Literal["kill_leader", "kill_follower", "pause_leader"]]
+    node_faults: list[Literal["kill_leader", "kill_follower", "pause_leader", "partition_leader"]]
     node_fault_cycles: int
     node_pause_s: Number  # a paused leader stays stopped at least this long (past the election timeout)
+    node_partition_s: Number  # a partitioned leader stays cut off at least this long (likewise)
 
 
 class PowerLossParams(ScenarioParams):

@@ -49,7 +49,7 @@ def test_a_paused_leader_is_replaced_resumed_and_back(make_stack, tmp_path):
     with make_stack(nats_cluster=3, cells=1, seed=5) as exo:
         async def body(ctx, processes):
             return await node_faults.node_fault(ctx, processes, ctx.config.tenants, "pause_leader", cycle=0,
-                                                pause_s=12)
+                                                pause_s=12, partition_s=12)
 
         subs = asyncio.run(_with_context(exo.stack, tmp_path, body))
         fault = _observed(tmp_path, "node_fault")[-1]
@@ -69,7 +69,7 @@ def test_a_cancelled_pause_still_resumes_the_server(make_stack, tmp_path):
         async def body(ctx, processes):
             leader = await node_faults.stream_leader(ctx)
             task = asyncio.create_task(node_faults.node_fault(ctx, processes, ctx.config.tenants, "pause_leader",
-                                                              cycle=0, pause_s=60))
+                                                              cycle=0, pause_s=60, partition_s=12))
             await asyncio.sleep(2.0)
             stopped = _state(exo.stack.children[leader].pid)
             task.cancel()

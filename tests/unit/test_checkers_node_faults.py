@@ -151,3 +151,17 @@ def test_no_recorded_plan_yields_no_metrics():
     metrics, evidence = node_faults(recorded(Hist(), params=older))
     assert metrics == {}
     assert "node_fault_cycles" in evidence["note"]
+
+
+def test_a_partition_must_elect_another_leader_and_its_hold_is_shown():
+    hist = Hist()
+    fault(hist, "partition_leader", election_s=None, partitioned_s=12.4)  # the majority never elected one
+    metrics, evidence = node_faults(recorded(hist, params=params(kinds=["partition_leader"])))
+    assert metrics["node_faults_planned"] == 1 and metrics["node_faults_missing"] == 0
+    assert metrics["node_faults_unrecovered"] == 1 and metrics["node_fault_election_max_s"] is None
+    assert evidence["faults"][0]["partitioned_s"] == 12.4
+    hist = Hist()
+    fault(hist, "partition_leader", election_s=6.5, unavailable_s=16.0, partitioned_s=12.4)
+    metrics, _ = node_faults(recorded(hist, params=params(kinds=["partition_leader"])))
+    assert metrics["node_faults_unrecovered"] == 0
+    assert (metrics["node_fault_election_max_s"], metrics["node_fault_unavailable_max_s"]) == (6.5, 16.0)

@@ -99,15 +99,18 @@ def test_bad_scenario_parameters_are_refused_with_why(table, says) -> None:
         parse("timeout", table, "timeout.toml")
 
 
-PERSISTENCE = {"intents": 60, "rate_during_restart": 40, "per_check": 5, "node_fault_cycles": 1, "node_pause_s": 12}
+PERSISTENCE = {"intents": 60, "rate_during_restart": 40, "per_check": 5, "node_fault_cycles": 1, "node_pause_s": 12,
+               "node_partition_s": 12}
 
 
 def test_the_persistence_file_plans_node_faults_per_profile() -> None:
     quick = as_(load_scenario(SCENARIOS, "persistence", "quick").params, PersistenceParams)
     full = as_(load_scenario(SCENARIOS, "persistence", "full").params, PersistenceParams)
-    assert quick.node_faults == full.node_faults == ["kill_leader", "kill_follower", "pause_leader"]
+    assert quick.node_faults == full.node_faults == ["kill_leader", "kill_follower", "pause_leader",
+                                                     "partition_leader"]
     assert (quick.node_fault_cycles, full.node_fault_cycles) == (1, 2)
     assert quick.node_pause_s > 9  # past nats-server's largest Raft election timeout
+    assert quick.node_partition_s > 9  # likewise
 
 
 @pytest.mark.parametrize(("faults", "says"), [
