@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 
@@ -200,53 +201,48 @@ async def _kill(ctx: Context, http: httpx.AsyncClient, processes, target: str, l
                   "election_s": election_s, **window}
 
 
-async def _pause(ctx: Context, http: httpx.AsyncClient, processes, target: str, tenants: list[str],
-                 pause_s: float) -> tuple[list[Submitted], dict]:
-    """SIGSTOP ``target`` (the leader) for at least ``pause_s`` and until another server leads;
-    SIGCONT it whatever happens (error, cancellation)."""
+async def _held(ctx: Context, http: httpx.AsyncClient, target: str, tenants: list[str], hold_s: float,
+                apply: Callable[[], object], undo: Callable[[], object]) -> tuple[list[Submitted], dict, float, object]:
+    """Apply a fault to ``target`` (the leader) for at least ``hold_s`` and until another server
+    leads; undo it whatever happens (error, cancellation). (probes, window, seconds held, what
+    ``undo`` returned)."""
     probe: asyncio.Task | None = None
-    stopped_at = time.monotonic()
+    began = time.monotonic()
     try:
-        processes.pause(target)
+        apply()
         probe = asyncio.create_task(_probe_until_accepted(ctx, tenants))
         new_leader, election_s = await _until_new_leader(ctx, http, target, target)
-        await asyncio.sleep(max(0.0, pause_s - (time.monotonic() - stopped_at)))
+        await asyncio.sleep(max(0.0, hold_s - (time.monotonic() - began)))
     except BaseException:
         if probe is not None:
             probe.cancel()
         raise
     finally:
-        processes.resume(target)  # synchronous: nothing can skip it
-    paused_s = round(time.monotonic() - stopped_at, 3)
+        undone = undo()  # synchronous: nothing can skip it
+    held_s = round(time.monotonic() - began, 3)
     subs, window = await probe
-    return subs, {"leader_after": new_leader, "election_s": election_s, "paused_s": paused_s, **window}
+    return subs, {"leader_after": new_leader, "election_s": election_s, **window}, held_s, undone
+
+
+async def _pause(ctx: Context, http: httpx.AsyncClient, processes, target: str, tenants: list[str],
+                 pause_s: float) -> tuple[list[Submitted], dict]:
+    """SIGSTOP ``target`` (the leader) for at least ``pause_s`` and until another server leads."""
+    subs, measured, paused_s, _ = await _held(ctx, http, target, tenants, pause_s,
+                                              lambda: processes.pause(target), lambda: processes.resume(target))
+    return subs, {**measured, "paused_s": paused_s}
 
 
 async def _partition(ctx: Context, http: httpx.AsyncClient, routes, target: str, tenants: list[str],
                      partition_s: float) -> tuple[list[Submitted], dict]:
     """Cut ``target`` (the leader) off from every other server for at least ``partition_s`` and
-    until the majority reports another leader; heal whatever happens (error, cancellation)."""
-    probe: asyncio.Task | None = None
+    until the majority reports another leader."""
     before = routes.proxies.stats()
-    cut_at = time.monotonic()
-    try:
-        routes.isolate(target)
-        probe = asyncio.create_task(_probe_until_accepted(ctx, tenants))
-        new_leader, election_s = await _until_new_leader(ctx, http, target, target)
-        await asyncio.sleep(max(0.0, partition_s - (time.monotonic() - cut_at)))
-    except BaseException:
-        if probe is not None:
-            probe.cancel()
-        raise
-    finally:
-        hops = routes.heal(target)  # synchronous: nothing can skip it
-    partitioned_s = round(time.monotonic() - cut_at, 3)
+    subs, measured, partitioned_s, hops = await _held(ctx, http, target, tenants, partition_s,
+                                                      lambda: routes.isolate(target), lambda: routes.heal(target))
     after = routes.proxies.stats()
     # Route connections (re)dialled through the cut hops and closed at once: the cut held both ways.
     closed = {hop: after[hop]["refused"] - before[hop]["refused"] for hop in hops}
-    subs, window = await probe
-    return subs, {"leader_after": new_leader, "election_s": election_s, "partitioned_s": partitioned_s,
-                  "route_dials_closed": closed, **window}
+    return subs, {**measured, "partitioned_s": partitioned_s, "route_dials_closed": closed}
 
 
 async def node_fault(ctx: Context, processes, tenants: list[str], kind: str, *, cycle: int,
