@@ -128,7 +128,9 @@ def stack_up(
         usage_error(str(exc))
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — not a real stack[/bold red]")
-    overrides = _declared_overrides(gates_dir) if size_from is None else _sized_overrides(size_from)
+    overrides = _declared_overrides(gates_dir)
+    if size_from is not None:  # admission sized; every other declared number (approval wait) kept
+        overrides = {**overrides, **_sized_overrides(size_from)}
     stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides,
                               nats_cluster=nats_cluster)
     stopping = False

@@ -117,8 +117,10 @@ def test_sigint_stops_the_stack_and_exits_130(tmp_path):
     with StackUp(tmp_path / "stack", "--size-from", str(bench_file)) as up:
         assert up.alive()
         overrides = json.loads((tmp_path / "stack" / "stack.json").read_text())["overrides"]
-        assert overrides == {"rate_global_per_s": 120, "rate_global_burst": 240, "rate_tenant_per_s": 40,
-                             "rate_tenant_burst": 80, "pending_intents": 240}
+        sized = {"rate_global_per_s": 120, "rate_global_burst": 240, "rate_tenant_per_s": 40,
+                 "rate_tenant_burst": 80, "pending_intents": 240}
+        assert {name: overrides[name] for name in sized} == sized
+        assert overrides["approval_wait_ms"] == 2000  # what gate 5 declares: kept, not sized
         assert "held 240.0/s" in up.output() and "policy drift" in up.output()
         os.killpg(up.proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the process group
         assert up.proc.wait(30) == EXIT_INTERRUPTED
