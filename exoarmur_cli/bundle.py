@@ -48,10 +48,10 @@ def numbered(topic: str, kind: str) -> str:
     """The bundle file holding ``kind`` for ``topic`` (see ``NUMBERED``)."""
     return NUMBERED[(topic, kind)]
 
-def _write_report(bundle_path: Path, built_by: str, *, interruptible: bool = True) -> None:
+def _write_report(bundle_path: Path, built_by: str, *, interruptible: bool = True, measured=None) -> None:
     from exoarmur_cli.html_report import write_report_quietly  # heavy (matplotlib): only when a bundle ends
 
-    write_report_quietly(bundle_path, built_by, interruptible=interruptible)
+    write_report_quietly(bundle_path, built_by, interruptible=interruptible, measured=measured)
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,12 @@ class Bundle:
         gate_results: list[GateResult],
         overall: Verdict,
         defects: list[str],
+        measured=None,
     ) -> str:
         """Write 13 (every gate, every measured value, every file's digest) and then
-        PASS_FAIL.txt. The status is never better than the gate results themselves say.
-        Returns the root digest."""
+        PASS_FAIL.txt, then the report (``measured``: raw/ as the caller read and measured it, so
+        the report need not do it again). The status is never better than the gate results
+        themselves say. Returns the root digest."""
         status = overall_of([Verdict(overall), overall_of(gate_results)])
         digests = file_digests(self.path)
         root = root_digest(digests)
@@ -159,7 +161,7 @@ class Bundle:
         _atomic_write(self.path / FINAL, _dump(final))
         text = pass_fail_text(gate_results, status, defects, root)
         _atomic_write(self.path / PASS_FAIL, text.encode())
-        _write_report(self.path, "run")
+        _write_report(self.path, "run", measured=measured)
         return root
 
 

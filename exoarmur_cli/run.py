@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 
 from exoarmur import sizing
-from exoarmur_cli import declared, definitions, environment, gates, recorded, report
+from exoarmur_cli import checkers, declared, definitions, environment, gates, recorded, report
 from exoarmur_cli.bundle import DESIGN_TOPICS, Bundle, numbered
 from exoarmur_cli.drive import Driver
 from exoarmur_cli.errors import ConfigError
@@ -218,7 +218,8 @@ class Run:
     def _judge_and_finalize(self, plan: Plan) -> None:
         self.progress("judging")
         data = recorded.load(self.bundle.raw_dir)
-        results, metrics, evidence = judge(data, plan.all_gates, plan.gate_ids)
+        measured = checkers.measure(data)  # once: the verdicts and the report are both made from it
+        results, metrics, evidence = judge(data, plan.all_gates, plan.gate_ids, measured)
         for topic in DESIGN_TOPICS:
             self.bundle.write_text(numbered(topic, "test_outputs"),
                                    report.test_outputs_txt(topic, results, plan.all_gates))
@@ -233,5 +234,6 @@ class Run:
         # Evidence is for humans: made JSON-safe (tuple keys, ints as keys) before it is stored.
         self._meta = replace(self._meta, durations_s=self.outcome.durations_s, evidence=orjson.loads(
             orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS, default=str)))
-        self.outcome.root_digest = self.bundle.finalize(self.meta, results, overall, list(self.options.defects))
+        self.outcome.root_digest = self.bundle.finalize(self.meta, results, overall, list(self.options.defects),
+                                                       measured=(data, measured))
         self.outcome.results, self.outcome.overall, self.outcome.metrics = results, overall, metrics

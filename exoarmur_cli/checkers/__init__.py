@@ -1,13 +1,14 @@
 """Checkers: pure functions from recorded data to named measurements plus evidence.
 
 Each checker returns ``(metrics, evidence)``. ``measure`` composes them into one flat table of
-measurements that gate criteria refer to by name. A checker that raises yields no metrics
-(its criteria then fail as missing) and its error as evidence: an exception never passes.
+measurements that gate criteria refer to by name, and says which checker measured each. A checker
+that raises yields no metrics (its criteria then fail as missing) and its error as evidence: an
+exception never passes.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from exoarmur_cli.checkers import (
     access, admission, approvals, capacity, durability, faults, integrity, kv_revisions, node_faults, oracle, policy,
@@ -48,9 +49,16 @@ CHECKERS: dict[str, Checker] = {
 }
 
 
-def measure(recorded: Recorded) -> tuple[dict[str, float | int | None], dict[str, dict]]:
+class Measurements(NamedTuple):
+    metrics: dict[str, float | int | None]
+    evidence: dict[str, dict]  # checker -> what it shows
+    source: dict[str, str]  # metric -> the checker that measured it (the report links them)
+
+
+def measure(recorded: Recorded) -> Measurements:
     metrics: dict[str, float | int | None] = {}
     evidence: dict[str, dict] = {}
+    source: dict[str, str] = {}
     for name, checker in CHECKERS.items():
         try:
             found, shown = checker(recorded)
@@ -59,4 +67,5 @@ def measure(recorded: Recorded) -> tuple[dict[str, float | int | None], dict[str
             continue
         metrics.update(found)
         evidence[name] = shown
-    return metrics, evidence
+        source.update(dict.fromkeys(found, name))
+    return Measurements(metrics, evidence, source)

@@ -23,7 +23,7 @@ from exoarmur_cli.evidence import BundleError, read_final, record_report
 from exoarmur_cli.gates import fmt_number
 from exoarmur_cli.html_report._check import FORMAT, REPORT, report_problems, sha256_file
 from exoarmur_cli.html_report._figures import all_plots, timeline_of
-from exoarmur_cli.html_report._model import load_bundle
+from exoarmur_cli.html_report._model import Measured, load_bundle
 from exoarmur_cli.html_report._page import evidence_sections, gate_rows, metadata
 from exoarmur_cli.html_report._plots import fault_colour
 
@@ -43,9 +43,10 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def build_html(bundle_path: Path, built_by: str = "exoarmur report") -> str:
-    """The report of the bundle at ``bundle_path``. Raises BundleError if it is not a bundle."""
-    bundle = load_bundle(Path(bundle_path))
+def build_html(bundle_path: Path, built_by: str = "exoarmur report", measured: Measured | None = None) -> str:
+    """The report of the bundle at ``bundle_path``. Raises BundleError if it is not a bundle.
+    ``measured``: its raw/ as read and measured already (see ``load_bundle``)."""
+    bundle = load_bundle(Path(bundle_path), measured)
     timeline = timeline_of(bundle)
     kinds = list(dict.fromkeys(f.kind for f in timeline.faults))
     return _environment().get_template("report.html.j2").render(
@@ -55,11 +56,11 @@ def build_html(bundle_path: Path, built_by: str = "exoarmur report") -> str:
         fault_kinds=[(k, fault_colour(k)) for k in kinds])
 
 
-def write_report(bundle_path: Path, built_by: str = "exoarmur report") -> dict[str, Any]:
+def write_report(bundle_path: Path, built_by: str = "exoarmur report", measured: Measured | None = None) -> dict[str, Any]:
     """Build index.html, write it, and record its sha256 in 13 under ``report`` (the root
     digest and every evidence digest are left exactly as they are). Returns that entry."""
     bundle_path = Path(bundle_path)
-    html = build_html(bundle_path, built_by)
+    html = build_html(bundle_path, built_by, measured)
     target = bundle_path / REPORT
     tmp = target.with_name(f".{REPORT}.tmp")
     tmp.write_text(html, encoding="utf-8")
@@ -71,13 +72,14 @@ def write_report(bundle_path: Path, built_by: str = "exoarmur report") -> dict[s
     return entry
 
 
-def write_report_quietly(bundle_path: Path, built_by: str, *, interruptible: bool = True) -> dict[str, Any]:
+def write_report_quietly(bundle_path: Path, built_by: str, *, interruptible: bool = True,
+                         measured: Measured | None = None) -> dict[str, Any]:
     """``write_report`` for the end of a run: a report that cannot be built never changes the
     run's outcome; 13 then records why (and replay-verify fails on the missing report). With
     ``interruptible=False`` (an already interrupted run) a second Ctrl-C is recorded the same way."""
     caught = (Exception,) if interruptible else (Exception, KeyboardInterrupt)
     try:
-        return write_report(bundle_path, built_by)
+        return write_report(bundle_path, built_by, measured)
     except caught as exc:  # recorded in 13 and shown by replay-verify, never swallowed silently
         entry = {"file": REPORT, "error": f"{type(exc).__name__}: {exc}"}
         try:

@@ -7,6 +7,7 @@ from exoarmur_cli.display import fmt_measured
 from exoarmur_cli.html_report import _plots as plots
 from exoarmur_cli.html_report import _series as series
 from exoarmur_cli.html_report._model import LOCUST_HISTORY, BundleData
+from exoarmur_cli.html_report._parallel import draw_all
 from exoarmur_cli.html_report._plots import Plot, Timeline
 
 SWITCH_MARGIN_S = 1.0
@@ -41,10 +42,11 @@ def _missing(*names: str) -> str:
 def all_plots(bundle: BundleData, timeline: Timeline) -> list[Plot]:
     with_timeline = {"plot-timeline": timeline_plot, "plot-latency": latency_plot, "plot-admission": admission_plot,
                      "plot-pending": pending_plot, "plot-rss": rss_plot, "plot-breaker": breaker_plot}
-    plots = [guarded(plot_id, lambda make=make: make(bundle, timeline)) for plot_id, make in with_timeline.items()]
-    plots.insert(6, guarded("plot-killswitch", lambda: killswitch_plot(bundle)))
-    plots.append(guarded("plot-locust", lambda: locust_plot(bundle, timeline)))
-    return plots
+    jobs = [lambda plot_id=plot_id, make=make: guarded(plot_id, lambda: make(bundle, timeline))
+            for plot_id, make in with_timeline.items()]
+    jobs.insert(6, lambda: guarded("plot-killswitch", lambda: killswitch_plot(bundle)))
+    jobs.append(lambda: guarded("plot-locust", lambda: locust_plot(bundle, timeline)))
+    return draw_all(jobs)
 
 
 def guarded(plot_id: str, make) -> Plot:

@@ -91,24 +91,6 @@ def read_csv(path: Path) -> tuple[dict[str, str], ...]:
         return ()
 
 
-def run_checkers(data: recorded.Recorded) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-    """(metrics, evidence per checker, metric → checker): ``checkers.measure``, one checker at a
-    time so each metric keeps the name of the checker that measured it."""
-    metrics: dict[str, Any] = {}
-    evidence: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    for name, checker in checkers.CHECKERS.items():
-        try:
-            found, shown = checker(data)
-        except Exception as exc:  # as in measure(): an exception is evidence, never a pass
-            evidence[name] = {"error": f"{type(exc).__name__}: {exc}"}
-            continue
-        metrics.update(found)
-        evidence[name] = shown
-        source.update({metric: name for metric in found})
-    return metrics, evidence, source
-
-
 def _gate_files(raw: Path) -> tuple[dict[int, gates.Gate], list[str]]:
     found: dict[int, gates.Gate] = {}
     problems: list[str] = []
@@ -137,16 +119,21 @@ def _load_recorded(raw: Path) -> tuple[recorded.Recorded, list[str]]:
         return recorded.Recorded(), [f"raw/ could not be read as a run's record: {type(exc).__name__}: {exc}"]
 
 
-def load_bundle(path: Path) -> BundleData:
-    """Read a bundle for the report. Raises BundleError if ``path`` is not a bundle at all."""
+# raw/ as read and what the checkers measured in it, when a run that just judged it has them
+Measured = tuple[recorded.Recorded, checkers.Measurements]
+
+
+def load_bundle(path: Path, measured: Measured | None = None) -> BundleData:
+    """Read a bundle for the report. Raises BundleError if ``path`` is not a bundle at all.
+    ``measured``: raw/ already read and measured (by the run that wrote it, the moment before)."""
     path = Path(path)
     final = read_final(path)
-    data, problems = _load_recorded(path / RAW)
+    data, problems = (measured[0], []) if measured else _load_recorded(path / RAW)
     try:
         results = tuple(gates.result_from_json(g) for g in final.get("gates", []))
     except gates.GateFileError as exc:
         raise BundleError(f"{path}: 13's gates cannot be read: {exc}") from exc
-    metrics, evidence, source = run_checkers(data)
+    metrics, evidence, source = measured[1] if measured else checkers.measure(data)
     gate_files, gate_problems = _gate_files(path / RAW)
     return BundleData(
         path=path, final=final, data=data, results=results, metrics=metrics, evidence=evidence,

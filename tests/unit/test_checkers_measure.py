@@ -34,7 +34,7 @@ def boom(_rec):
 
 def test_a_raising_checker_yields_no_metrics_and_its_error_as_evidence(monkeypatch):
     monkeypatch.setitem(checkers.CHECKERS, "killswitch", boom)
-    metrics, evidence = checkers.measure(recorded())
+    metrics, evidence, _ = checkers.measure(recorded())
     assert "executions_while_global_engaged" not in metrics
     assert evidence["killswitch"] == {"error": "RuntimeError: checker bug"}
     assert metrics["duplicate_effects"] == 0  # the other checkers still measured
@@ -50,7 +50,7 @@ def test_a_raising_checker_yields_no_metrics_and_its_error_as_evidence(monkeypat
 def test_a_checker_crashing_on_real_data_is_caught_too():
     hist = Hist()  # a killswitch OK event without the fields the checker reads
     hist.add("ok", "killswitch", "operator", "killswitch", scope="global")
-    metrics, evidence = checkers.measure(recorded(hist))
+    metrics, evidence, _ = checkers.measure(recorded(hist))
     assert "error" in evidence["killswitch"]
     assert "executions_while_global_engaged" not in metrics
 
@@ -59,7 +59,7 @@ def test_no_checker_crashes_on_empty_or_small_data():
     hist = Hist()
     hist.submit("load-p1-1")
     for rec in (recorded(), recorded(hist, records=[quick_record("load-p1-1")])):
-        _, evidence = checkers.measure(rec)
+        _, evidence, _ = checkers.measure(rec)
         assert set(evidence) == set(checkers.CHECKERS)
         assert not [name for name, shown in evidence.items() if "error" in shown]
 
@@ -67,9 +67,16 @@ def test_no_checker_crashes_on_empty_or_small_data():
 def test_no_gate_is_green_on_a_run_that_recorded_nothing():
     """Every gate needs positive evidence: with all its scenarios 'run' but nothing recorded,
     some criterion must fail — vacuous zeros alone never make a gate green."""
-    metrics, _ = checkers.measure(recorded())
+    metrics, _, _ = checkers.measure(recorded())
     gates = load_gates(GATES_DIR)
     assert len(gates) == 8
     for gate in gates.values():
         result = evaluate_gate(gate, metrics, gate.scenarios)
         assert result.verdict is Verdict.RED, gate.slug
+
+
+def test_every_metric_names_the_checker_that_measured_it():
+    measured = checkers.measure(recorded())
+    assert set(measured.source) == set(measured.metrics)
+    assert measured.source["duplicate_effects"] == "exactly_once"
+    assert set(measured.source.values()) <= set(checkers.CHECKERS)
