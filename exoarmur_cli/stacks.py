@@ -100,7 +100,9 @@ class EmbeddedStack:
                                 wiretap=wiretap)
         await self.proxy.start()
         if config.nats_cluster is not None:  # before the servers: the cluster forms through them
-            self.routes = RouteProxies(config, seed=self.seed)
+            logs = Path(config.stack_dir) / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            self.routes = RouteProxies(config, seed=self.seed, log_path=logs / "route_proxies.log")
             try:
                 await asyncio.to_thread(self.routes.start)
             except BaseException:

@@ -9,24 +9,30 @@ other node's route port: one proxy per direction of each pair. ``isolate(server)
 ``down`` toxic on every proxy to or from ``server`` (its route connections are cut at once, new
 ones closed as they come: ``FaultProxy.set_toxics``); ``heal(server)`` clears them.
 
-The proxies run on an event loop in a thread of their own from before the servers start (the
+The proxies run in a process of their own (``route_server``) from before the servers start (the
 cluster forms through them) until after they stop: replication (Raft heartbeats every second)
-never waits for the harness's own loop, a checker or a scenario's synchronous step.
+never waits for the harness, and the harness's clock never waits for replication.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
+import select
+import signal
+import subprocess
+import sys
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
 
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.errors import StackError
 from exoarmur_cli.faults.nemesis import record
-from exoarmur_cli.faults.proxy import FaultProxy, Toxics
 from exoarmur_cli.history import History
 
-CONTROL_TIMEOUT_S = 10.0  # starting, stopping or setting toxics on the proxies' loop
+CONTROL_TIMEOUT_S = 10.0  # starting, stopping or setting toxics in the proxies' process
 
 
 @dataclass(frozen=True)
@@ -76,78 +82,78 @@ def route_hops(config: StackConfig) -> list[RouteHop]:
 
 
 class RouteProxies:
-    """The route proxies of one stack, on their own event loop thread (see the module's doc)."""
+    """The route proxies of one stack, in a process of their own (``route_server``, which says why)."""
 
-    def __init__(self, config: StackConfig, *, seed: int = 0) -> None:
+    def __init__(self, config: StackConfig, *, seed: int = 0, log_path: Path | None = None) -> None:
         self.host = config.host
         self.hops = route_hops(config)
         self.advertise_port = config.nats_cluster.route_advertise_port if config.nats_cluster else None
-        self._closed_door: FaultProxy | None = None  # at the advertised address: closes what it accepts
         self.seed = seed
+        self.log_path = log_path  # the process's stderr (None: discarded)
         self.isolated: set[str] = set()
-        self._proxies: dict[RouteHop, FaultProxy] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()  # one command and its answer at a time
 
     def start(self) -> None:
         """Listen on every hop's port (the servers are not up yet: nothing is forwarded until they are)."""
-        if self._thread is not None:
+        if self._process is not None:
             raise RuntimeError("route proxies already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="exoarmur-route-proxies", daemon=True)
-        self._thread.start()
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
-            self._call(self._start_all())
+            # A process group of its own: a Ctrl-C meant for the harness does not cut the routes.
+            self._process = subprocess.Popen([sys.executable, "-m", "exoarmur_cli.faults.route_server"],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                             process_group=0)
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+        spec = {"host": self.host, "seed": self.seed, "advertise_port": self.advertise_port,
+                "hops": [{"name": hop.name, "listen_port": hop.listen_port, "upstream_port": hop.upstream_port}
+                         for hop in self.hops]}
+        try:
+            self._request(spec)
         except BaseException:
             self.stop()
             raise
 
-    async def _start_all(self) -> None:
-        for i, hop in enumerate(self.hops):
-            proxy = FaultProxy(self.host, hop.upstream_port, listen_host=self.host, listen_port=hop.listen_port,
-                               seed=self.seed + i, name=hop.name)
-            await self._listen(proxy, hop.listen_port)
-            self._proxies[hop] = proxy
-        if self.advertise_port is not None:
-            # Down from the start, never forwarding: its upstream is only a placeholder.
-            door = FaultProxy(self.host, self.advertise_port, listen_host=self.host, listen_port=self.advertise_port,
-                              name="route advertise (closed)")
-            door.set_toxics(Toxics(down=True))
-            await self._listen(door, self.advertise_port)
-            self._closed_door = door
-
-    @staticmethod
-    async def _listen(proxy: FaultProxy, port: int) -> None:
-        try:
-            await proxy.start()
-        except OSError as exc:
-            raise StackError(f"{proxy.name}: cannot listen on {proxy.listen_host}:{port}: {exc.strerror}") from None
-
     def stop(self) -> None:
-        """Close every proxy and its connections, then the loop and its thread (idempotent)."""
-        loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None:
+        """Close every proxy and its connections, and reap the process (idempotent)."""
+        process, self._process = self._process, None
+        if process is None:
             return
         try:
-            if loop.is_running():
-                asyncio.run_coroutine_threadsafe(self._stop_all(), loop).result(CONTROL_TIMEOUT_S)
+            if process.poll() is None:
+                self._send(process, {"op": "stop"})
+                process.wait(CONTROL_TIMEOUT_S)
+        except (OSError, StackError, subprocess.TimeoutExpired):
+            _kill_group(process)
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(CONTROL_TIMEOUT_S)
-            if not thread.is_alive():
-                loop.close()
-            self._proxies.clear()
+            for pipe in (process.stdin, process.stdout):
+                pipe.close()
 
-    async def _stop_all(self) -> None:
-        proxies = [*self._proxies.values(), *([self._closed_door] if self._closed_door else [])]
-        await asyncio.gather(*(proxy.stop() for proxy in proxies), return_exceptions=True)
-        self._closed_door = None
-
-    def _call(self, coro):
-        if self._loop is None:
-            coro.close()
+    def _request(self, message: dict) -> dict:
+        if self._process is None:
             raise RuntimeError("route proxies are not started")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(CONTROL_TIMEOUT_S)
+        return self._send(self._process, message)
+
+    def _send(self, process: subprocess.Popen, message: dict) -> dict:
+        """One line out, one line back within CONTROL_TIMEOUT_S; StackError names what went wrong."""
+        with self._lock:
+            try:
+                process.stdin.write(orjson.dumps(message) + b"\n")
+                process.stdin.flush()
+            except OSError:
+                raise StackError(f"the route proxies' process (pid {process.pid}) is gone "
+                                 f"(exit code {process.poll()})") from None
+            ready, _, _ = select.select([process.stdout], [], [], CONTROL_TIMEOUT_S)
+            line = process.stdout.readline() if ready else b""
+        if not line:
+            raise StackError(f"the route proxies' process (pid {process.pid}) did not answer within "
+                             f"{CONTROL_TIMEOUT_S:g} s (exit code {process.poll()})")
+        answer = orjson.loads(line)
+        if "error" in answer:
+            raise StackError(f"route proxies: {answer['error']}")
+        return answer
 
     def hops_of(self, server: str) -> list[RouteHop]:
         """Every hop to or from ``server``; ``ValueError`` when it has none (not a routed node)."""
@@ -160,37 +166,35 @@ class RouteProxies:
     def isolate(self, server: str) -> list[str]:
         """Cut ``server`` off from every other (its hops go ``down``); returns the hops cut. When this
         returns, its route connections are closed and any new one is closed as it comes."""
-        return self._set(server, Toxics(down=True), isolated=True)
+        return self._set(server, isolated=True)
 
     def heal(self, server: str) -> list[str]:
         """Clear the toxics on every hop of ``server`` (the servers dial again within a second)."""
-        return self._set(server, Toxics(), isolated=False)
+        return self._set(server, isolated=False)
 
-    def _set(self, server: str, toxics: Toxics, *, isolated: bool) -> list[str]:
+    def _set(self, server: str, *, isolated: bool) -> list[str]:
         hops = self.hops_of(server)
-
-        async def apply() -> None:
-            for hop in hops:
-                # A hop also belonging to a server still isolated stays down.
-                other = hop.target if hop.source == server else hop.source
-                self._proxies[hop].set_toxics(toxics if isolated or other not in self.isolated else Toxics(down=True))
-
-        self._call(apply())
+        # A hop also belonging to a server still isolated stays down.
+        down = {hop.name: isolated or (hop.target if hop.source == server else hop.source) in self.isolated
+                for hop in hops}
+        self._request({"op": "set", "down": down})
         (self.isolated.add if isolated else self.isolated.discard)(server)
         return [hop.name for hop in hops]
 
     def stats(self) -> dict[str, dict]:
-        """Per hop, its proxy's counters (connections, active, refused, bytes each way)."""
-        if self._loop is None:
+        """Per hop, its proxy's counters (connections, active, refused, bytes each way) and whether
+        it is ``down``."""
+        if self._process is None:
             return {}
+        return self._request({"op": "stats"})["stats"]
 
-        async def read() -> dict[str, dict]:
-            stats = {hop.name: asdict(proxy.stats) for hop, proxy in self._proxies.items()}
-            if self._closed_door is not None:
-                stats[self._closed_door.name] = asdict(self._closed_door.stats)
-            return stats
 
-        return self._call(read())
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # its own group (process_group=0): only what we started
+    except ProcessLookupError:
+        pass
+    process.wait(CONTROL_TIMEOUT_S)
 
 
 class RouteFaults:

@@ -224,7 +224,8 @@ def test_the_partition_fault_is_measured_and_a_cancelled_one_still_heals(tmp_pat
 
 
 def _down_hops(proxies: RouteProxies) -> set[str]:
-    return {hop.name for hop, proxy in proxies._proxies.items() if proxy.toxics.down}
+    stats = proxies.stats()
+    return {hop.name for hop in proxies.hops if stats[hop.name]["down"]}
 
 
 API_CUT_S = 10.0  # the api's own server cut off this long

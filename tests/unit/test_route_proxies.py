@@ -116,7 +116,8 @@ def _closed_at_once(host: str, port: int) -> bool:
 
 
 def _down(proxies: RouteProxies) -> set[tuple[str, str]]:
-    return {(hop.source, hop.target) for hop, proxy in proxies._proxies.items() if proxy.toxics.down}
+    down = {name for name, stats in proxies.stats().items() if stats["down"]}
+    return {(hop.source, hop.target) for hop in proxies.hops if hop.name in down}
 
 
 def test_isolating_and_healing_downs_exactly_a_servers_hops_both_ways(tmp_path) -> None:

@@ -1,0 +1,101 @@
+"""The route proxies' own process: ``python -m exoarmur_cli.faults.route_server``.
+
+A cluster's replication (every JetStream write, three times, and Raft's heartbeats) flows
+through these proxies. In the harness's process they competed for its one interpreter lock with
+what the harness measures by its own clock (the wiretap's timestamps, its watches), so a loaded
+cluster made the harness's clock late; here they have an interpreter of their own.
+
+It speaks JSON lines: the first line on stdin is the spec (``host``, ``hops``: [{``name``,
+``listen_port``, ``upstream_port``}], ``advertise_port``, ``seed``), then one command per line
+(``{"op": "set", "down": {hop name: bool}}``, ``{"op": "stats"}``, ``{"op": "stop"}``); each gets
+one line on stdout, ``{"ok": true, ...}`` or ``{"error": "..."}``. End of stdin (the harness
+stopped, however it stopped) closes every proxy and ends the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import asdict
+
+import orjson
+
+from exoarmur_cli.faults.proxy import FaultProxy, Toxics
+
+DOWN = Toxics(down=True)
+
+
+class RouteServer:
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self.proxies: dict[str, FaultProxy] = {}
+
+    async def start(self) -> None:
+        host = self.spec["host"]
+        for i, hop in enumerate(self.spec["hops"]):
+            proxy = FaultProxy(host, hop["upstream_port"], listen_host=host, listen_port=hop["listen_port"],
+                               seed=self.spec.get("seed", 0) + i, name=hop["name"])
+            await self._listen(proxy, hop["listen_port"])
+            self.proxies[hop["name"]] = proxy
+        if (port := self.spec.get("advertise_port")) is not None:
+            # Down from the start, never forwarding: its upstream is only a placeholder.
+            door = FaultProxy(host, port, listen_host=host, listen_port=port, name="route advertise (closed)")
+            door.set_toxics(DOWN)
+            await self._listen(door, port)
+            self.proxies[door.name] = door
+
+    @staticmethod
+    async def _listen(proxy: FaultProxy, port: int) -> None:
+        try:
+            await proxy.start()
+        except OSError as exc:
+            raise RuntimeError(f"{proxy.name}: cannot listen on {proxy.listen_host}:{port}: {exc.strerror}") from None
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(proxy.stop() for proxy in self.proxies.values()), return_exceptions=True)
+
+    def handle(self, command: dict) -> dict:
+        op = command.get("op")
+        if op == "set":
+            unknown = [name for name in command["down"] if name not in self.proxies]
+            if unknown:
+                return {"error": f"no route proxy named {unknown[0]!r}"}
+            for name, down in command["down"].items():
+                self.proxies[name].set_toxics(DOWN if down else Toxics())
+            return {"ok": True}
+        if op == "stats":
+            return {"ok": True, "stats": {name: {**asdict(proxy.stats), "down": proxy.toxics.down}
+                                          for name, proxy in self.proxies.items()}}
+        return {"error": f"unknown op {op!r}"}
+
+
+def _reply(message: dict) -> None:
+    sys.stdout.buffer.write(orjson.dumps(message) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    server = RouteServer(orjson.loads(await stdin.readline()))
+    try:
+        await server.start()
+    except RuntimeError as exc:
+        await server.stop()
+        _reply({"error": str(exc)})
+        return
+    _reply({"ok": True})
+    try:
+        while line := await stdin.readline():  # b"" at end of stdin: the harness is gone
+            command = orjson.loads(line)
+            if command.get("op") == "stop":
+                break
+            _reply(server.handle(command))
+    finally:
+        await server.stop()
+    _reply({"ok": True})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
