@@ -179,10 +179,11 @@ class Decision(_Wire):
 
 
 class DecisionJournalV1(_Wire):
-    """A cell's EXECUTE decision for one intent and the snapshot it was made on, journaled before
-    the effector is called. A redelivery whose effect is applied reuses it instead of deciding
-    afresh, so the terminal record states the decision the effect was applied under; one whose
-    effect is not applied once ``not_after_ms`` (+ skew) has passed decides afresh and replaces it."""
+    """A cell's decision for one intent and the snapshot it was made on, journaled before it is
+    acted on (the effector called) or recorded; the first journaled wins. A redelivery reuses a
+    journaled refusal, and an EXECUTE whose effect is applied, instead of deciding afresh, so the
+    terminal record states the decision any effect was applied under; one whose EXECUTE is not
+    applied once ``not_after_ms`` (+ skew) has passed decides afresh and replaces it."""
 
     tenant_id: str
     idempotency_key: str

@@ -60,6 +60,7 @@ ROLES: dict[str, Permissions] = {
         f"{JS}.DIRECT.GET.KV_approvals.>",
         # the leader's answer, on a cluster (natsio.last_message)
         f"{JS}.STREAM.MSG.GET.KV_safety", f"{JS}.STREAM.MSG.GET.KV_approvals", f"{JS}.STREAM.MSG.GET.JOURNAL",
+        f"{JS}.STREAM.MSG.GET.AUDIT",
     )),
     "harness": Permissions(
         publish=(f"{JS}.STREAM.INFO.*", f"{JS}.CONSUMER.INFO.*.*", f"{JS}.CONSUMER.CREATE.*.*",

@@ -176,7 +176,7 @@ def stream_configs(storage: js_api.StorageType = js_api.StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
             allow_direct=True,
         ),
-        # The cells' decision journal: the last EXECUTE decision per intent. Writers say which
+        # The cells' decision journal: the last decision per intent. Writers say which
         # entry they replace (Nats-Expected-Last-Subject-Sequence), so the first of two racing wins.
         js_api.StreamConfig(
             name=JOURNAL_STREAM,

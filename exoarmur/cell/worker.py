@@ -3,13 +3,15 @@
 The order is what makes a cell safe to kill at any instant:
 
 1. a terminal record already exists for this intent → ack and stop (a redelivery);
-2. a redelivery whose EXECUTE decision was journaled reuses that decision and its snapshot (its
-   effect may be applied already: deciding afresh could record DENIED over it); otherwise read
-   the safety state fresh (unreadable → fail closed) and ``decide`` — pure;
-3. if allowed, journal the decision (first writer wins; a redelivery that lost the race takes
-   the journaled one), and only then call the effector with the intent's idempotency key (it
-   applies at most once, so a retry or a redelivery re-reads the first receipt instead of acting
-   again; each call carries a deadline past which the effector refuses it);
+2. a redelivery whose decision was journaled reuses it and its snapshot (an EXECUTE's effect may
+   be applied already: deciding afresh could record DENIED over it); otherwise read the safety
+   state fresh (unreadable → fail closed) and ``decide`` — pure;
+3. journal the decision, whatever it is (first writer wins; a delivery that lost the race takes
+   the journaled one: two deliveries of one intent, even one a failed-over consumer forgot it had
+   made, never record one decision while applying another), and only if it is EXECUTE call the
+   effector with the intent's idempotency key (it applies at most once, so a retry or a
+   redelivery re-reads the first receipt instead of acting again; each call carries a deadline
+   past which the effector refuses it);
 4. publish the sealed audit record to its own subject, which the AUDIT stream accepts once;
 5. ack only after that publish is acknowledged (``sync_interval: always``: on disk).
 
@@ -199,17 +201,20 @@ class Cell:
 
     async def _already_recorded(self, subject: str) -> bool:
         try:
-            await with_deadline(TimeoutCategory.KV_GET, self.js.get_last_msg(natsio.AUDIT_STREAM, subject, direct=True))
+            await with_deadline(TimeoutCategory.KV_GET, natsio.last_message(
+                self.js, natsio.AUDIT_STREAM, subject, self.leader_reads))
             return True
         except NotFoundError:
             return False
 
     async def _decide(self, msg, intent: IntentV1, intent_hash: str, digest: str, redelivered: bool,
                       not_after_ms: int) -> tuple[Decision, SafetySnapshot] | None:
-        """The decision this delivery acts on: a journaled EXECUTE whose effect is applied, else a
-        fresh one (journaled before any effect when it is EXECUTE). None: the message was nak'd."""
+        """The decision this delivery acts on: a journaled refusal, a journaled EXECUTE whose effect
+        is applied, else a fresh one, journaled before it is acted on. None: the message was nak'd."""
         journal = natsio.journal_subject(intent.tenant_id, digest)
         journaled = await self._journaled(journal) if redelivered else None
+        if journaled is not None and not journaled.decision.execute:
+            return journaled.decision, journaled.snapshot  # no effect was ever called for: it stands
         if journaled is not None:  # an earlier delivery decided EXECUTE, and may have applied it
             wait_ms = journaled.not_after_ms + self.effector.skew_ms - now_ms()
             if wait_ms > 0:  # its calls may still land: ask once the effector refuses them
@@ -231,16 +236,15 @@ class Cell:
             await self._announce_pending(intent, intent_hash, digest)
             await msg.nak(delay=APPROVAL_POLL_S)
             return None
-        if decision.execute:  # durable before any effect: a redelivery must find it
-            entry = DecisionJournalV1(tenant_id=intent.tenant_id, idempotency_key=intent.idempotency_key,
-                                      intent_hash=intent_hash, decision=decision, snapshot=snapshot,
-                                      cell_id=self.cell_id, not_after_ms=not_after_ms)
-            journaled = await self._journal(journal, entry, replacing=journaled.seq if journaled else 0)
-            return journaled.decision, journaled.snapshot
-        return decision, snapshot
+        # Durable before it is acted on or recorded: any other delivery must find it, or lose to it.
+        entry = DecisionJournalV1(tenant_id=intent.tenant_id, idempotency_key=intent.idempotency_key,
+                                  intent_hash=intent_hash, decision=decision, snapshot=snapshot,
+                                  cell_id=self.cell_id, not_after_ms=not_after_ms)
+        journaled = await self._journal(journal, entry, replacing=journaled.seq if journaled else 0)
+        return journaled.decision, journaled.snapshot
 
     async def _journaled(self, subject: str) -> Journaled | None:
-        """The journaled decision, or None if no EXECUTE was ever journaled. An unreadable
+        """The journaled decision, or None if none was ever journaled. An unreadable
         journal raises: the intent stays unacked and comes back (never decide afresh over an
         effect that may be applied)."""
         try:
@@ -252,7 +256,7 @@ class Cell:
         return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, msg.seq)
 
     async def _journal(self, subject: str, entry: DecisionJournalV1, replacing: int) -> Journaled:
-        """Journal this EXECUTE decision before acting on it, in place of the entry at sequence
+        """Journal this decision before acting on it, in place of the entry at sequence
         ``replacing`` (0: none). If another delivery wrote first, its entry is the decision,
         whatever this one says (its calls are fenced by its own deadline)."""
         try:

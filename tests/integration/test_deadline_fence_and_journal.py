@@ -148,11 +148,13 @@ def test_a_redelivered_intent_keeps_its_journaled_execute_over_a_switch_engaged_
         assert replayed.model_dump(mode="json") == record["decision"]
 
         # A new intent is decided afresh (nothing journaled for it): the switch denies it, and
-        # a DENIED decision is never journaled.
+        # that refusal is journaled as it is recorded (a later delivery would keep it).
         denied = exo.run_one(peer)
         assert (denied["outcome"], denied["reason_code"]) == ("DENIED", "KILL_SWITCH_GLOBAL")
         other = natsio.journal_subject(peer.tenant_id, key_digest(peer.tenant_id, denied["idempotency_key"]))
-        assert exo.stream_messages(natsio.JOURNAL_STREAM, other) == []
+        [(_, journaled_denial)] = exo.stream_messages(natsio.JOURNAL_STREAM, other)
+        assert DecisionJournalV1.model_validate_json(journaled_denial).decision.model_dump(mode="json") \
+            == denied["decision"]
         assert orjson.loads(exo.audit_raw(peer.tenant_id, key))["outcome"] == "EXECUTED"
 
 

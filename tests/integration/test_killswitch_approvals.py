@@ -175,3 +175,34 @@ def test_an_unapproved_a2_expires(make_stack):
         assert exo.ledger() == {}
         # An A1 intent on the same stack is not held up by the wait.
         assert exo.run_one(peer)["outcome"] == "EXECUTED"
+
+
+def test_an_intent_delivered_again_as_if_for_the_first_time_keeps_its_refusal(exo):
+    """A consumer that fails over may deliver an intent again without marking it redelivered (a
+    clustered full run recorded DENIED for one while the effector applied it 5 s later). Here
+    the global switch refuses an intent; the switch is released; the very same intent message is
+    then delivered again as a first delivery (published once more under another message id). The
+    decision journal's first writer wins: the refusal stands, one record, no effect."""
+    peer = exo.peer(0)
+    with switch(exo, "/v1/killswitches/global"):
+        denied = exo.run_one(peer)
+    assert (denied["outcome"], denied["reason_code"]) == ("DENIED", "KILL_SWITCH_GLOBAL")
+    key = denied["idempotency_key"]
+    [(subject, data)] = exo.stream_messages(natsio.INTENTS_STREAM, exo.intent_subject(peer.tenant_id, key))
+
+    async def deliver_again(js) -> None:
+        await js.publish(subject, data, headers={"Nats-Msg-Id": f"again:{peer.tenant_id}:{key}"})
+
+    def cells_busy() -> int:
+        info = exo.nats(lambda js: js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER))
+        return info.num_pending + info.num_ack_pending
+
+    exo.nats(deliver_again, role="api")
+    deadline = time.monotonic() + 15
+    while cells_busy():
+        assert time.monotonic() < deadline, "the second delivery was never acked"
+        time.sleep(0.1)
+    assert exo.run_one(peer)["outcome"] == "EXECUTED"  # the cells are working, the switch is off
+    assert f"{peer.tenant_id}:{key}" not in exo.ledger()
+    records = [r for r in exo.audit(peer.tenant_id) if r["idempotency_key"] == key]
+    assert [(r["outcome"], r["reason_code"]) for r in records] == [("DENIED", "KILL_SWITCH_GLOBAL")]
