@@ -25,6 +25,7 @@ from exoarmur_cli.client import AuditWatch, StackClient
 from exoarmur_cli.errors import FaultError
 from exoarmur_cli.export import export_all
 from exoarmur_cli.kv_watch import KvWatch
+from exoarmur_cli.load.runner import LoadLayout
 from exoarmur_cli.faults import EffectorFaults, Faults
 from exoarmur_cli.history import FAIL, OK, History, ScopedHistory
 from exoarmur_cli.rundata import Policy
@@ -66,9 +67,9 @@ class Driver:
     """Drives ``names`` in order on ``stack``; ``durations_s`` says how long each took."""
 
     def __init__(self, stack: Stack, history: History, raw_dir: Path, progress: Callable[[str], None],
-                 load_workers: int | None = None) -> None:
+                 load: LoadLayout = LoadLayout()) -> None:
         self.stack, self.history, self.raw_dir, self.progress = stack, history, raw_dir, progress
-        self.load_workers = load_workers
+        self.load = load
         self.durations_s: dict[str, float] = {}
 
     async def drive_and_export(self, names: list[str], params: dict[str, ScenarioParams], policy: Policy, seed: int,
@@ -97,7 +98,7 @@ class Driver:
                         name=name, config=self.stack.config, client=client, history=history, watch=watch, nc=nc,
                         js=nc.jetstream(), rng=random.Random(rng.random()), params=params[name],
                         raw_dir=self.raw_dir, stack=self.stack, faults=faults, policy=policy,
-                        t0_wall_ms=t0_wall_ms, nats_url=self.stack.nats_url, load_workers=self.load_workers)
+                        t0_wall_ms=t0_wall_ms, nats_url=self.stack.nats_url, load=self.load)
                 await self._drive_all(names, contexts)
                 self.history.scenario = "-"
                 await asyncio.sleep(refusal_flush_s + 0.1)  # the api's last refusal counters flush

@@ -5,6 +5,7 @@ Exit codes: 0 all green · 1 a gate red · 2 usage/config error · 3 stack unava
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -306,6 +307,11 @@ def run_gates_command(
     load_workers: int = typer.Option(None, "--load-workers", min=0, max=64, show_default="one per CPU",
                                      help="Locust's distributed mode: a master and N workers (0: one Locust "
                                           "process); N must divide the stack's peers evenly"),
+    load_remote_workers: int = typer.Option(0, "--load-remote-workers", min=0, max=256,
+                                            help="also wait for N Locust workers started on other hosts with "
+                                                 "`exoarmur load-worker` (the run prints the command)"),
+    load_master: str = typer.Option("127.0.0.1", "--load-master", metavar="HOST[:PORT]",
+                                    help="where the Locust master listens for remote workers (default port: a free one)"),
     scale: int = typer.Option(1, "--scale", min=1, max=20,
                               help="embedded stack: K times the seed's tenants, nodes and peers (K=1: 10, 1,000, 500)"),
     inject_defect: list[str] = typer.Option([], "--inject-defect",
@@ -322,7 +328,8 @@ def run_gates_command(
     options = RunOptions(gates=tuple(gate), profile=profile, seed=seed, out=out, nats_url=nats_url,
                          api_url=api_url, stack_config=stack_config, defects=tuple(inject_defect),
                          gates_dir=gates_dir, scenarios_dir=scenarios_dir, nats_cluster=nats_cluster,
-                         load_workers=load_workers, scale=scale, capacity_from=capacity_from)
+                         load=_load_layout(load_workers, load_remote_workers, load_master), scale=scale,
+                         capacity_from=capacity_from)
     plan = _checked_run_inputs(options)
     if plan.capacity is not None:
         console.print(f"admission sized from {capacity_from} (held {plan.capacity['held_per_s']:,.1f}/s): "
@@ -334,12 +341,22 @@ def run_gates_command(
     _show_outcome(outcome, began, junit, as_json)
 
 
+def _load_layout(workers: int | None, remote_workers: int, master: str):
+    from exoarmur_cli.load.runner import LoadLayout
+
+    host, _, port = master.partition(":")
+    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        usage_error(f"--load-master must be HOST or HOST:PORT, not {master!r}")
+    return LoadLayout(workers, remote_workers, host, int(port or 0))
+
+
 def _checked_run_inputs(options):
     """Every usage mistake exits 2 here, before a bundle is created: the options, and every gate
     and scenario file the run needs, read and checked once. Returns the run's plan."""
     from exoarmur.defects import parse as parse_defects
     from exoarmur.stackconfig import DEFAULT_PEERS_PER_TENANT, DEFAULT_TENANTS
     from exoarmur_cli import gates
+    from exoarmur_cli.load.runner import workers_for
     from exoarmur_cli.run import prepare
     
     if options.profile not in definitions.PROFILES:
@@ -351,9 +368,12 @@ def _checked_run_inputs(options):
     if options.api_url is not None and options.scale != 1:
         usage_error("--scale sizes the embedded stack; an external stack is what it is")
     peers = DEFAULT_TENANTS * DEFAULT_PEERS_PER_TENANT * options.scale
-    if options.load_workers and options.api_url is None and peers % options.load_workers:
-        usage_error(f"--load-workers must divide the embedded stack's {peers} peers evenly (one Locust user "
-                    f"per peer), not {options.load_workers}")
+    load = options.load
+    here = load.workers if load.workers is not None else workers_for(peers, os.cpu_count())
+    all_workers = here + load.remote_workers
+    if all_workers and options.api_url is None and peers % all_workers:
+        usage_error(f"--load-workers plus --load-remote-workers must divide the embedded stack's {peers} peers "
+                    f"evenly (one Locust user per peer), not {all_workers}")
     try:
         parse_defects(list(options.defects))
     except ValueError as exc:
@@ -498,6 +518,27 @@ def report_command(
         import webbrowser
 
         webbrowser.open(target.as_uri())
+
+
+@app.command("load-worker")
+def load_worker_command(
+    master_host: str = typer.Option(..., "--master-host", help="the host of the run's Locust master"),
+    master_port: int = typer.Option(..., "--master-port", min=1, max=65535, help="its port (run-gates prints it)"),
+    stack_dir: Path = typer.Option(..., "--stack-config", help="a folder with the stack's stack.json"),
+) -> None:
+    """One Locust worker, on this host, for a run-gates started with --load-remote-workers elsewhere.
+
+    The master sends the run's plan and takes back what this worker recorded; the worker ends when
+    the run's load does. Exit: Locust's own, 2 no readable stack.json, 130 interrupted."""
+    from exoarmur_cli.load.runner import run_worker
+
+    try:
+        code = run_worker(stack_dir, master_host, master_port)
+    except KNOWN_ERRORS as exc:
+        fail(exc, exit_code_for(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(code)
 
 
 @app.command("self-test")

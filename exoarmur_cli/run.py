@@ -22,13 +22,14 @@ from pathlib import Path
 
 import orjson
 
-from exoarmur import sizing
+from exoarmur import sizing, stackconfig
 from exoarmur_cli import checkers, declared, definitions, environment, gates, recorded, report
 from exoarmur_cli.bundle import DESIGN_TOPICS, Bundle, numbered
 from exoarmur_cli.drive import Driver
 from exoarmur_cli.errors import ConfigError
 from exoarmur_cli.history import History, wall_ms
 from exoarmur_cli.judging import judge
+from exoarmur_cli.load.runner import LoadLayout
 from exoarmur_cli.rundata import Policy, RunMeta, RunParams, live_policy_tables, refusal_flush_s, versions
 from exoarmur_cli.scenarios import ORDER, ScenarioParams, load_scenario
 from exoarmur_cli.stacks import Stack, open_stack
@@ -48,7 +49,7 @@ class RunOptions:
     gates_dir: Path | None = None  # None: the gate files this installation ships (``definitions``)
     scenarios_dir: Path | None = None  # None: the scenario files it ships
     nats_cluster: int = 1  # the embedded stack's nats-servers: 1, or a JetStream cluster of that many
-    load_workers: int | None = None  # Locust workers beside its master (0: one process; None: one per CPU)
+    load: LoadLayout = LoadLayout()  # where Locust's master and workers run
     scale: int = 1  # the embedded stack has K x the seed's 10 tenants (1,000 nodes, 500 peers at K=1)
     # Only these of the selected gates' scenarios (the self-test's per-defect runs); () all. A gate
     # with a scenario left out is INCOMPLETE, never GREEN.
@@ -172,7 +173,7 @@ class Run:
         policy = Policy.from_tables(declared.declared_tables(plan.tables, plan.declared),
                                     {**stack.config.overrides, **declared.stack_overrides(plan.declared)})
         self._write_run_params(plan, stack, policy, t0_wall_ms)
-        driver = Driver(stack, history, self.bundle.raw_dir, self.progress, load_workers=options.load_workers)
+        driver = Driver(stack, history, self.bundle.raw_dir, self.progress, load=self._load_layout(stack))
         try:
             exported = await driver.drive_and_export(
                 list(plan.scenarios), plan.params, policy, options.seed, t0_wall_ms, refusal_flush_s(plan.tables))
@@ -187,6 +188,16 @@ class Run:
         stack.discard()  # its logs are in raw/ now
         self._judge_and_finalize(plan)
         return self.outcome
+
+    def _load_layout(self, stack: Stack) -> LoadLayout:
+        """The run's load layout, its master's port fixed now and said, when workers elsewhere dial it."""
+        layout = self.options.load
+        if layout.remote_workers:
+            layout = replace(layout, master_port=layout.master_port or stackconfig.free_port())
+            self.progress(f"the load scenario will wait for {layout.remote_workers} remote Locust worker(s): on each "
+                          f"host, with a copy of {stack.config.stack_dir}/stack.json in DIR, run "
+                          f"`{layout.worker_command('DIR')}`")
+        return layout
 
     def _write_inputs(self, plan: Plan) -> None:
         """The gate and scenario files, as read."""

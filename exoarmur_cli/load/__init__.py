@@ -4,6 +4,6 @@ Only ``runner`` is imported by the harness; ``locustfile`` is run by ``python -m
 never imported here (importing locust would monkey-patch this process with gevent).
 """
 
-from exoarmur_cli.load.runner import LoadPhase, LoadResult, run_load
+from exoarmur_cli.load.runner import LoadLayout, LoadPhase, LoadResult, run_load
 
-__all__ = ["LoadPhase", "LoadResult", "run_load"]
+__all__ = ["LoadLayout", "LoadPhase", "LoadResult", "run_load"]

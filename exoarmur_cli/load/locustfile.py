@@ -7,6 +7,11 @@ history JSONL and Locust's CSV files).
 Configuration comes from the environment (set by ``runner.run_load``):
 
     EXO_STACK_CONFIG     the stack directory (its stack.json holds peers, tokens and nodes)
+    EXO_LOAD_REQUEST_TIMEOUT_S   per-request network timeout (default 10 s)
+
+and, for the single process or the master (a worker is sent them by its master, ``PLAN``, as it
+connects, so a worker on another host needs only the stack's stack.json and the master's address):
+
     EXO_LOAD_HISTORY     JSONL file every request's invoke and completion events are appended to
     EXO_RUN_T0_WALL_MS   the run's start (epoch ms): event times are ms since then
     EXO_LOAD_PHASES      JSON list of {"name", "duration_s", "rate_per_s"}, run in order
@@ -14,7 +19,9 @@ Configuration comes from the environment (set by ``runner.run_load``):
     EXO_KEY_PREFIX       idempotency keys are f"{prefix}-{peer}-{n}"
     EXO_LOAD_USERS       users in all (all processes together)
     EXO_LOAD_WORKERS     0: one process; N: Locust's distributed mode, a master and N workers
-    EXO_LOAD_REQUEST_TIMEOUT_S   per-request network timeout (default 10 s)
+
+A worker sends its history to the master (``HISTORY`` messages, every ``REPORT_EVERY_S``), which
+writes each worker's to a file of its own (``runner.worker_history``) for the run to merge.
 
 One user per peer (user i is the i-th peer by id; in distributed mode a worker's k-th user is user
 k × workers + the worker's index, so the workers' users are the peers, each exactly once). A user sends only to its own tenant's nodes:
@@ -37,6 +44,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +57,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from exoarmur import stackconfig
 from exoarmur.api.transport import KEEP_ALIVE_S
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event, wall_ms
+from exoarmur_cli.load.runner import worker_history
 
 SCENARIO = "load"
 F_SUBMIT = "submit"
@@ -62,8 +71,7 @@ DRAIN_S = REQUEST_TIMEOUT_S + 2.0  # longest wait for in-flight requests after t
 STALE_AFTER_S = KEEP_ALIVE_S - 10.0
 
 
-def _phases() -> list[dict[str, Any]]:
-    raw = orjson.loads(os.environ.get("EXO_LOAD_PHASES", "[]"))
+def _phases(raw: list) -> list[dict[str, Any]]:
     phases = []
     for item in raw:
         duration, rate = float(item["duration_s"]), float(item["rate_per_s"])
@@ -76,14 +84,59 @@ def _phases() -> list[dict[str, Any]]:
 
 
 CONFIG = stackconfig.load(Path(os.environ["EXO_STACK_CONFIG"]))
-PHASES = _phases()
-PHASE_ENDS = list(itertools.accumulate(p["duration_s"] for p in PHASES))
-TOTAL_S = PHASE_ENDS[-1]
-SEED = int(os.environ.get("EXO_SEED", "0"))
-KEY_PREFIX = os.environ.get("EXO_KEY_PREFIX", "load")
-WORKERS = int(os.environ.get("EXO_LOAD_WORKERS", "0"))
 IN_FLIGHT = "exo_in_flight"  # worker -> master: {"elapsed_s", "in_flight"}
+HISTORY = "exo_history"  # worker -> master: [event line, ...], in the worker's order
+PLAN_REQUEST = "exo_plan_please"  # a worker -> master, once its handlers are in place
+PLAN_MESSAGE = "exo_plan"  # master -> that worker: the run's ``Plan.params``
+PLAN_WAIT_S = 30.0  # a worker's first user waits this long for the plan before it gives up
 REPORT_EVERY_S = 0.2  # how often a worker tells the master its requests in flight
+
+
+class Plan:
+    """The run's parameters: from the environment in the single process or the master, from the
+    master in a worker (which asks for it as soon as it can take the answer; a user spawned before
+    it came waits for it, ``await_plan``)."""
+
+    params: dict[str, Any] | None = None
+    phases: list[dict[str, Any]] = []
+    phase_ends: list[float] = []
+    total_s = 0.0
+    seed = 0
+    key_prefix = "load"
+    workers = 0
+    users = 0
+    mono_to_run_ms = 0.0  # run-relative ms from the monotonic clock, anchored to the run's wall-clock start
+
+    @classmethod
+    def configure(cls, params: dict[str, Any]) -> None:
+        cls.params = params
+        cls.phases = _phases(params["phases"])
+        cls.phase_ends = list(itertools.accumulate(p["duration_s"] for p in cls.phases))
+        cls.total_s = cls.phase_ends[-1]
+        cls.seed, cls.key_prefix = int(params["seed"]), str(params["key_prefix"])
+        cls.workers, cls.users = int(params["workers"]), int(params["users"])
+        cls.mono_to_run_ms = time.time() * 1000 - int(params["t0_wall_ms"]) - time.monotonic() * 1000
+
+
+def _params_from_environment() -> dict[str, Any]:
+    return {"phases": orjson.loads(os.environ.get("EXO_LOAD_PHASES", "[]")), "seed": os.environ.get("EXO_SEED", "0"),
+            "key_prefix": os.environ.get("EXO_KEY_PREFIX", "load"), "workers": os.environ.get("EXO_LOAD_WORKERS", "0"),
+            "users": os.environ.get("EXO_LOAD_USERS", str(len(CONFIG.peers))),
+            "t0_wall_ms": os.environ.get("EXO_RUN_T0_WALL_MS", str(wall_ms()))}
+
+
+IS_WORKER = "--worker" in sys.argv  # its plan comes from its master
+if not IS_WORKER:
+    Plan.configure(_params_from_environment())
+
+
+def await_plan() -> None:
+    waited = 0.0
+    while Plan.params is None:
+        if waited > PLAN_WAIT_S:
+            raise RuntimeError(f"no plan from the Locust master within {PLAN_WAIT_S:g} s")
+        gevent.sleep(0.05)
+        waited += 0.05
 
 # Peers in id order; each peer's nodes per the "peer j -> nodes 2j, 2j+1 of its tenant" rule.
 PEERS = [CONFIG.peers[p] for p in sorted(CONFIG.peers)]
@@ -101,29 +154,31 @@ def nodes_for(peer_id: str, tenant_id: str) -> list[str]:
 
 # --- the history: one append-only fd, one write per line ------------------------------------
 # os.write on an O_APPEND fd is one syscall that gevent never yields inside, so lines from
-# different greenlets cannot interleave, and each is in the file as soon as it is written.
+# different greenlets cannot interleave, and each is in the file as soon as it is written. A
+# worker keeps its lines for the next HISTORY message instead (a list append never yields either).
 
-_HISTORY_FD = os.open(os.environ["EXO_LOAD_HISTORY"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-_T0_WALL_MS = int(os.environ.get("EXO_RUN_T0_WALL_MS", str(wall_ms())))
-# Run-relative ms from the monotonic clock, anchored once to the run's wall-clock start.
-_MONO_TO_RUN_MS = time.time() * 1000 - _T0_WALL_MS - time.monotonic() * 1000
+_HISTORY_PATH = os.environ.get("EXO_LOAD_HISTORY")
+_HISTORY_FD = None if IS_WORKER else os.open(_HISTORY_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+_outbox: list[bytes] = []
 _index = itertools.count()
 
 
 def run_ms() -> float:
-    return round(time.monotonic() * 1000 + _MONO_TO_RUN_MS, 3)
+    return round(time.monotonic() * 1000 + Plan.mono_to_run_ms, 3)
 
 
 def record(type_: str, process: str, value: dict[str, Any]) -> None:
-    event = Event(next(_index), run_ms(), type_, F_SUBMIT, process, SCENARIO, value)
-    os.write(_HISTORY_FD, event.to_json() + b"\n")
+    line = Event(next(_index), run_ms(), type_, F_SUBMIT, process, SCENARIO, value).to_json() + b"\n"
+    if _HISTORY_FD is None:
+        _outbox.append(line)
+    else:
+        os.write(_HISTORY_FD, line)
 
 
 # --- the phase clock ---------------------------------------------------------------------------
 
 class _Clock:
     t0: float | None = None  # monotonic start of the first phase (the shape's first tick; a worker's first user)
-    users = int(os.environ.get("EXO_LOAD_USERS", str(len(PEERS))))
     in_flight = 0
     worker_reports: dict[str, dict] = {}  # on the master: each worker's last IN_FLIGHT report
 
@@ -134,7 +189,7 @@ def elapsed_s() -> float:
 
 def phase_at(t: float) -> int | None:
     """Index of the phase running ``t`` seconds after the start; None once all are over."""
-    for i, end in enumerate(PHASE_ENDS):
+    for i, end in enumerate(Plan.phase_ends):
         if t < end:
             return i
     return None
@@ -142,31 +197,31 @@ def phase_at(t: float) -> int | None:
 
 def interval_s(phase: int) -> float:
     """Seconds between one user's sends so that all users together send at the phase's rate."""
-    return _Clock.users / PHASES[phase]["rate_per_s"]
+    return Plan.users / Plan.phases[phase]["rate_per_s"]
 
 
 def drained() -> bool:
     """No request in flight anywhere: in this process, or (on a master) in every worker, each
     having reported after its last phase."""
-    if not WORKERS:
+    if not Plan.workers:
         return _Clock.in_flight == 0
     reports = _Clock.worker_reports.values()
-    return len(reports) == WORKERS and all(r["elapsed_s"] >= TOTAL_S and r["in_flight"] == 0 for r in reports)
+    return len(reports) == Plan.workers and all(r["elapsed_s"] >= Plan.total_s and r["in_flight"] == 0 for r in reports)
 
 
 class LoadShape(LoadTestShape):
     """All users at once, for the phases in order; then stop once in-flight requests are done."""
 
     # --users and --spawn-rate are passed (Locust warns of them otherwise); the shape counts users
-    # from EXO_LOAD_USERS, which the workers see too.
+    # from EXO_LOAD_USERS (``Plan.users``).
     use_common_options = True
 
     def tick(self):
         if _Clock.t0 is None:
             _Clock.t0 = time.monotonic()
         t = elapsed_s()
-        if t < TOTAL_S or (not drained() and t < TOTAL_S + DRAIN_S):
-            return _Clock.users, float(_Clock.users)
+        if t < Plan.total_s or (not drained() and t < Plan.total_s + DRAIN_S):
+            return Plan.users, float(Plan.users)
         return None
 
 
@@ -175,8 +230,34 @@ def _on_init(environment, **_kwargs) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(IN_FLIGHT, lambda msg, **_kw: _Clock.worker_reports.__setitem__(msg.node_id, msg.data))
+        runner.register_message(HISTORY, lambda msg, **_kw: _keep_history(runner.get_worker_index(msg.node_id), msg.data))
+        runner.register_message(PLAN_REQUEST,
+                                lambda msg, **_kw: runner.send_message(PLAN_MESSAGE, Plan.params, client_id=msg.node_id))
     elif isinstance(runner, WorkerRunner):
+        # Asked for only now: a message that arrives before ``init`` has no handler yet (Locust
+        # connects a worker before it fires ``init``) and is dropped.
+        runner.register_message(PLAN_MESSAGE, lambda msg, **_kw: Plan.configure(msg.data))
+        runner.send_message(PLAN_REQUEST)
+        # Users stopped early (the drain timed out) record "interrupted": sent if the master still listens.
+        environment.events.test_stop.add_listener(lambda **_kw: _send_history(runner))
         gevent.spawn(_report_in_flight, runner)
+
+
+_worker_files: dict[int, int] = {}  # on the master: worker index -> its history file's fd
+
+
+def _keep_history(index: int, lines: list[bytes]) -> None:
+    if index not in _worker_files:
+        path = worker_history(Path(_HISTORY_PATH), index)
+        _worker_files[index] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(_worker_files[index], b"".join(lines))
+
+
+def _send_history(runner) -> None:
+    if _outbox:
+        lines = _outbox[:]
+        del _outbox[:]
+        runner.send_message(HISTORY, lines)
 
 
 def _report_in_flight(runner) -> None:
@@ -184,7 +265,8 @@ def _report_in_flight(runner) -> None:
         gevent.sleep(REPORT_EVERY_S)
         if _Clock.t0 is None:
             continue
-        done = elapsed_s() >= TOTAL_S and _Clock.in_flight == 0
+        _send_history(runner)  # before the report below: the master has it all once it sees "done"
+        done = elapsed_s() >= Plan.total_s and _Clock.in_flight == 0
         if done:
             # This worker's request stats first, on the same connection, so the master has them all
             # before it sees "drained" and stops. Locust itself sends them every 3 s and once more on
@@ -197,11 +279,11 @@ def _report_in_flight(runner) -> None:
 def user_number(local_number: int, runner) -> int:
     """This user's place among all users: in a worker, its k-th user is k × workers + its index."""
     if isinstance(runner, WorkerRunner):
-        number = local_number * WORKERS + runner.worker_index
+        number = local_number * Plan.workers + runner.worker_index
     else:
         number = local_number
-    if number >= _Clock.users:
-        raise RuntimeError(f"user {number} of {_Clock.users}: Locust gave this process more users than its share")
+    if number >= Plan.users:
+        raise RuntimeError(f"user {number} of {Plan.users}: Locust gave this process more users than its share")
     return number
 
 
@@ -215,13 +297,14 @@ class PeerUser(FastHttpUser):
 
     def __init__(self, environment) -> None:
         super().__init__(environment)
+        await_plan()
         if _Clock.t0 is None:  # a worker: the master's shape ticks elsewhere; the phases start now
             _Clock.t0 = time.monotonic()
         self.number = user_number(next(PeerUser._counter), environment.runner)
         self.peer = PEERS[self.number % len(PEERS)]
         self.nodes = nodes_for(self.peer.peer_id, self.peer.tenant_id)
         self.headers = {"authorization": f"Bearer {self.peer.token}", "content-type": "application/json"}
-        self.rng = random.Random(f"{SEED}:{self.peer.peer_id}")
+        self.rng = random.Random(f"{Plan.seed}:{self.peer.peer_id}")
         self.sent = 0
         self.next_due: float | None = None  # monotonic time of this user's next send
         self.in_flight = 0  # this user's requests awaiting their answer
@@ -250,7 +333,7 @@ class PeerUser(FastHttpUser):
         phase = self._schedule(now)
         if phase is None or _Clock.t0 is None:
             return IDLE_WAIT_S
-        until_phase_end = _Clock.t0 + PHASE_ENDS[phase] - now + 0.001
+        until_phase_end = _Clock.t0 + Plan.phase_ends[phase] - now + 0.001
         return max(min(self.next_due - now, until_phase_end), 0.0)
 
     @task
@@ -262,7 +345,7 @@ class PeerUser(FastHttpUser):
         # Open loop: the request runs in its own greenlet, so a slow answer under overload does
         # not hold back this user's next send (a closed loop would offer less exactly when the
         # stack is slowest, and the overload would measure the stack's latency, not its refusals).
-        gevent.spawn(self.send, PHASES[phase]["name"])
+        gevent.spawn(self.send, Plan.phases[phase]["name"])
         # Next slot one interval on; a user whose greenlet was starved of CPU catches up by at
         # most one interval.
         self.next_due = max(self.next_due + interval_s(phase), time.monotonic() - interval_s(phase))
@@ -273,7 +356,7 @@ class PeerUser(FastHttpUser):
         peer = self.peer
         n = self.sent
         self.sent += 1
-        key = f"{KEY_PREFIX}-{peer.peer_id}-{n}"
+        key = f"{Plan.key_prefix}-{peer.peer_id}-{n}"
         node_id = self.nodes[n % 2]
         body = orjson.dumps({
             "intent_id": key, "tenant_id": peer.tenant_id, "peer_id": peer.peer_id, "node_id": node_id,

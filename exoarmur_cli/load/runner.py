@@ -4,10 +4,12 @@ Importing locust monkey-patches the importing process with gevent (and would sta
 harness's asyncio), so ``run_load`` starts ``python -m locust -f locustfile.py --headless`` in
 its own process group, with a hard deadline, and always reaps it. With ``workers`` > 0 it is
 Locust's own distributed mode: a master (the load shape, the CSVs, the HTML report) and that many
-``--worker`` processes in the master's process group, each running a share of the users and
-writing its own history, merged into one when they are done. On several hosts the same master
-takes workers started there (``python -m locust -f locustfile.py --worker --master-host H``, with
-the stack's ``stack.json`` beside them); here they are on loopback. What the run leaves behind:
+``--worker`` processes in the master's process group, each running a share of the users; the
+master sends each worker the run's plan as it connects and keeps the history each sends back, one
+file per worker, merged into one when they are done. With ``remote_workers`` the master also waits
+for that many workers started elsewhere (``exoarmur load-worker --master-host H --master-port P
+--stack-config DIR`` on another host, with a copy of the stack's ``stack.json``): they need nothing
+else, and their histories come back the same way. What the run leaves behind:
 
     <out_dir>/load-history.jsonl   invoke + ok/fail/info events per request (history.Event)
     <out_dir>/locust_stats.csv     per request name (submit[<phase>]) and Aggregated
@@ -59,14 +61,32 @@ class LoadResult:
     log_path: Path
     pid: int = 0
     timed_out: bool = False
-    workers: int = 0  # Locust workers beside the master (0: one process)
+    workers: int = 0  # Locust workers beside the master, here and elsewhere (0: one process)
+
+
+@dataclass(frozen=True)
+class LoadLayout:
+    """Where a run's Locust processes are: its master here, workers here and elsewhere."""
+
+    workers: int | None = None  # workers here, beside the master (0: one process; None: one per CPU)
+    remote_workers: int = 0  # workers started on other hosts with ``exoarmur load-worker``
+    master_host: str = "127.0.0.1"  # the master's address, which remote workers dial
+    master_port: int = 0  # its port (0: a free one, chosen as the run starts)
+
+    def worker_command(self, stack_dir: str | Path) -> str:
+        """What to run on each other host (with a copy of ``stack_dir``'s stack.json there)."""
+        return (f"exoarmur load-worker --master-host {self.master_host} --master-port {self.master_port} "
+                f"--stack-config {stack_dir}")
 
 
 WORKERS_CONNECT_S = 30.0  # the master's wait for its workers before it gives up
+REMOTE_WORKERS_CONNECT_S = 300.0  # ...when some are started by hand on other hosts
 
 
-def locust_argv(api_url: str, out_dir: Path, users: int, *, workers: int = 0, master_port: int = 0) -> list[str]:
-    """The single Locust process, or with ``workers`` the master that waits for them."""
+def locust_argv(api_url: str, out_dir: Path, users: int, *, workers: int = 0, master_port: int = 0,
+                master_host: str = "127.0.0.1", connect_s: float = WORKERS_CONNECT_S) -> list[str]:
+    """The single Locust process, or with ``workers`` (all of them, wherever they run) the master
+    that waits for them."""
     argv = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", api_url, "--users", str(users), "--spawn-rate", str(users),
@@ -75,8 +95,8 @@ def locust_argv(api_url: str, out_dir: Path, users: int, *, workers: int = 0, ma
         "--loglevel", "WARNING", "--exit-code-on-error", "0",
     ]
     if workers:
-        argv += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
-                 "--expect-workers", str(workers), "--expect-workers-max-wait", str(int(WORKERS_CONNECT_S))]
+        argv += ["--master", "--master-bind-host", master_host, "--master-bind-port", str(master_port),
+                 "--expect-workers", str(workers), "--expect-workers-max-wait", str(int(connect_s))]
     return argv
 
 
@@ -89,9 +109,14 @@ def workers_for(users: int, cpus: int | None) -> int:
     return max(n for n in range(1, min(cpus, users) + 1) if users % n == 0)
 
 
-def worker_argv(api_url: str, master_port: int) -> list[str]:
+def worker_argv(api_url: str, master_port: int, master_host: str = "127.0.0.1") -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--host", api_url,
-            "--master-host", "127.0.0.1", "--master-port", str(master_port), "--loglevel", "WARNING"]
+            "--master-host", master_host, "--master-port", str(master_port), "--loglevel", "WARNING"]
+
+
+def worker_env(stack_dir: str | Path) -> dict[str, str]:
+    """All a worker reads from its environment: the rest of the plan comes from its master."""
+    return {**os.environ, "EXO_STACK_CONFIG": str(stack_dir), "PYTHONUNBUFFERED": "1"}
 
 
 def worker_history(history_path: Path, index: int) -> Path:
@@ -127,43 +152,50 @@ def run_load(
     key_prefix: str,
     users: int = 500,
     workers: int = 0,
+    remote_workers: int = 0,
+    master_host: str = "127.0.0.1",
+    master_port: int = 0,
     timeout_s: float | None = None,
     history_path: Path | None = None,
     stop: threading.Event | None = None,
 ) -> LoadResult:
     """Drive the phases against the stack in ``stack_dir``; block until Locust is done (or
     ``stop`` is set: the run is ending, Locust is stopped and reaped now). ``workers`` 0: one
-    Locust process; N: a master and N workers (``users`` must divide evenly among them, so each
-    user is still exactly one peer)."""
+    Locust process; N: a master and N workers here, and ``remote_workers`` more started elsewhere
+    that connect to the master at ``master_host:master_port`` (0: a free port). ``users`` must
+    divide evenly among all the workers, so each user is still exactly one peer."""
     if not phases:
         raise ValueError("run_load needs at least one phase")
     config = stackconfig.load(Path(stack_dir))
     if not 1 <= users <= len(config.peers):
         raise ValueError(f"users must be 1..{len(config.peers)} (one user per peer), not {users}")
-    if workers < 0 or (workers and users % workers):
-        raise ValueError(f"{users} users do not divide evenly among {workers} Locust workers")
+    all_workers = workers + remote_workers
+    if workers < 0 or remote_workers < 0 or (all_workers and users % all_workers):
+        raise ValueError(f"{users} users do not divide evenly among {all_workers} Locust workers")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     history_path = Path(history_path) if history_path else out_dir / HISTORY_FILE
     log_path = out_dir / "locust.log"
     deadline_s = timeout_s if timeout_s is not None else sum(p.duration_s for p in phases) + DEADLINE_SLACK_S
-    deadline_s += WORKERS_CONNECT_S if workers else 0.0
+    connect_s = REMOTE_WORKERS_CONNECT_S if remote_workers else WORKERS_CONNECT_S
+    deadline_s += connect_s if all_workers else 0.0
     env = _locust_env(config.stack_dir, history_path, phases, t0_wall_ms=t0_wall_ms, seed=seed,
-                      key_prefix=key_prefix, users=users, workers=workers)
-    master_port = stackconfig.free_port() if workers else 0
+                      key_prefix=key_prefix, users=users, workers=all_workers)
+    master_port = (master_port or stackconfig.free_port()) if all_workers else 0
     began = time.monotonic()
     timed_out = False
     exit_code: int | None = None
     with open(log_path, "ab") as log:
         # process_group=0: a group of its own, which the workers join, so one killpg stops them all
         popen = subprocess.Popen(
-            locust_argv(config.api_url, out_dir, users, workers=workers, master_port=master_port),
+            locust_argv(config.api_url, out_dir, users, workers=all_workers, master_port=master_port,
+                        master_host=master_host, connect_s=connect_s),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, process_group=0,
         )
         worker_procs = [subprocess.Popen(
-            worker_argv(config.api_url, master_port), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env={**env, "EXO_LOAD_HISTORY": str(worker_history(history_path, i))},
-            process_group=popen.pid) for i in range(workers)]
+            worker_argv(config.api_url, master_port, master_host), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=worker_env(config.stack_dir), process_group=popen.pid)
+            for _ in range(workers)]
     try:
         while popen.poll() is None and not (stop is not None and stop.is_set()):
             if time.monotonic() - began > deadline_s:
@@ -178,8 +210,8 @@ def run_load(
         for worker in worker_procs:  # told to quit by the master; stopped with the group if not
             if _reap(worker, TERM_GRACE_S) is None:
                 _stop(popen, worker)
-    if workers:
-        merge_histories([worker_history(history_path, i) for i in range(workers)], history_path)
+    if all_workers:
+        merge_histories([worker_history(history_path, i) for i in range(all_workers)], history_path)
     return LoadResult(
         exit_code=exit_code,
         duration_s=time.monotonic() - began,
@@ -189,8 +221,23 @@ def run_load(
         log_path=log_path,
         pid=popen.pid,
         timed_out=timed_out,
-        workers=workers,
+        workers=all_workers,
     )
+
+
+def run_worker(stack_dir: Path, master_host: str, master_port: int) -> int:
+    """One Locust worker of a run whose master is elsewhere (``exoarmur load-worker``): it needs the
+    stack's stack.json in ``stack_dir`` (peers, tokens, nodes) and the master's address, nothing
+    else. Blocks until the master ends the run; a Ctrl-C stops the worker and reaps it. Returns
+    Locust's exit code. ConfigError when ``stack_dir`` holds no readable stack config."""
+    config = stackconfig.load(Path(stack_dir))
+    popen = subprocess.Popen(worker_argv(config.api_url, master_port, master_host), env=worker_env(stack_dir),
+                             stdin=subprocess.DEVNULL, process_group=0)
+    try:
+        return popen.wait()
+    finally:
+        if popen.poll() is None:
+            _stop(popen)
 
 
 def merge_histories(parts: list[Path], into: Path) -> None:

@@ -25,6 +25,7 @@ from exoarmur_cli.client import AuditWatch, StackClient, Submitted, intent_body
 from exoarmur_cli.errors import ScenarioNotRun
 from exoarmur_cli.faults import Faults, nemesis
 from exoarmur_cli.history import INFO, Expect, History, Tag, wall_ms
+from exoarmur_cli.load.runner import LoadLayout
 from exoarmur_cli.rundata import Policy
 from exoarmur_cli.scenarios.params import ScenarioParams
 from exoarmur_cli.stacks import Stack
@@ -49,7 +50,7 @@ class Context:
     policy: Policy
     t0_wall_ms: int  # the run's wall-clock start
     nats_url: str = ""  # where the harness reaches NATS (other identities connect there too)
-    load_workers: int | None = None  # Locust workers beside its master (0: one process; None: one per CPU)
+    load: LoadLayout = LoadLayout()  # where Locust's master and workers run
     _serial: int = 0
 
     # --- identities ------------------------------------------------------------------------

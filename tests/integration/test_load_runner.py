@@ -1,6 +1,7 @@
 """The load driver against a real stack: Locust in its own process, one user per peer; and the
-same run in Locust's distributed mode (a master and two workers), which must be indistinguishable
-in what it records.
+same run in Locust's distributed mode (a master and two workers; a master, one worker and one
+worker started apart, as on another host, by ``exoarmur load-worker`` from another folder with
+only a copy of stack.json), which must be indistinguishable in what it records.
 
 Two short phases (150/s, then 600/s) with the full default stack (10 tenants x 50 peers x
 100 nodes): every peer and node is exercised, every invoke has exactly one completion, the
@@ -11,6 +12,12 @@ process is left behind. The harness process itself never imports locust.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import functools
+import os
+import shutil
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from exoarmur import stackconfig
 from exoarmur.contracts import ReasonCode
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, read_events
 from exoarmur_cli.load import LoadPhase, LoadResult, run_load
@@ -41,14 +49,40 @@ def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
         stack.stop()
 
 
-@pytest.fixture(scope="module", params=[0, 2], ids=["one-process", "master+2-workers"])
+@pytest.fixture(scope="module", params=[(0, 0), (2, 0), (1, 1)],
+                ids=["one-process", "master+2-workers", "master+1-worker+1-remote"])
 def load_run(full_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory,
              request: pytest.FixtureRequest) -> tuple[LoadResult, Path]:
+    workers, remote = request.param
     out_dir = tmp_path_factory.mktemp("load-out")
-    result = run_load(full_stack.dir, out_dir, PHASES, t0_wall_ms=int(time.time() * 1000), seed=5,
-                      key_prefix=f"lt{request.param}", users=USERS, workers=request.param)
-    assert result.workers == request.param
+    run = functools.partial(run_load, full_stack.dir, out_dir, PHASES, t0_wall_ms=int(time.time() * 1000), seed=5,
+                            key_prefix=out_dir.name, users=USERS, workers=workers)
+    if not remote:
+        result = run()
+    else:
+        result = _with_a_remote_worker(run, full_stack, tmp_path_factory.mktemp("elsewhere"))
+    assert result.workers == workers + remote
     return result, out_dir
+
+
+def _with_a_remote_worker(run, full_stack: LocalStack, elsewhere: Path) -> LoadResult:
+    """``run`` waiting for one remote worker, which is started as a user would on another host."""
+    shutil.copy(full_stack.dir / "stack.json", elsewhere / "stack.json")
+    port = stackconfig.free_port()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run, remote_workers=1, master_port=port)
+        worker = subprocess.Popen([Path(sys.executable).with_name("exoarmur"), "load-worker", "--master-host",
+                                   "127.0.0.1", "--master-port", str(port), "--stack-config", "."], cwd=elsewhere,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0)
+        try:
+            result = running.result(timeout=180)
+            output, _ = worker.communicate(timeout=30)  # it ends with the run
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+    assert worker.returncode == 0, output.decode(errors="replace")[-3000:]
+    return result
 
 
 def test_workers_histories_are_merged_into_one(load_run: tuple[LoadResult, Path]) -> None:
@@ -75,21 +109,20 @@ def test_locust_ran_to_completion_and_left_nothing_behind(load_run: tuple[LoadRe
         assert str(out_dir) not in " ".join(psutil.Process(result.pid).cmdline())
     except psutil.NoSuchProcess:
         pass
-    survivors = []
+    survivors = []  # the workers here are in the master's process group
     for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        try:  # a worker's cmdline names no file of this run; its environment does
-            history = proc.environ().get("EXO_LOAD_HISTORY", "")
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            history = ""
-        if "locust" in cmdline and (str(out_dir) in cmdline or history.startswith(str(out_dir))):
-            survivors.append((proc.info["pid"], cmdline))
+        try:
+            in_group = os.getpgid(proc.info["pid"]) == result.pid
+        except ProcessLookupError:
+            continue
+        if in_group or str(out_dir) in " ".join(proc.info["cmdline"] or []):
+            survivors.append((proc.info["pid"], proc.info["cmdline"]))
     assert not survivors
     assert "Traceback" not in log, log[-3000:]
 
 
 def test_every_peer_and_node_is_exercised_on_its_own_tenant(load_run: tuple[LoadResult, Path], full_stack: LocalStack) -> None:
-    result, _ = load_run
+    result, out_dir = load_run
     cfg = full_stack.config
     invokes = [e for e in read_events(result.history_path) if e.type == INVOKE]
     assert {e.value["peer_id"] for e in invokes} == set(cfg.peers)
@@ -100,7 +133,7 @@ def test_every_peer_and_node_is_exercised_on_its_own_tenant(load_run: tuple[Load
         assert e.process == peer.peer_id and e.f == "submit" and e.scenario == "load"
         assert e.value["tenant_id"] == peer.tenant_id == cfg.nodes[e.value["node_id"]]
         assert e.value["action_class"] == "A1"
-        assert e.value["key"].startswith(f"lt{result.workers}-{peer.peer_id}-")
+        assert e.value["key"].startswith(f"{out_dir.name}-{peer.peer_id}-")
         nodes_by_peer[peer.peer_id].add(e.value["node_id"])
     # peer j of its tenant alternates between the tenant's nodes 2j and 2j+1
     for tenant in cfg.tenants:
