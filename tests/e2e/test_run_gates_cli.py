@@ -286,8 +286,10 @@ def test_a_second_run_in_the_same_out_lands_in_reality_run_002(green: Green) -> 
     (["--gate", "9"], "no gate 9"),
     (["--inject-defect", "no-such-thing"], "unknown defect 'no-such-thing'"),
     (["--nats-url", "nats://127.0.0.1:4222"], "needs both --nats-url and --api-url"),
-    (["--load-workers", "3"], "--load-workers must divide the embedded stack's 500 peers evenly"),
-], ids=["profile", "gate", "defect", "half-external", "load-workers"])
+    (["--load-workers", "3"], "must divide the embedded stack's 500 peers evenly (one Locust user per peer), not 3"),
+    (["--load-workers", "2", "--load-remote-workers", "1"], "must divide the embedded stack's 500 peers evenly"),
+    (["--load-remote-workers", "1", "--load-master", "host:port"], "--load-master must be HOST or HOST:PORT"),
+], ids=["profile", "gate", "defect", "half-external", "load-workers", "remote-workers", "load-master"])
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, nothing_left, args: list[str], says: str) -> None:
     out = tmp_path / "out"
     done = run(tmp_path, "run-gates", *args, "--out", out, columns=80, timeout_s=60)  # a narrow terminal
@@ -545,3 +547,11 @@ def test_a_signal_to_the_harness_alone_ends_the_run_quietly(tmp_path: Path, noth
     pass_fail = (bundle / PASS_FAIL).read_text()
     assert pass_fail.startswith("INCOMPLETE: interrupted") and "EXIT CODE: 130" in pass_fail.splitlines()
     assert_nothing_left(set(), f"{tmp_path}{os.sep}", watched=started)
+
+
+def test_a_load_worker_without_a_stack_config_exits_2_with_a_reason(tmp_path: Path) -> None:
+    done = run(tmp_path, "load-worker", "--master-host", "127.0.0.1", "--master-port", "5557",
+               "--stack-config", tmp_path / "nowhere", timeout_s=60)
+    assert done.returncode == EXIT_USAGE, done.stdout + done.stderr
+    no_traceback(done)
+    assert done.stderr.startswith("error CONFIG_INVALID: cannot read stack config"), done.stderr
