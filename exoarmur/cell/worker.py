@@ -6,12 +6,14 @@ The order is what makes a cell safe to kill at any instant:
 2. a redelivery whose decision was journaled reuses it and its snapshot (an EXECUTE's effect may
    be applied already: deciding afresh could record DENIED over it); otherwise read the safety
    state fresh (unreadable → fail closed) and ``decide`` — pure;
-3. journal the decision, whatever it is (first writer wins; a delivery that lost the race takes
-   the journaled one: two deliveries of one intent, even one a failed-over consumer forgot it had
-   made, never record one decision while applying another), and only if it is EXECUTE call the
-   effector with the intent's idempotency key (it applies at most once, so a retry or a
-   redelivery re-reads the first receipt instead of acting again; each call carries a deadline
-   past which the effector refuses it);
+3. journal the decision, whatever it is (first writer wins: two deliveries of one intent, even
+   one a failed-over consumer forgot it had made, never record one decision while applying
+   another; a delivery that lost the race records a journaled refusal, and leaves a journaled
+   EXECUTE to the delivery that journaled it until that one's calls are fenced off, coming back
+   then as a redelivery), and only if it is EXECUTE call the effector with the intent's
+   idempotency key (it applies at most once, so a retry or a redelivery re-reads the first
+   receipt instead of acting again; each call carries a deadline past which the effector
+   refuses it);
 4. publish the sealed audit record to its own subject, which the AUDIT stream accepts once;
 5. ack only after that publish is acknowledged (``sync_interval: always``: on disk).
 
@@ -70,6 +72,7 @@ class Journaled:
     snapshot: SafetySnapshot
     not_after_ms: int
     seq: int
+    mine: bool = False  # journaled by this delivery (it won the race to journal)
 
 
 class Cell:
@@ -241,6 +244,11 @@ class Cell:
                                   intent_hash=intent_hash, decision=decision, snapshot=snapshot,
                                   cell_id=self.cell_id, not_after_ms=not_after_ms)
         journaled = await self._journal(journal, entry, replacing=journaled.seq if journaled else 0)
+        if journaled.decision.execute and not journaled.mine:
+            # Another delivery is acting on it: were this one to call too, the other could record
+            # FAILED (its breaker open, the effector saying "not applied") while this call lands.
+            await msg.nak(delay=max(0, journaled.not_after_ms + self.effector.skew_ms - now_ms()) / 1000)
+            return None
         return journaled.decision, journaled.snapshot
 
     async def _journaled(self, subject: str) -> Journaled | None:
@@ -258,7 +266,7 @@ class Cell:
     async def _journal(self, subject: str, entry: DecisionJournalV1, replacing: int) -> Journaled:
         """Journal this decision before acting on it, in place of the entry at sequence
         ``replacing`` (0: none). If another delivery wrote first, its entry is the decision,
-        whatever this one says (its calls are fenced by its own deadline)."""
+        whatever this one says (not ``mine``: its calls are fenced by its own deadline)."""
         try:
             ack = await with_deadline(
                 TimeoutCategory.NATS_PUBLISH,
@@ -272,7 +280,7 @@ class Cell:
             if journaled is None:  # refused as taken, yet absent: let a redelivery sort it out
                 raise
             return journaled
-        return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, ack.seq)
+        return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, ack.seq, mine=True)
 
     async def _record(self, subject: str, audit_id: str, sealed: bytes) -> None:
         try:

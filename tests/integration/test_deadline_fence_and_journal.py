@@ -176,3 +176,34 @@ def test_a_journaled_execute_whose_effect_never_landed_is_decided_afresh(make_st
         assert ledger_key not in exo.ledger()
         replayed = decide(IntentV1.model_validate(intent), SafetySnapshot.model_validate(record["snapshot"]))
         assert replayed.model_dump(mode="json") == record["decision"]
+
+
+def test_a_delivery_that_loses_the_journal_race_leaves_the_effect_to_the_winner_until_its_fence(exo):
+    """Two deliveries of one intent at once (a redelivery while the first is still at work): the
+    one that journaled EXECUTE first acts; the other must not call the effector beside it (the
+    winner could record FAILED, its breaker open and the effector saying "not applied", while the
+    loser's call lands: a clustered full run recorded four such intents). Here the winner is
+    another cell, journaled by hand and never acting: the cell leaves the intent until that
+    entry's fence has passed, then decides it afresh and executes it."""
+    peer = exo.peer(0)
+    template = exo.run_one(peer)  # an EXECUTE decision and its snapshot, as a cell writes them
+    intent = exo.intent(peer)
+    key = intent["idempotency_key"]
+    fence_ms = int(time.time() * 1000) + 4000
+    entry = DecisionJournalV1(
+        tenant_id=peer.tenant_id, idempotency_key=key, intent_hash=exo.intent_hash(intent),
+        decision=template["decision"], snapshot=template["snapshot"], cell_id="cell-elsewhere", not_after_ms=fence_ms)
+    subject = natsio.journal_subject(peer.tenant_id, key_digest(peer.tenant_id, key))
+
+    async def journal_first(js) -> None:
+        await js.publish(subject, entry.canonical(), headers={"Nats-Expected-Last-Subject-Sequence": "0"})
+
+    exo.nats(journal_first, role="cell")
+    exo.accept(peer, intent)
+    while time.time() * 1000 < fence_ms - 500:
+        assert f"{peer.tenant_id}:{key}" not in exo.ledger(), "called the effector beside the journal's winner"
+        time.sleep(0.2)
+    record = exo.wait_terminal(peer, key, timeout_s=20)
+    assert (record["outcome"], record["reason_code"]) == ("EXECUTED", "OK"), record
+    assert record["decided_at_ms"] >= fence_ms  # decided afresh once the winner's calls were fenced off
+    assert exo.ledger()[f"{peer.tenant_id}:{key}"]["first_applied_at_ms"] >= fence_ms
