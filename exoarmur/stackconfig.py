@@ -61,9 +61,10 @@ class NatsCluster(BaseModel):
     route_user: str = "route"
     route_password: str  # a secret, like the NATS passwords
     # With ``route_via``: the port every server advertises as its route address (``cluster.advertise``)
-    # on the stack's host, where a connection is closed as soon as it is accepted. A server dials
-    # the address another advertises when it learns of it through a third (an implicit route),
-    # straight to its route port, past any proxy: this way only the routes a config lists form.
+    # on the stack's host, where a connection is accepted and never answered (``route_server``). A
+    # server dials the address another advertises when it learns of it through a third (an
+    # implicit route), straight to its route port, past any proxy: this way only the routes a
+    # config lists form.
     route_advertise_port: int | None = None
 
     @property

@@ -23,36 +23,74 @@ import orjson
 from exoarmur_cli.faults.proxy import FaultProxy, Toxics
 
 DOWN = Toxics(down=True)
+DOOR = "route advertise (silent)"
+
+
+class SilentDoor:
+    """The address every server advertises for its routes: it accepts and then says nothing, so a
+    server that heard of another through a third never reaches it directly (every route goes
+    through its proxy), and does not dial again at once. A door that closed what it accepted was
+    dialled ~39 times a second by three idle servers, each dial a route set up and torn down."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._hold, self.host, self.port)
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._writers.add(writer)
+        try:
+            while await reader.read(65536):  # read and drop whatever it sends, until it gives up
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    @property
+    def held(self) -> int:
+        return len(self._writers)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
 
 
 class RouteServer:
     def __init__(self, spec: dict) -> None:
         self.spec = spec
         self.proxies: dict[str, FaultProxy] = {}
+        self.door: SilentDoor | None = None
 
     async def start(self) -> None:
         host = self.spec["host"]
         for i, hop in enumerate(self.spec["hops"]):
             proxy = FaultProxy(host, hop["upstream_port"], listen_host=host, listen_port=hop["listen_port"],
                                seed=self.spec.get("seed", 0) + i, name=hop["name"])
-            await self._listen(proxy, hop["listen_port"])
+            await self._listen(proxy, hop["name"], host, hop["listen_port"])
             self.proxies[hop["name"]] = proxy
         if (port := self.spec.get("advertise_port")) is not None:
-            # Down from the start, never forwarding: its upstream is only a placeholder.
-            door = FaultProxy(host, port, listen_host=host, listen_port=port, name="route advertise (closed)")
-            door.set_toxics(DOWN)
-            await self._listen(door, port)
-            self.proxies[door.name] = door
+            self.door = SilentDoor(host, port)
+            await self._listen(self.door, DOOR, host, port)
 
     @staticmethod
-    async def _listen(proxy: FaultProxy, port: int) -> None:
+    async def _listen(listener: FaultProxy | SilentDoor, name: str, host: str, port: int) -> None:
         try:
-            await proxy.start()
+            await listener.start()
         except OSError as exc:
-            raise RuntimeError(f"{proxy.name}: cannot listen on {proxy.listen_host}:{port}: {exc.strerror}") from None
+            raise RuntimeError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
 
     async def stop(self) -> None:
-        await asyncio.gather(*(proxy.stop() for proxy in self.proxies.values()), return_exceptions=True)
+        listeners = [*self.proxies.values(), *([self.door] if self.door else [])]
+        await asyncio.gather(*(listener.stop() for listener in listeners), return_exceptions=True)
 
     def handle(self, command: dict) -> dict:
         op = command.get("op")
@@ -64,8 +102,10 @@ class RouteServer:
                 self.proxies[name].set_toxics(DOWN if down else Toxics())
             return {"ok": True}
         if op == "stats":
-            return {"ok": True, "stats": {name: {**asdict(proxy.stats), "down": proxy.toxics.down}
-                                          for name, proxy in self.proxies.items()}}
+            stats = {name: {**asdict(proxy.stats), "down": proxy.toxics.down} for name, proxy in self.proxies.items()}
+            if self.door is not None:
+                stats[DOOR] = {"connections": self.door.accepted, "active": self.door.held, "down": True}
+            return {"ok": True, "stats": stats}
         return {"error": f"unknown op {op!r}"}
 
 

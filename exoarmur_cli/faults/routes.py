@@ -58,7 +58,7 @@ def route_pairs(config: StackConfig) -> list[tuple[str, str]]:
 def with_route_proxies(config: StackConfig, ports: list[int]) -> StackConfig:
     """``config`` with each node routed through its own proxy port per other node, taken from
     ``ports`` in ``route_pairs`` order, and the last of ``ports`` as the address every server
-    advertises, where nothing is accepted (``NatsCluster.route_advertise_port``); ``ValueError``
+    advertises, where nothing is ever answered (``NatsCluster.route_advertise_port``); ``ValueError``
     unless there are exactly that many, distinct."""
     pairs = route_pairs(config)
     if not pairs or len(ports) != len(pairs) + 1 or len(set(ports)) != len(ports):
