@@ -183,7 +183,8 @@ class DecisionJournalV1(_Wire):
     acted on (the effector called) or recorded; the first journaled wins. A redelivery reuses a
     journaled refusal, and an EXECUTE whose effect is applied, instead of deciding afresh, so the
     terminal record states the decision any effect was applied under; one whose EXECUTE is not
-    applied once ``not_after_ms`` (+ skew) has passed decides afresh and replaces it."""
+    applied once ``not_after_ms`` (+ skew) has passed decides afresh and replaces it, unless the
+    delivery that journaled it closed it as ``failed`` (then it records that, and acts no more)."""
 
     tenant_id: str
     idempotency_key: str
@@ -192,6 +193,9 @@ class DecisionJournalV1(_Wire):
     snapshot: SafetySnapshot
     cell_id: str
     not_after_ms: int  # every effector call made under this decision carries a deadline <= this
+    # Set by the delivery that journaled this EXECUTE when its calls failed, before it records
+    # FAILED for this reason: every later delivery records the same, none calls again.
+    failed: ReasonCode | None = None
 
 
 class EffectorReceipt(_Wire):

@@ -47,6 +47,7 @@ from exoarmur.contracts import (
     DecisionJournalV1,
     IntentV1,
     Outcome,
+    ReasonCode,
     SafetySnapshot,
     audit_id_for,
 )
@@ -73,6 +74,12 @@ class Journaled:
     not_after_ms: int
     seq: int
     mine: bool = False  # journaled by this delivery (it won the race to journal)
+    failed: ReasonCode | None = None  # closed as FAILED by the delivery that journaled it
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is to be called for it: a refusal, or an EXECUTE closed as failed."""
+        return not self.decision.execute or self.failed is not None
 
 
 class Cell:
@@ -173,12 +180,15 @@ class Cell:
             await msg.ack()
             return
         intent_hash = intent.intent_hash()
+        journal = natsio.journal_subject(intent.tenant_id, digest)
         decided = await self._decide(msg, intent, intent_hash, digest, redelivered, not_after_ms)
         if decided is None:
             return  # asked to come back later (pending approval, or an earlier call still in flight)
-        decision, snapshot = decided
+        decision, snapshot = decided.decision, decided.snapshot
         execution = Execution(decision.outcome, decision.reason_code, None, 0)
-        if decision.execute:
+        if decided.failed is not None:  # an earlier delivery's calls failed and it said so: the same
+            execution = Execution(Outcome.FAILED, decided.failed, None, 0)
+        elif decision.execute:
             try:
                 execution = await self.effector.execute(intent, self.delivery.effect_key_suffix(msg),
                                                         redelivered=redelivered, not_after_ms=not_after_ms)
@@ -187,6 +197,8 @@ class Cell:
                     await msg.nak(delay=UNKNOWN_EFFECT_RETRY_S)  # ask again later: never record a guess
                     return
                 execution = unknown.failed  # the effector stayed unreachable: FAILED, "not known applied"
+            if execution.outcome is Outcome.FAILED and not await self._close_failed(journal, decided, execution):
+                return  # past this delivery's fence another one took the intent over: it records
         record = AuditRecordV1(
             audit_id=audit_id_for(intent.tenant_id, intent.idempotency_key),
             tenant_id=intent.tenant_id, intent_id=intent.intent_id,
@@ -211,13 +223,14 @@ class Cell:
             return False
 
     async def _decide(self, msg, intent: IntentV1, intent_hash: str, digest: str, redelivered: bool,
-                      not_after_ms: int) -> tuple[Decision, SafetySnapshot] | None:
-        """The decision this delivery acts on: a journaled refusal, a journaled EXECUTE whose effect
-        is applied, else a fresh one, journaled before it is acted on. None: the message was nak'd."""
+                      not_after_ms: int) -> Journaled | None:
+        """The decision this delivery acts on: a settled journaled one (a refusal, a failure), a
+        journaled EXECUTE whose effect is applied, else a fresh one, journaled before it is acted
+        on. None: the message was nak'd."""
         journal = natsio.journal_subject(intent.tenant_id, digest)
         journaled = await self._journaled(journal) if redelivered else None
-        if journaled is not None and not journaled.decision.execute:
-            return journaled.decision, journaled.snapshot  # no effect was ever called for: it stands
+        if journaled is not None and journaled.settled:
+            return journaled  # nothing was called for, or nothing more will be: it stands
         if journaled is not None:  # an earlier delivery decided EXECUTE, and may have applied it
             wait_ms = journaled.not_after_ms + self.effector.skew_ms - now_ms()
             if wait_ms > 0:  # its calls may still land: ask once the effector refuses them
@@ -228,7 +241,7 @@ class Cell:
                 await msg.nak(delay=UNKNOWN_EFFECT_RETRY_S)
                 return None
             if applied:
-                return journaled.decision, journaled.snapshot
+                return journaled
             # Not applied, and past its fence never will be: that decision is stale (a switch may
             # have been engaged since), so decide afresh and replace it.
         submitted_at_ms = int(msg.metadata.timestamp.timestamp() * 1000)
@@ -244,12 +257,12 @@ class Cell:
                                   intent_hash=intent_hash, decision=decision, snapshot=snapshot,
                                   cell_id=self.cell_id, not_after_ms=not_after_ms)
         journaled = await self._journal(journal, entry, replacing=journaled.seq if journaled else 0)
-        if journaled.decision.execute and not journaled.mine:
+        if not journaled.settled and not journaled.mine:
             # Another delivery is acting on it: were this one to call too, the other could record
             # FAILED (its breaker open, the effector saying "not applied") while this call lands.
             await msg.nak(delay=max(0, journaled.not_after_ms + self.effector.skew_ms - now_ms()) / 1000)
             return None
-        return journaled.decision, journaled.snapshot
+        return journaled
 
     async def _journaled(self, subject: str) -> Journaled | None:
         """The journaled decision, or None if none was ever journaled. An unreadable
@@ -261,7 +274,7 @@ class Cell:
         except NotFoundError:
             return None
         entry = DecisionJournalV1.model_validate_json(msg.data)
-        return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, msg.seq)
+        return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, msg.seq, failed=entry.failed)
 
     async def _journal(self, subject: str, entry: DecisionJournalV1, replacing: int) -> Journaled:
         """Journal this decision before acting on it, in place of the entry at sequence
@@ -281,6 +294,24 @@ class Cell:
                 raise
             return journaled
         return Journaled(entry.decision, entry.snapshot, entry.not_after_ms, ack.seq, mine=True)
+
+    async def _close_failed(self, journal: str, decided: Journaled, execution: Execution) -> bool:
+        """Close the journaled EXECUTE this delivery acted on as failed, before recording FAILED:
+        a slow delivery may still be at work past its fence, when another may decide afresh and
+        call; whichever writes the journal first wins. False: another delivery replaced the entry
+        first (this one must record nothing)."""
+        entry = DecisionJournalV1.model_validate_json(
+            (await with_deadline(TimeoutCategory.KV_GET, natsio.last_message(
+                self.js, natsio.JOURNAL_STREAM, journal, self.leader_reads))).data)
+        closed = entry.model_copy(update={"failed": execution.reason_code})
+        try:
+            await with_deadline(TimeoutCategory.NATS_PUBLISH, self.js.publish(
+                journal, closed.canonical(), headers={"Nats-Expected-Last-Subject-Sequence": str(decided.seq)}))
+        except APIError as exc:
+            if exc.err_code not in ALREADY_RECORDED:
+                raise  # not durable: no record may follow; the intent stays unacked and comes back
+            return False
+        return True
 
     async def _record(self, subject: str, audit_id: str, sealed: bytes) -> None:
         try:

@@ -207,3 +207,30 @@ def test_a_delivery_that_loses_the_journal_race_leaves_the_effect_to_the_winner_
     assert (record["outcome"], record["reason_code"]) == ("EXECUTED", "OK"), record
     assert record["decided_at_ms"] >= fence_ms  # decided afresh once the winner's calls were fenced off
     assert exo.ledger()[f"{peer.tenant_id}:{key}"]["first_applied_at_ms"] >= fence_ms
+
+
+def test_an_execute_closed_as_failed_in_the_journal_is_recorded_failed_and_never_called_again(exo):
+    """A delivery whose calls failed closes its journaled EXECUTE as failed before it records
+    FAILED, so a delivery that comes after its fence (a clustered full run had one still at work
+    past it, recording FAILED BREAKER_OPEN while the next applied the effect) records the same
+    and calls nothing. Here the closed entry is written by hand, its fence long past."""
+    peer = exo.peer(0)
+    template = exo.run_one(peer)
+    intent = exo.intent(peer)
+    key = intent["idempotency_key"]
+    entry = DecisionJournalV1(
+        tenant_id=peer.tenant_id, idempotency_key=key, intent_hash=exo.intent_hash(intent),
+        decision=template["decision"], snapshot=template["snapshot"], cell_id="cell-elsewhere",
+        not_after_ms=int(time.time() * 1000) - 60_000, failed="BREAKER_OPEN")
+    subject = natsio.journal_subject(peer.tenant_id, key_digest(peer.tenant_id, key))
+
+    async def journal_first(js) -> None:
+        await js.publish(subject, entry.canonical(), headers={"Nats-Expected-Last-Subject-Sequence": "0"})
+
+    exo.nats(journal_first, role="cell")
+    exo.accept(peer, intent)
+    record = exo.wait_terminal(peer, key, timeout_s=20)
+    assert (record["outcome"], record["reason_code"], record["attempts"]) == ("FAILED", "BREAKER_OPEN", 0), record
+    assert record["decision"] == template["decision"]  # the decision it replays to, not a second one
+    time.sleep(0.5)
+    assert f"{peer.tenant_id}:{key}" not in exo.ledger()
