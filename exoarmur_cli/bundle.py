@@ -141,6 +141,7 @@ class Bundle:
         overall: Verdict,
         defects: list[str],
         measured=None,
+        report: bool = True,
     ) -> str:
         """Write 13 (every gate, every measured value, every file's digest) and then
         PASS_FAIL.txt, then the report (``measured``: raw/ as the caller read and measured it, so
@@ -161,7 +162,8 @@ class Bundle:
         _atomic_write(self.path / FINAL, _dump(final))
         text = pass_fail_text(gate_results, status, defects, root)
         _atomic_write(self.path / PASS_FAIL, text.encode())
-        _write_report(self.path, "run", measured=measured)
+        if report:
+            _write_report(self.path, "run", measured=measured)
         return root
 
 

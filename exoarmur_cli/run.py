@@ -57,6 +57,9 @@ class RunOptions:
     # A ``bench --save`` file: the gates' admission numbers are sized from the rate it held
     # (``exoarmur.sizing``) instead of read from their ``[declared]`` tables. None: as declared.
     capacity_from: Path | None = None
+    # False: the bundle gets no index.html (13 then records none; `exoarmur report` builds it
+    # later). For runs nobody opens: the pytest self-test's, whose bundles are deleted with it.
+    html_report: bool = True
 
 
 @dataclass
@@ -246,5 +249,5 @@ class Run:
         self._meta = replace(self._meta, durations_s=self.outcome.durations_s, evidence=orjson.loads(
             orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS, default=str)))
         self.outcome.root_digest = self.bundle.finalize(self.meta, results, overall, list(self.options.defects),
-                                                       measured=(data, measured))
+                                                       measured=(data, measured), report=self.options.html_report)
         self.outcome.results, self.outcome.overall, self.outcome.metrics = results, overall, metrics

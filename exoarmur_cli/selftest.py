@@ -164,13 +164,14 @@ class SelfTestReport:
 
 
 def run_defect(defect: Defect, out: Path, seed: int, progress: Callable[[str], None],
-               definitions_dirs: Dirs = (None, None)) -> JudgedRun:
+               definitions_dirs: Dirs = (None, None), html_report: bool = True) -> JudgedRun:
     """One quick run of the gate ``defect`` threatens, on a full stack carrying it, driving only
     the scenarios its expected criterion needs (``SCENARIOS``)."""
     gate, _ = EXPECTED[defect]
     gates_dir, scenarios_dir = definitions_dirs
     run = Run(RunOptions(gates=(gate,), profile="quick", seed=seed, out=out, defects=(defect.value,),
-                         gates_dir=gates_dir, scenarios_dir=scenarios_dir, scenarios=SCENARIOS[defect]), progress)
+                         gates_dir=gates_dir, scenarios_dir=scenarios_dir, scenarios=SCENARIOS[defect],
+                         html_report=html_report), progress)
     outcome = asyncio.run(run.execute())
     skipped = tuple(s for r in outcome.results for s in r.scenarios if s not in SCENARIOS[defect])
     return judged_run(seed, outcome.overall.value, outcome.results, str(outcome.bundle), skipped)
