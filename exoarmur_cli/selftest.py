@@ -13,9 +13,11 @@ scenarios or checkers, which never learn which defect is injected.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from exoarmur.defects import Defect
 from exoarmur_cli.gates import GateResult, Verdict
@@ -184,24 +186,81 @@ def run_clean(out: Path, seed: int, progress: Callable[[str], None], definitions
     return judged_run(seed, outcome.overall.value, outcome.results, str(outcome.bundle))
 
 
+def _quiet(_line: str) -> None:
+    """A defect run's own progress is not shown (and, run in a worker process, must be picklable)."""
+
+
+_stop_event = None  # in a worker process: set once any run was interrupted (see ``_defect_runs``)
+
+
+def _init_worker(stop) -> None:
+    global _stop_event
+    _stop_event = stop
+
+
+def _pooled_defect_run(defect: Defect, out: Path, seed: int, definitions_dirs: Dirs) -> JudgedRun | None:
+    """``run_defect`` in a worker, or None when the self-test is being stopped. The pool hands a
+    worker its next run before the parent can cancel it, so after Ctrl-C (which every worker gets
+    too) a worker could start a whole new stack: the shared event stops that."""
+    if _stop_event.is_set():
+        return None
+    try:
+        return run_defect(defect, out, seed, _quiet, definitions_dirs)
+    except BaseException:
+        _stop_event.set()
+        raise
+
+
+def _defect_runs(work: list[tuple[Defect, int]], out: Path, definitions_dirs: Dirs,
+                 jobs: int) -> Iterator[tuple[Defect, JudgedRun]]:
+    """Each (defect, seed) run, ``jobs`` at a time, as each ends. Each run is a whole stack of its
+    own (its own ports, temp dirs and process group), so runs side by side share only the CPUs:
+    they mostly wait on their scenarios' observing windows."""
+    if jobs == 1:
+        for defect, seed in work:
+            yield defect, run_defect(defect, out, seed, _quiet, definitions_dirs)
+        return
+    # spawn, not fork: a worker starts clean, without this process's event loop or reaper state
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(stop,))
+    try:
+        pending = {pool.submit(_pooled_defect_run, defect, out, seed, definitions_dirs): defect
+                   for defect, seed in work}
+        for future in as_completed(pending):
+            if (run := future.result()) is not None:
+                yield pending[future], run
+    except BaseException:
+        stop.set()  # Ctrl-C or a failed run: start nothing more; the running ones reap their own stacks
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
-              progress: Callable[[str], None], seeds: int = 1, definitions_dirs: Dirs = (None, None)) -> SelfTestReport:
-    """Each defect on ``seeds`` seeds (``seed``, ``seed + 1``, ...), then ``clean_runs`` clean runs.
+              progress: Callable[[str], None], seeds: int = 1, definitions_dirs: Dirs = (None, None),
+              jobs: int = 1) -> SelfTestReport:
+    """Each defect on ``seeds`` seeds (``seed``, ``seed + 1``, ...), ``jobs`` runs at a time, then
+    ``clean_runs`` clean runs, one at a time (each alone on the machine, as CI's quick run is).
     ``definitions_dirs``: the (gates, scenarios) folders to run with; None: the shipped ones."""
     report = SelfTestReport()
+    work = [(defect, seed + n) for defect in defects for n in range(seeds)]
+    progress(f"{len(work)} defect runs, {jobs} at a time")
+    runs: dict[Defect, list[JudgedRun]] = {defect: [] for defect in defects}
+    for defect, run in _defect_runs(work, out, definitions_dirs, jobs):
+        gate, metric = EXPECTED[defect]
+        runs[defect].append(run)
+        judged = DefectOutcome(defect.value, gate, metric, (run,))
+        progress(f"defect {defect.value} (gate {gate}, seed {run.seed}): "
+                 f"{'caught' if judged.caught else 'ESCAPED'}: {run.verdicts.get(gate)} "
+                 f"failed {', '.join(run.measured_failures(gate, metric)) or '-'}"
+                 + (f" (not run: {', '.join(run.skipped)})" if run.skipped else ""))
     for defect in defects:
         gate, metric = EXPECTED[defect]
-        runs = []
-        for n in range(seeds):
-            progress(f"defect {defect.value}: gate {gate}, seed {seed + n}")
-            runs.append(run_defect(defect, out, seed + n, lambda _line: None, definitions_dirs))
-            judged = DefectOutcome(defect.value, gate, metric, (runs[-1],))
-            progress(f"  {'caught' if judged.caught else 'ESCAPED'}: {runs[-1].verdicts.get(gate)} "
-                     f"failed {', '.join(runs[-1].measured_failures(gate, metric)) or '-'}"
-                     + (f" (not run: {', '.join(runs[-1].skipped)})" if runs[-1].skipped else ""))
-        report.defects.append(DefectOutcome(defect.value, gate, metric, tuple(runs)))
+        report.defects.append(DefectOutcome(defect.value, gate, metric,
+                                            tuple(sorted(runs[defect], key=lambda run: run.seed))))
     for n in range(clean_runs):
         progress(f"clean run {n + 1}/{clean_runs}")
-        report.clean_runs.append(run_clean(out, seed + n, lambda _line: None, definitions_dirs))
+        report.clean_runs.append(run_clean(out, seed + n, _quiet, definitions_dirs))
         progress(f"  {report.clean_runs[-1].overall}")
     return report

@@ -555,3 +555,31 @@ def test_a_load_worker_without_a_stack_config_exits_2_with_a_reason(tmp_path: Pa
     assert done.returncode == EXIT_USAGE, done.stdout + done.stderr
     no_traceback(done)
     assert done.stderr.startswith("error CONFIG_INVALID: cannot read stack config"), done.stderr
+
+
+# --- 8. the self-test, two defect runs at a time ---------------------------------------------------
+
+
+def test_sigint_stops_a_two_at_a_time_self_test_and_starts_no_further_run(tmp_path: Path, nothing_left) -> None:
+    """Every worker gets the Ctrl-C too, and the pool has already handed each its next run: that
+    run must not start a fresh stack (it did, before the workers shared a stop flag)."""
+    out, log = tmp_path / "out", tmp_path / "self-test.out"
+    proc = spawn(tmp_path, log, "self-test", "--defect", "tenant-leak", "--defect", "no-breaker",
+                 "--defect", "killswitch-ignored", "--clean-runs", "0", "--jobs", "2", "--out", out)
+    try:
+        wait_for(lambda: len(list(out.glob("reality_run_*/raw/history.jsonl"))) == 2, UP_TIMEOUT_S,
+                 "two defect runs under way", proc, log)
+        time.sleep(2)
+        began = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(30)
+        took = time.monotonic() - began
+    finally:
+        stop_group(proc)
+    text = log.read_text(errors="replace")
+    assert code == EXIT_INTERRUPTED and took < 30, text[-3000:]
+    no_traceback(text)
+    bundles = sorted(out.glob("reality_run_*"))
+    assert len(bundles) == 2, bundles  # the third defect never started
+    for bundle in bundles:
+        assert (bundle / PASS_FAIL).read_text().startswith("INCOMPLETE"), bundle

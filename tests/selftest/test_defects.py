@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from exoarmur.defects import Defect
-from exoarmur_cli.selftest import EXPECTED, DefectOutcome, run_defect
+from exoarmur_cli.selftest import EXPECTED, DefectOutcome, run_defect, self_test
 
 pytestmark = pytest.mark.selftest
 
@@ -28,3 +28,19 @@ def test_defect_turns_its_gate_red(defect: Defect, tmp_path) -> None:
     assert DefectOutcome(defect.value, gate, metric, (outcome,)).caught, outcome
     pass_fail = (tmp_path / outcome.bundle.split("/")[-1] / "PASS_FAIL.txt").read_text()
     assert "NOT A CLEAN RUN" in pass_fail and defect.value in pass_fail
+
+
+def test_defect_runs_side_by_side_are_each_judged_on_their_own(tmp_path) -> None:
+    """``exoarmur self-test --jobs 2``: two runs at once in worker processes, each on its own stack,
+    each judged apart (a catch reported for one defect is that defect's own run)."""
+    chosen = [Defect.TENANT_LEAK, Defect.NO_BREAKER]
+    lines: list[str] = []
+    report = self_test(tmp_path, chosen, clean_runs=0, seed=0, progress=lines.append, jobs=2)
+    assert [d.defect for d in report.defects] == [d.value for d in chosen]
+    assert all(d.caught for d in report.defects), report
+    assert report.ok and lines[0] == "2 defect runs, 2 at a time", lines
+    bundles = {run.bundle for d in report.defects for run in d.runs}
+    assert len(bundles) == 2
+    for outcome in report.defects:
+        pass_fail = (tmp_path / outcome.runs[0].bundle.split("/")[-1] / "PASS_FAIL.txt").read_text()
+        assert outcome.defect in pass_fail and all(d.value not in pass_fail for d in chosen if d.value != outcome.defect)
