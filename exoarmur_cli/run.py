@@ -16,6 +16,7 @@ a crash or Ctrl-C leaves a bundle marked INCOMPLETE, never a green one.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -142,6 +143,12 @@ def sized_gates(all_gates: dict[int, gates.Gate], bench_file: Path) -> tuple[dic
     return resized, {"file": bench_file.name, "held_per_s": held, "rule": sizing.sizing_table(), "sized": sized}
 
 
+def _keep_logs(stack: Stack, into: Path) -> None:
+    logs = stack.logs_dir if stack.config is not None else None  # None: it never got as far as a config
+    if logs is not None and logs.exists() and not into.exists():
+        shutil.copytree(logs, into, dirs_exist_ok=True)
+
+
 class Run:
     """One run of the gates. ``progress`` receives one line per step (the CLI shows them);
     ``plan``, when the caller has prepared it already (to refuse bad files before a bundle
@@ -171,24 +178,30 @@ class Run:
                            seed=options.seed, overrides=declared.stack_overrides(plan.declared),
                            defects=list(options.defects), nats_cluster=options.nats_cluster, scale=options.scale,
                            wiretap_path=self.bundle.raw_dir / recorded.WIRE)
-        await stack.up(self.progress)
-        # Judged by the numbers the gates declare; the stack's own (tables, overrides) are evidence.
-        policy = Policy.from_tables(declared.declared_tables(plan.tables, plan.declared),
-                                    {**stack.config.overrides, **declared.stack_overrides(plan.declared)})
-        self._write_run_params(plan, stack, policy, t0_wall_ms)
-        driver = Driver(stack, history, self.bundle.raw_dir, self.progress, load=self._load_layout(stack))
         try:
-            exported = await driver.drive_and_export(
-                list(plan.scenarios), plan.params, policy, options.seed, t0_wall_ms, refusal_flush_s(plan.tables))
-            self._meta = replace(self._meta, exported=exported)
-        except BaseException:  # interrupted or crashed: no driver task may outlive the history
-            await cancel_outstanding()
+            await stack.up(self.progress)
+            # Judged by the numbers the gates declare; the stack's own (tables, overrides) are evidence.
+            policy = Policy.from_tables(declared.declared_tables(plan.tables, plan.declared),
+                                        {**stack.config.overrides, **declared.stack_overrides(plan.declared)})
+            self._write_run_params(plan, stack, policy, t0_wall_ms)
+            driver = Driver(stack, history, self.bundle.raw_dir, self.progress, load=self._load_layout(stack))
+            try:
+                exported = await driver.drive_and_export(
+                    list(plan.scenarios), plan.params, policy, options.seed, t0_wall_ms, refusal_flush_s(plan.tables))
+                self._meta = replace(self._meta, exported=exported)
+            except BaseException:  # interrupted or crashed: no driver task may outlive the history
+                await cancel_outstanding()
+                raise
+            finally:
+                self.outcome.durations_s = driver.durations_s
+                history.close()
+                await stack.down()
+        except BaseException:
+            # Not exported: the components' logs are the only account of what an unfinished run did.
+            _keep_logs(stack, self.bundle.raw_dir / "logs")
             raise
         finally:
-            self.outcome.durations_s = driver.durations_s
-            history.close()
-            await stack.down()
-        stack.discard()  # its logs are in raw/ now
+            stack.discard()  # its store and config go, finished or not (its logs are in raw/ by now)
         self._judge_and_finalize(plan)
         return self.outcome
 

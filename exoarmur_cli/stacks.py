@@ -87,9 +87,10 @@ class EmbeddedStack:
         self.proxy: FaultProxy | None = None
         self.routes: RouteProxies | None = None  # on a cluster: a proxy on each direction of each route
         self.config: StackConfig | None = None
+        self.stack_dir: Path | None = None  # its temp dir, from the start of ``up`` until ``discard``
 
     async def up(self, progress: Callable[[str], None]) -> None:
-        stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
+        stack_dir = self.stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
         config = stackconfig.generate(stack_dir, seed=self.seed, overrides=self.overrides, defects=self.defects,
                                       nats_cluster=self.nats_cluster, tenants=stackconfig.DEFAULT_TENANTS * self.scale)
         if config.nats_cluster is not None:
@@ -143,8 +144,10 @@ class EmbeddedStack:
             await asyncio.to_thread(self.routes.stop)
 
     def discard(self) -> None:
-        """Its logs are in the bundle by now; the store and config go."""
-        shutil.rmtree(self.config.stack_dir, ignore_errors=True)
+        """The store, config and logs go (a run has copied the logs into its bundle by now)."""
+        if self.stack_dir is not None:
+            shutil.rmtree(self.stack_dir, ignore_errors=True)
+            self.stack_dir = None
 
     def sampled_pids(self) -> dict[str, int]:
         return {name: child.pid for name, child in self.local.children.items()

@@ -413,8 +413,11 @@ def test_sigint_exits_130_marks_the_bundle_incomplete_and_leaves_no_process(tmp_
     final = orjson.loads((bundle / FINAL).read_bytes())
     assert final["status"] == "INCOMPLETE" and final["exit_code"] == EXIT_INTERRUPTED
 
-    # nothing of that run survives: not its nats-server, api, cells, effector, nor a nested `stack up`
+    # nothing of that run survives: not its nats-server, api, cells, effector, nor a nested `stack up`,
+    # nor its stack's temp dir; the components' logs are kept in the bundle
     assert_nothing_left(set(), stack_dir, watched=ours)
+    assert not Path(stack_dir).exists() and not list((tmp_path / "tmp").glob("exoarmur-run-*"))
+    assert (bundle / "raw" / "logs" / "api.log").is_file()
 
 
 # --- 6. an injected defect -----------------------------------------------------------------------
@@ -583,3 +586,4 @@ def test_sigint_stops_a_two_at_a_time_self_test_and_starts_no_further_run(tmp_pa
     assert len(bundles) == 2, bundles  # the third defect never started
     for bundle in bundles:
         assert (bundle / PASS_FAIL).read_text().startswith("INCOMPLETE"), bundle
+    assert not list((tmp_path / "tmp").glob("exoarmur-run-*"))  # both stacks' temp dirs went

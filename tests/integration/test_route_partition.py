@@ -220,6 +220,7 @@ def test_the_partition_fault_is_measured_and_a_cancelled_one_still_heals(tmp_pat
             return subs, leader, isolated, healed
         finally:
             await stack.down()
+            stack.discard()
             history.close()
 
     subs, leader, isolated, (still_isolated, still_down) = asyncio.run(main())
@@ -281,6 +282,7 @@ def test_an_api_on_an_isolated_server_refuses_with_reasons_and_loses_nothing(tmp
             return api_server, before, during, after, back_s, missing
         finally:
             await stack.down()
+            stack.discard()
             history.close()
 
     api_server, before, during, after, back_s, missing = asyncio.run(main())
