@@ -15,6 +15,10 @@ from exoarmur_cli.recorded import Recorded
 
 # Faults after which another server must lead the stream (an election is measured).
 ELECTING = frozenset({"kill_leader", "pause_leader", "partition_leader"})
+# Faults that hold one server out for a set time (the scenario's node_pause_s / node_partition_s),
+# by the record's field for how long it was held: an api whose own connection is on that server
+# cannot write until it is back, whatever it does, so that hold is the fault's, not the stack's.
+HOLDS = {"pause_leader": "paused_s", "partition_leader": "partitioned_s"}
 PROBE = "node_fault"  # the probe name of the scenario's submissions during a fault
 SCENARIO = "persistence"
 
@@ -48,6 +52,18 @@ def _unavailable_s(fault: dict) -> float | None:
     return None if None in windows else max(windows)
 
 
+def _beyond_hold_s(fault: dict) -> float | None:
+    """The unavailability the stack added beyond the fault's own hold: while the fault lasted, the
+    window less the hold when the api's server was the one held out (at least 0), else the whole
+    window; after the server came back, the whole window. None (unknown) when any is missing."""
+    during, after = fault.get("unavailable_s"), fault.get("rejoin_unavailable_s")
+    hold_field = HOLDS.get(fault.get("kind"))
+    if hold_field is not None and fault.get("api_server") is not None and fault.get("api_server") == fault.get("target"):
+        hold = fault.get(hold_field)
+        during = None if during is None or hold is None else max(0.0, during - hold)
+    return None if during is None or after is None else max(during, after)
+
+
 def _max(values: list) -> float | None:
     """The largest, or None (unknown) when any is missing."""
     return None if any(v is None for v in values) else max(values, default=0.0)
@@ -66,6 +82,7 @@ def node_faults(rec: Recorded) -> tuple[dict, dict]:
     unreasoned = [s for s in probes if not s.accepted and not s.reason]
     elections = [f.get("election_s") for f in applied if f.get("kind") in ELECTING]
     windows = [_unavailable_s(f) for f in applied]
+    beyond = [_beyond_hold_s(f) for f in applied]
     metrics = {
         "node_faults_planned": len(planned),
         "node_faults_missing": len(missing),
@@ -73,6 +90,7 @@ def node_faults(rec: Recorded) -> tuple[dict, dict]:
         # none applied: 0 on a single server (none planned); unknown if some were planned
         "node_fault_election_max_s": _max(elections) if elections or not planned else None,
         "node_fault_unavailable_max_s": _max(windows) if windows or not planned else None,
+        "node_fault_unavailable_beyond_hold_max_s": _max(beyond) if beyond or not planned else None,
         "node_fault_refusals_unreasoned": len(unreasoned),
     }
     per_fault = [{k: f.get(k) for k in ("cycle", "kind", "target", "api_server", "election_s", "unavailable_s",

@@ -41,7 +41,7 @@ def test_every_planned_fault_recovered_within_its_numbers():
     metrics, evidence = node_faults(recorded(all_faults(2), params=params(cycles=2)))
     assert metrics == {"node_faults_planned": 6, "node_faults_missing": 0, "node_faults_unrecovered": 0,
                        "node_fault_election_max_s": 4.2, "node_fault_unavailable_max_s": 5.5,
-                       "node_fault_refusals_unreasoned": 0}
+                       "node_fault_unavailable_beyond_hold_max_s": 5.5, "node_fault_refusals_unreasoned": 0}
     assert evidence["probes"] == 12 and evidence["probes_refused"] == 6
     assert [f["kind"] for f in evidence["faults"]] == KINDS * 2
 
@@ -94,6 +94,7 @@ def test_an_unknown_election_or_window_makes_the_max_unknown_not_smaller():
     metrics, _ = node_faults(recorded(hist, params=params()))
     assert metrics["node_fault_election_max_s"] is None
     assert metrics["node_fault_unavailable_max_s"] is None
+    assert metrics["node_fault_unavailable_beyond_hold_max_s"] is None
 
 
 def test_the_window_after_the_server_came_back_counts_too():
@@ -132,7 +133,7 @@ def test_a_single_server_plans_none_and_bounds_nothing():
     metrics, evidence = node_faults(recorded(Hist(), params=params(cluster=False)))
     assert metrics == {"node_faults_planned": 0, "node_faults_missing": 0, "node_faults_unrecovered": 0,
                        "node_fault_election_max_s": 0.0, "node_fault_unavailable_max_s": 0.0,
-                       "node_fault_refusals_unreasoned": 0}
+                       "node_fault_unavailable_beyond_hold_max_s": 0.0, "node_fault_refusals_unreasoned": 0}
     assert evidence["plan"] == "single nats-server: no node faults planned"
 
 
@@ -141,6 +142,7 @@ def test_a_cluster_with_nothing_recorded_is_missing_everything_and_unknown():
     assert metrics["node_faults_missing"] == 6
     assert metrics["node_fault_election_max_s"] is None
     assert metrics["node_fault_unavailable_max_s"] is None
+    assert metrics["node_fault_unavailable_beyond_hold_max_s"] is None
 
 
 def test_no_recorded_plan_yields_no_metrics():
@@ -165,3 +167,44 @@ def test_a_partition_must_elect_another_leader_and_its_hold_is_shown():
     metrics, _ = node_faults(recorded(hist, params=params(kinds=["partition_leader"])))
     assert metrics["node_faults_unrecovered"] == 0
     assert (metrics["node_fault_election_max_s"], metrics["node_fault_unavailable_max_s"]) == (6.5, 16.0)
+
+
+def test_the_hold_of_the_api_own_server_is_the_fault_s_and_the_rest_is_the_stack_s():
+    """A 12 s partition of the server the api is connected on: the api cannot write until the heal,
+    so only what it took beyond the hold counts; the same window with the api elsewhere counts whole."""
+    hist = Hist()
+    fault(hist, "kill_leader", unavailable_s=4.0)
+    fault(hist, "pause_leader", target="nats-2", api_server="nats-2", paused_s=12.0, unavailable_s=6.3)
+    fault(hist, "partition_leader", target="nats-0", api_server="nats-0", partitioned_s=12.0, unavailable_s=14.5)
+    kinds = ["kill_leader", "pause_leader", "partition_leader"]
+    metrics, _ = node_faults(recorded(hist, params=params(kinds=kinds)))
+    assert metrics["node_fault_unavailable_max_s"] == 14.5
+    assert metrics["node_fault_unavailable_beyond_hold_max_s"] == 4.0  # the kill's; the partition's is 2.5
+
+    slow = Hist()  # an api that took 25 s past the heal hides in no total bound
+    fault(slow, "partition_leader", target="nats-0", api_server="nats-0", partitioned_s=12.0, unavailable_s=37.0)
+    metrics, _ = node_faults(recorded(slow, params=params(kinds=["partition_leader"])))
+    assert metrics["node_fault_unavailable_beyond_hold_max_s"] == 25.0
+
+    elsewhere = Hist()  # the api on a server of the majority: nothing of the window is the hold's
+    fault(elsewhere, "partition_leader", target="nats-0", api_server="nats-1", partitioned_s=12.0, unavailable_s=14.5)
+    metrics, _ = node_faults(recorded(elsewhere, params=params(kinds=["partition_leader"])))
+    assert metrics["node_fault_unavailable_beyond_hold_max_s"] == 14.5
+
+
+def test_an_unknown_hold_or_api_server_never_shrinks_the_window():
+    unknown_hold = Hist()
+    fault(unknown_hold, "pause_leader", target="nats-2", api_server="nats-2", paused_s=None, unavailable_s=6.3)
+    metrics, _ = node_faults(recorded(unknown_hold, params=params(kinds=["pause_leader"])))
+    assert metrics["node_fault_unavailable_beyond_hold_max_s"] is None
+
+    unknown_api = Hist()  # not known to be on the held server: counted whole
+    fault(unknown_api, "pause_leader", target="nats-2", api_server=None, paused_s=12.0, unavailable_s=13.0)
+    metrics, _ = node_faults(recorded(unknown_api, params=params(kinds=["pause_leader"])))
+    assert metrics["node_fault_unavailable_beyond_hold_max_s"] == 13.0
+
+    after = Hist()  # the window after the server came back is never the hold's
+    fault(after, "pause_leader", target="nats-2", api_server="nats-2", paused_s=12.0, unavailable_s=6.3,
+          rejoin_unavailable_s=21.0)
+    metrics, _ = node_faults(recorded(after, params=params(kinds=["pause_leader"])))
+    assert metrics["node_fault_unavailable_beyond_hold_max_s"] == 21.0
