@@ -173,7 +173,6 @@ def _checked_run_inputs(options):
     from exoarmur.defects import parse as parse_defects
     from exoarmur.stackconfig import DEFAULT_PEERS_PER_TENANT, DEFAULT_TENANTS
     from exoarmur_cli import gates
-    from exoarmur_cli.load.runner import workers_for
     from exoarmur_cli.run import prepare
     
     if options.profile not in definitions.PROFILES:
@@ -185,12 +184,11 @@ def _checked_run_inputs(options):
     if options.api_url is not None and options.scale != 1:
         usage_error("--scale sizes the embedded stack; an external stack is what it is")
     peers = DEFAULT_TENANTS * DEFAULT_PEERS_PER_TENANT * options.scale
-    load = options.load
-    here = load.workers if load.workers is not None else workers_for(peers, os.cpu_count())
-    all_workers = here + load.remote_workers
-    if all_workers and options.api_url is None and peers % all_workers:
-        usage_error(f"--load-workers plus --load-remote-workers must divide the embedded stack's {peers} peers "
-                    f"evenly (one Locust user per peer), not {all_workers}")
+    if options.api_url is None:
+        try:
+            options.load.for_users(peers, os.cpu_count())
+        except ValueError as exc:
+            usage_error(f"--load-workers plus --load-remote-workers, on the embedded stack's {peers} peers: {exc}")
     try:
         parse_defects(list(options.defects))
     except ValueError as exc:

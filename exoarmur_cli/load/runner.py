@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
@@ -72,6 +72,24 @@ class LoadLayout:
     remote_workers: int = 0  # workers started on other hosts with ``exoarmur load-worker``
     master_host: str = "127.0.0.1"  # the master's address, which remote workers dial
     master_port: int = 0  # its port (0: a free one, chosen as the run starts)
+
+    @property
+    def all_workers(self) -> int:
+        """Every worker, here and elsewhere (0: Locust in one process)."""
+        return (self.workers or 0) + self.remote_workers
+
+    def for_users(self, users: int, cpus: int | None) -> LoadLayout:
+        """This layout with its workers here counted (None: ``workers_for`` the machine's CPUs),
+        checked: every worker runs whole users, and each user is one peer, so all the workers
+        together must divide ``users`` evenly. ValueError saying why not."""
+        workers = workers_for(users, cpus) if self.workers is None else self.workers
+        if workers < 0 or self.remote_workers < 0:
+            raise ValueError(f"worker counts cannot be negative ({workers} here, {self.remote_workers} elsewhere)")
+        counted = replace(self, workers=workers)
+        if counted.all_workers and users % counted.all_workers:
+            raise ValueError(f"{users} users (one per peer) do not divide evenly among "
+                             f"{counted.all_workers} Locust workers")
+        return counted
 
     def worker_command(self, stack_dir: str | Path) -> str:
         """What to run on each other host (with a copy of ``stack_dir``'s stack.json there)."""
@@ -151,27 +169,25 @@ def run_load(
     seed: int,
     key_prefix: str,
     users: int = 500,
-    workers: int = 0,
-    remote_workers: int = 0,
-    master_host: str = "127.0.0.1",
-    master_port: int = 0,
+    layout: LoadLayout = LoadLayout(workers=0),
     timeout_s: float | None = None,
     history_path: Path | None = None,
     stop: threading.Event | None = None,
 ) -> LoadResult:
     """Drive the phases against the stack in ``stack_dir``; block until Locust is done (or
-    ``stop`` is set: the run is ending, Locust is stopped and reaped now). ``workers`` 0: one
-    Locust process; N: a master and N workers here, and ``remote_workers`` more started elsewhere
-    that connect to the master at ``master_host:master_port`` (0: a free port). ``users`` must
-    divide evenly among all the workers, so each user is still exactly one peer."""
+    ``stop`` is set: the run is ending, Locust is stopped and reaped now). ``layout``: no workers,
+    one Locust process; else a master and ``layout.workers`` workers here, and
+    ``layout.remote_workers`` more started elsewhere that connect to the master at its host and
+    port (0: a free port). ValueError when the workers do not share ``users`` evenly
+    (``LoadLayout.for_users``)."""
     if not phases:
         raise ValueError("run_load needs at least one phase")
     config = stackconfig.load(Path(stack_dir))
     if not 1 <= users <= len(config.peers):
         raise ValueError(f"users must be 1..{len(config.peers)} (one user per peer), not {users}")
-    all_workers = workers + remote_workers
-    if workers < 0 or remote_workers < 0 or (all_workers and users % all_workers):
-        raise ValueError(f"{users} users do not divide evenly among {all_workers} Locust workers")
+    layout = layout.for_users(users, os.cpu_count())
+    workers, remote_workers, all_workers = layout.workers, layout.remote_workers, layout.all_workers
+    master_host = layout.master_host
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     history_path = Path(history_path) if history_path else out_dir / HISTORY_FILE
@@ -181,7 +197,7 @@ def run_load(
     deadline_s += connect_s if all_workers else 0.0
     env = _locust_env(config.stack_dir, history_path, phases, t0_wall_ms=t0_wall_ms, seed=seed,
                       key_prefix=key_prefix, users=users, workers=all_workers)
-    master_port = (master_port or stackconfig.free_port()) if all_workers else 0
+    master_port = (layout.master_port or stackconfig.free_port()) if all_workers else 0
     began = time.monotonic()
     timed_out = False
     exit_code: int | None = None

@@ -35,28 +35,25 @@ async def backpressure(ctx: Context) -> None:
 async def load(ctx: Context) -> None:
     """Locust in its own process(es), one user per peer (500), every node targeted (1,000)."""
     p = as_(ctx.params, LoadParams)
-    from exoarmur_cli.load.runner import LoadPhase, run_load, workers_for
+    from exoarmur_cli.load.runner import LoadPhase, run_load
 
     capacity = ctx.policy.rate_global_per_s
     users = len(ctx.config.peers)  # one Locust user per peer
-    layout = ctx.load
-    workers = workers_for(users, os.cpu_count()) if layout.workers is None else layout.workers
-    if (all_workers := workers + layout.remote_workers) and users % all_workers:
-        raise ScenarioError(f"{users} peers do not divide evenly among {all_workers} Locust workers "
-                            "(each user is one peer)", ReasonCode.CONFIG_INVALID)
+    try:
+        layout = ctx.load.for_users(users, os.cpu_count())
+    except ValueError as exc:
+        raise ScenarioError(str(exc), ReasonCode.CONFIG_INVALID) from None
     sustained_rate = capacity * p.sustained_fraction
     phases = [LoadPhase("sustained", sustained_s(p.sustained_s, users, sustained_rate), sustained_rate),
               LoadPhase("overload", p.overload_s, capacity * p.overload_factor)]
-    ctx.observe("load_plan", capacity_per_s=capacity, users=users, locust_workers=workers,
+    ctx.observe("load_plan", capacity_per_s=capacity, users=users, locust_workers=layout.workers,
                 locust_remote_workers=layout.remote_workers,
                 phases=[{"name": ph.name, "duration_s": ph.duration_s, "rate_per_s": ph.rate_per_s} for ph in phases])
     stop = threading.Event()  # a thread cannot be cancelled: told to stop Locust instead
     try:
         result = await asyncio.to_thread(
             run_load, ctx.config.stack_dir, ctx.raw_dir, phases, t0_wall_ms=ctx.t0_wall_ms,
-            seed=ctx.rng.randint(0, 2**31), key_prefix="load", users=users, workers=workers,
-            remote_workers=layout.remote_workers, master_host=layout.master_host, master_port=layout.master_port,
-            stop=stop)
+            seed=ctx.rng.randint(0, 2**31), key_prefix="load", users=users, layout=layout, stop=stop)
     except asyncio.CancelledError:
         stop.set()
         raise

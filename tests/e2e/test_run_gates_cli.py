@@ -286,8 +286,8 @@ def test_a_second_run_in_the_same_out_lands_in_reality_run_002(green: Green) -> 
     (["--gate", "9"], "no gate 9"),
     (["--inject-defect", "no-such-thing"], "unknown defect 'no-such-thing'"),
     (["--nats-url", "nats://127.0.0.1:4222"], "needs both --nats-url and --api-url"),
-    (["--load-workers", "3"], "must divide the embedded stack's 500 peers evenly (one Locust user per peer), not 3"),
-    (["--load-workers", "2", "--load-remote-workers", "1"], "must divide the embedded stack's 500 peers evenly"),
+    (["--load-workers", "3"], "the embedded stack's 500 peers: 500 users (one per peer) do not divide evenly among 3 Locust workers"),
+    (["--load-workers", "2", "--load-remote-workers", "1"], "do not divide evenly among 3 Locust workers"),
     (["--load-remote-workers", "1", "--load-master", "host:port"], "--load-master must be HOST or HOST:PORT"),
 ], ids=["profile", "gate", "defect", "half-external", "load-workers", "remote-workers", "load-master"])
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, nothing_left, args: list[str], says: str) -> None:

@@ -30,6 +30,7 @@ from exoarmur import stackconfig
 from exoarmur.contracts import ReasonCode
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, read_events
 from exoarmur_cli.load import LoadPhase, LoadResult, run_load
+from exoarmur_cli.load.runner import LoadLayout
 from exoarmur_cli.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -57,21 +58,22 @@ def load_run(full_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory,
     workers, remote = request.param
     out_dir = tmp_path_factory.mktemp("load-out")
     run = functools.partial(run_load, full_stack.dir, out_dir, PHASES, t0_wall_ms=int(time.time() * 1000), seed=5,
-                            key_prefix=out_dir.name, users=USERS, workers=workers)
+                            key_prefix=out_dir.name, users=USERS)
     if not remote:
-        result = run()
+        result = run(layout=LoadLayout(workers=workers))
     else:
-        result = _with_a_remote_worker(run, full_stack, tmp_path_factory.mktemp("elsewhere"))
+        result = _with_a_remote_worker(run, workers, full_stack, tmp_path_factory.mktemp("elsewhere"))
     assert result.workers == workers + remote
     return result, out_dir
 
 
-def _with_a_remote_worker(run, full_stack: LocalStack, elsewhere: Path) -> LoadResult:
-    """``run`` waiting for one remote worker, which is started as a user would on another host."""
+def _with_a_remote_worker(run, workers: int, full_stack: LocalStack, elsewhere: Path) -> LoadResult:
+    """``run`` with ``workers`` here, waiting for one remote worker, which is started as a user would
+    on another host."""
     shutil.copy(full_stack.dir / "stack.json", elsewhere / "stack.json")
     port = stackconfig.free_port()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        running = pool.submit(run, remote_workers=1, master_port=port)
+        running = pool.submit(run, layout=LoadLayout(workers=workers, remote_workers=1, master_port=port))
         worker = subprocess.Popen([Path(sys.executable).with_name("exoarmur"), "load-worker", "--master-host",
                                    "127.0.0.1", "--master-port", str(port), "--stack-config", "."], cwd=elsewhere,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0)
@@ -93,7 +95,8 @@ def test_workers_histories_are_merged_into_one(load_run: tuple[LoadResult, Path]
 
 def test_workers_must_share_the_users_evenly(full_stack: LocalStack, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="divide evenly"):
-        run_load(full_stack.dir, tmp_path, PHASES, t0_wall_ms=0, seed=1, key_prefix="x", users=USERS, workers=3)
+        run_load(full_stack.dir, tmp_path, PHASES, t0_wall_ms=0, seed=1, key_prefix="x", users=USERS,
+                 layout=LoadLayout(workers=3))
 
 
 def test_harness_never_imports_locust() -> None:

@@ -43,3 +43,18 @@ def test_the_default_workers_are_what_the_machine_has_sharing_the_users_evenly()
     assert workers_for(500, 3) == 2  # 500 users do not split three ways
     assert workers_for(500, 8) == 5
     assert workers_for(500, 1) == 0 and workers_for(500, None) == 0  # one CPU: one process
+
+
+def test_a_layout_counts_its_workers_and_refuses_an_uneven_share() -> None:
+    import pytest
+
+    from exoarmur_cli.load.runner import LoadLayout
+
+    assert LoadLayout().for_users(500, 2) == LoadLayout(workers=2)  # None: what the machine has
+    counted = LoadLayout(workers=2, remote_workers=2).for_users(500, 8)
+    assert counted.workers == 2 and counted.all_workers == 4
+    assert LoadLayout(workers=0).for_users(7, 2).all_workers == 0  # one process takes any count
+    with pytest.raises(ValueError, match="500 users .* do not divide evenly among 3 Locust workers"):
+        LoadLayout(workers=2, remote_workers=1).for_users(500, 2)
+    with pytest.raises(ValueError, match="negative"):
+        LoadLayout(workers=-1).for_users(500, 2)
