@@ -150,7 +150,8 @@ def run_gates_command(
     plan = _checked_run_inputs(options)
     if plan.capacity is not None:
         console.print(f"admission sized from {capacity_from} (held {plan.capacity['held_per_s']:,.1f}/s): "
-                      f"{plan.capacity['sized']}", soft_wrap=True)
+                      f"{plan.capacity['sized']}; scenario rates x{plan.capacity['scenario_rate_factor']}",
+                      soft_wrap=True)
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
     began = time.monotonic()

@@ -33,6 +33,7 @@ from exoarmur_cli.judging import judge
 from exoarmur_cli.load.runner import LoadLayout
 from exoarmur_cli.rundata import Policy, RunMeta, RunParams, live_policy_tables, refusal_flush_s, versions
 from exoarmur_cli.scenarios import ORDER, ScenarioParams, load_scenario
+from exoarmur_cli.scenarios.params import rate_scaled
 from exoarmur_cli.stacks import Stack, open_stack
 from exoarmur_cli.tasks import cancel_outstanding
 
@@ -118,16 +119,21 @@ def prepare(options: RunOptions, all_gates: dict[int, gates.Gate] | None = None)
         names = [name for name in names if name in options.scenarios]
     where = definitions.scenarios_dir(options.scenarios_dir)
     loaded = {name: load_scenario(where, name, options.profile) for name in names}
+    params = {n: f.params for n, f in loaded.items()}
     capacity = None
     if options.capacity_from is not None:
         all_gates, capacity = sized_gates(all_gates, options.capacity_from)
+        params = {n: rate_scaled(n, p, capacity["scenario_rate_factor"]) for n, p in params.items()}
     try:
         policy = declared.merged({gid: gate.declared for gid, gate in all_gates.items()})
     except declared.DeclaredConflict as exc:
         raise ConfigError(f"gate files: {exc}") from None
-    return Plan(all_gates, tuple(chosen), tuple(names), {n: f.params for n, f in loaded.items()},
+    return Plan(all_gates, tuple(chosen), tuple(names), params,
                 {n: f.text for n, f in loaded.items()}, {n: f.expected_s for n, f in loaded.items()},
                 live_policy_tables(), policy, capacity)
+
+
+RATE_GLOBAL = "rate_global_per_s"  # the declared admission rate the scenarios' rates are relative to
 
 
 def sized_gates(all_gates: dict[int, gates.Gate], bench_file: Path) -> tuple[dict[int, gates.Gate], dict]:
@@ -140,7 +146,11 @@ def sized_gates(all_gates: dict[int, gates.Gate], bench_file: Path) -> tuple[dic
     sized = sizing.size_admission(held)
     resized = {gid: replace(gate, declared={name: sized.get(name, value) for name, value in gate.declared.items()})
                for gid, gate in all_gates.items()}
-    return resized, {"file": bench_file.name, "held_per_s": held, "rule": sizing.sizing_table(), "sized": sized}
+    written = [gate.declared[RATE_GLOBAL] for gate in all_gates.values() if RATE_GLOBAL in gate.declared]
+    # the scenarios' rates scale as the global admission did (scenarios.params.RATE_SCALED), never up
+    factor = min(1.0, sized[RATE_GLOBAL] / written[0]) if written else 1.0
+    return resized, {"file": bench_file.name, "held_per_s": held, "rule": sizing.sizing_table(), "sized": sized,
+                     "scenario_rate_factor": round(factor, 4)}
 
 
 def _keep_logs(stack: Stack, into: Path) -> None:

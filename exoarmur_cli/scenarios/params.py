@@ -124,6 +124,35 @@ PARAMS: dict[str, type[ScenarioParams]] = {
 }
 
 
+# A run whose admission is sized from a measured capacity (run-gates --capacity-from) offers every
+# scenario's fixed rates scaled as its admission was: a rate above the sized limits would be refused
+# and judged as the stack's failure. The durations that carry a rate stretch as much, so each
+# scenario still submits as many intents as its criteria count on. scenario -> (rates, durations).
+# Rates taken from the live policy (load, the noisy tenant) are sized already; counts stay as they are.
+RATE_SCALED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "persistence": (("rate_during_restart",), ()),
+    "power_loss": (("rate_per_s",), ("round_s",)),
+    "restart": (("rate_per_s",), ("duration_s",)),
+    "killswitch": (("flow_rate_per_s",), ()),
+    "tenancy": (("quiet_rate_per_s",), ("phase_s",)),
+    "backpressure": (("rate_per_s",), ()),
+    "chaos": (("rate_per_s",), ("duration_s",)),
+}
+
+
+def rate_scaled(name: str, params: P, factor: float) -> P:
+    """``params`` with its offered rates times ``factor`` and its rate-carrying durations divided by
+    it; unchanged at a factor of 1 or more (a roomier machine is not offered more than the files say)."""
+    if not 0 < factor:
+        raise ValueError(f"a rate factor must be positive, not {factor}")
+    rates, durations = RATE_SCALED.get(name, ((), ()))
+    if factor >= 1 or not rates:
+        return params
+    changes = {key: round(getattr(params, key) * factor, 3) for key in rates}
+    changes.update({key: round(getattr(params, key) / factor, 3) for key in durations})
+    return params.model_copy(update=changes)
+
+
 def parse(name: str, table: Mapping[str, Any], where: str) -> ScenarioParams:
     """``table`` (common + profile) as ``name``'s parameters; ScenarioFileError says what is wrong."""
     kind = PARAMS.get(name)

@@ -21,7 +21,8 @@ def test_every_admission_number_a_gate_declares_is_sized_and_the_rest_stay(tmp_p
     before = prepare(RunOptions(profile="quick"))
     plan = prepare(RunOptions(profile="quick", capacity_from=bench_file))
     sized = size_admission(200.0)
-    assert plan.capacity == {"file": "bench.json", "held_per_s": 200.0, "rule": plan.capacity["rule"], "sized": sized}
+    assert plan.capacity == {"file": "bench.json", "held_per_s": 200.0, "rule": plan.capacity["rule"], "sized": sized,
+                             "scenario_rate_factor": round(sized["rate_global_per_s"] / 150, 4)}
     for gid, gate in plan.all_gates.items():
         for name, value in gate.declared.items():
             assert value == sized.get(name, before.all_gates[gid].declared[name]), (gid, name)
@@ -38,3 +39,37 @@ def test_a_bad_capacity_file_is_a_config_error_before_anything_starts(tmp_path, 
         bench_file.write_text(content)
     with pytest.raises(ConfigError, match=says):
         prepare(RunOptions(profile="quick", capacity_from=bench_file))
+
+
+def test_scenario_rates_scale_as_the_admission_did_and_their_durations_stretch(tmp_path):
+    """Held 60/s: global 30/s against the files' 150/s, so every fixed rate a scenario offers is a
+    fifth, and each rate-carrying duration five times as long: the same number of intents."""
+    bench_file = tmp_path / "bench.json"
+    bench_file.write_text(json.dumps({"admission": {"held_per_s": 60.0}}))
+    before = prepare(RunOptions(profile="quick"))
+    plan = prepare(RunOptions(profile="quick", capacity_from=bench_file))
+    assert plan.capacity["scenario_rate_factor"] == 0.2
+    tenancy, was = plan.params["tenancy"], before.params["tenancy"]
+    assert tenancy.quiet_rate_per_s == was.quiet_rate_per_s * 0.2 and tenancy.phase_s == was.phase_s * 5
+    assert tenancy.quiet_rate_per_s * tenancy.phase_s == pytest.approx(was.quiet_rate_per_s * was.phase_s)
+    assert tenancy.noisy_over_limit == was.noisy_over_limit  # relative to the sized tenant rate already
+    assert plan.params["chaos"].rate_per_s == pytest.approx(before.params["chaos"].rate_per_s * 0.2)
+    assert plan.params["persistence"].intents == before.params["persistence"].intents  # counts stay
+    assert plan.params["load"] == before.params["load"]  # its rates come from the sized policy
+
+
+def test_a_roomier_machine_is_offered_no_more_than_the_files_say(tmp_path):
+    bench_file = tmp_path / "bench.json"
+    bench_file.write_text(json.dumps({"admission": {"held_per_s": 3000.0}}))
+    before = prepare(RunOptions(profile="quick"))
+    plan = prepare(RunOptions(profile="quick", capacity_from=bench_file))
+    assert plan.capacity["scenario_rate_factor"] == 1.0
+    assert plan.params == before.params
+
+
+def test_every_scaled_parameter_is_one_its_scenario_has():
+    from exoarmur_cli.scenarios.params import PARAMS, RATE_SCALED
+
+    for name, (rates, durations) in RATE_SCALED.items():
+        fields = PARAMS[name].model_fields
+        assert rates and all(key in fields for key in rates + durations), name
