@@ -15,8 +15,11 @@ def backpressure(rec: Recorded) -> tuple[dict, dict]:
     window = scenario_window_ms(rec, "backpressure")
     pending = [s["value"] for s in rec.samples if s["kind"] == "pending"
                and window and window[0] <= s["time_ms"] <= window[1]]
+    accepted = {s.pair for s in subs if s.accepted}
     return {
         "queue_full_refusals": sum(1 for s in subs if s.reason == "QUEUE_FULL"),
+        # the queue was filled by accepted intents, whatever size the run's admission gave it
+        "backpressure_accepted_vs_bound": len(accepted) / bound if bound else None,
         "backpressure_pending_peak": max(pending) if pending else None,
         "pending_peak_vs_bound": max(pending) / bound if pending and bound else None,
         "backpressure_refused_without_reason": sum(1 for s in subs if s.refused and not s.reason),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,28 @@ from exoarmur_cli.stacks import Stack
 __all__ = ["Context", "ScenarioNotRun"]
 
 
+class TenantBucket:
+    """The client's copy of a tenant's token bucket, kept a little under the api's (``SHARE`` of
+    its rate and burst): the two start at different moments, and the api's must never be the
+    one that runs dry. ``take`` books one token and says how long to wait for it."""
+
+    SHARE = 0.8
+
+    def __init__(self, rate_per_s: float | None, burst: float | None) -> None:
+        self.rate = rate_per_s * self.SHARE if rate_per_s else None  # None: nothing to pace by
+        self.burst = max(1.0, (burst or 1) * self.SHARE)
+        self.tokens, self.at = self.burst, None
+
+    def take(self, now: float) -> float:
+        if self.rate is None:
+            return 0.0
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= 1
+        return max(0.0, -self.tokens / self.rate)
+
+
 @dataclass
 class Context:
     name: str
@@ -52,6 +74,7 @@ class Context:
     nats_url: str = ""  # where the harness reaches NATS (other identities connect there too)
     load: LoadLayout = LoadLayout()  # where Locust's master and workers run
     _serial: int = 0
+    _buckets: dict[str, TenantBucket] = field(default_factory=dict)
 
     # --- identities ------------------------------------------------------------------------
 
@@ -88,6 +111,17 @@ class Context:
         return self.policy.timeout_s(name)
 
     # --- workload --------------------------------------------------------------------------
+
+    async def within_tenant_rate(self, tenant_id: str) -> None:
+        """Wait, if need be, until ``tenant_id``'s admission (the policy's rate and burst) would take
+        one more intent. For scenarios whose criteria expect every intent admitted: at the gate
+        files' numbers their sends fit in the burst and this never waits; under an admission sized
+        from a measured capacity (--capacity-from) they would otherwise be refused as rate-limited."""
+        bucket = self._buckets.get(tenant_id)
+        if bucket is None:
+            bucket = self._buckets[tenant_id] = TenantBucket(self.policy.rate_tenant_per_s,
+                                                             self.policy.rate_tenant_burst)
+        await asyncio.sleep(bucket.take(time.monotonic()))
 
     async def submit_all(self, items: list[tuple[str, dict]], concurrency: int = 16,
                          tag: Tag | Expect = Tag.NONE) -> list[Submitted]:

@@ -133,7 +133,7 @@ RATE_SCALED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "persistence": (("rate_during_restart",), ()),
     "power_loss": (("rate_per_s",), ("round_s",)),
     "restart": (("rate_per_s",), ("duration_s",)),
-    "killswitch": (("flow_rate_per_s",), ()),
+    "killswitch": (("flow_rate_per_s",), ("engaged_s", "released_s")),
     "tenancy": (("quiet_rate_per_s",), ("phase_s",)),
     "backpressure": (("rate_per_s",), ()),
     "chaos": (("rate_per_s",), ("duration_s",)),

@@ -63,17 +63,20 @@ async def _approval_paths(ctx: Context, tenant: str, count: int, *, unapproved: 
         await ctx.client.approve(body, "APPROVED", ttl_s=SHORT_TTL_S)
     await asyncio.sleep(SHORT_TTL_S * 2)
     for peer, body in expired:
+        await ctx.within_tenant_rate(tenant)
         subs.append(await ctx.client.submit(peer, body, tag=APPROVAL_PATHS["expired_ttl"], probe="expired_ttl"))
     for path, action_class in (("approved", "A2"), ("approved", "A3"), ("denied", "A2"), ("wrong_hash", "A2"),
                                ("changed_params", "A2"), ("other_tenant", "A2"), ("late_grant", "A2")):
         for _ in range(count):
             peer, body = ctx.body(tenant, action_class=action_class)
+            await ctx.within_tenant_rate(tenant)
             sub = await ctx.client.submit(peer, body, tag=APPROVAL_PATHS[path], probe=path)
             subs.append(sub)
             if sub.accepted:
                 await _grant(ctx, path, body, other)
     for _ in range(unapproved):
         peer, body = ctx.body(tenant, action_class="A2")
+        await ctx.within_tenant_rate(tenant)
         subs.append(await ctx.client.submit(peer, body, tag=APPROVAL_PATHS["none"], probe="none"))
     return subs
 

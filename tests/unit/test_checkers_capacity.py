@@ -128,9 +128,22 @@ def backpressure_run() -> Hist:
 def test_pending_within_bound_and_refusals_reasoned():
     samples = [sample(2_000, "pending", 80), sample(3_000, "pending", 105), sample(9_000, "pending", 500)]
     metrics, evidence = backpressure(recorded(backpressure_run(), samples=samples, **BOUND))
-    assert metrics == {"queue_full_refusals": 1, "backpressure_pending_peak": 105, "pending_peak_vs_bound": 1.05,
+    assert metrics == {"queue_full_refusals": 1, "backpressure_accepted_vs_bound": 0.01,
+                       "backpressure_pending_peak": 105, "pending_peak_vs_bound": 1.05,
                        "backpressure_refused_without_reason": 0}
     assert evidence["pending_samples"] == 2  # the sample outside the scenario's window is not its
+
+
+def test_the_queue_filled_is_judged_against_its_bound_whatever_its_size():
+    hist = backpressure_run()
+    for n in range(3, 93):
+        hist.submit(f"backpressure-{n:05d}")
+    metrics, _ = backpressure(recorded(hist, **BOUND))
+    assert metrics["backpressure_accepted_vs_bound"] == 0.91  # 91 accepted of a bound of 100
+    metrics, _ = backpressure(recorded(hist, params={"policy": {"pending_bound": 300}}))
+    assert metrics["backpressure_accepted_vs_bound"] < 0.9  # the same 91 do not fill a queue of 300
+    metrics, _ = backpressure(recorded(hist, params={"policy": {"pending_bound": None}}))
+    assert metrics["backpressure_accepted_vs_bound"] is None  # no bound recorded: no measurement
 
 
 def test_pending_above_bound():
