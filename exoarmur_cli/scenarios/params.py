@@ -67,6 +67,7 @@ class KillswitchParams(ScenarioParams):
     engaged_s: Number  # each engagement is held this long under flow (longer than the effect bound)
     released_s: Number
     switch_effect_bound_ms: Number  # no effect may land this long after a switch's ack while engaged
+    probes_after_ack: int  # intents sent one after another from each global engage's ack
 
 
 class TenancyParams(ScenarioParams):

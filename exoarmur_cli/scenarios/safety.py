@@ -104,12 +104,15 @@ async def killswitch(ctx: Context) -> None:
     flow = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[4]), p.flow_rate_per_s,
                                                   p.cycles * (engaged_s + released_s) + 0.4))
     await asyncio.sleep(0.2)
+    probes = []
     for _ in range(p.cycles):
         await ctx.client.set_switch(True)
+        probing = asyncio.create_task(_probes_after_ack(ctx, t[3], p.probes_after_ack))
         await asyncio.sleep(engaged_s)
+        probes += await probing
         await ctx.client.set_switch(False)
         await asyncio.sleep(released_s)
-    subs = await flow
+    subs = await flow + probes
     # 2. Tenant switches under flow: two tenants submit throughout and already have decisions
     # when their switch is engaged (a cached switch would show), and it is released under flow.
     subs += await _tenant_switches_under_flow(ctx, [t[5], t[6]], engaged_s, released_s)
@@ -140,6 +143,19 @@ async def killswitch(ctx: Context) -> None:
     await ctx.settle(subs, timeout_s=ctx.policy.approval_wait_s + 15)
     # 5. Only the operator writes switches and approvals: every other kind of caller is refused.
     await _operator_probes(ctx, t[8], t[9])
+
+
+async def _probes_after_ack(ctx: Context, tenant: str, count: int) -> list:
+    """Intents sent one after another from the moment the engage is acknowledged: the first
+    decision that reflects the switch is then one of theirs (or an earlier flow intent's), not
+    the next flow intent's, however sparse the flow (a flow scaled to a small admission leaves
+    ~1/rate between intents, which would be measured as propagation)."""
+    subs = []
+    for _ in range(count):
+        await ctx.within_tenant_rate(tenant)
+        subs.append(await ctx.client.submit(*ctx.body(tenant), tag=Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_GLOBAL),
+                                            probe="after_ack"))
+    return subs
 
 
 async def _tenant_switches_under_flow(ctx: Context, tenants: list[str], engaged_s: float, released_s: float) -> list:
