@@ -1,9 +1,10 @@
 """The stack a run drives, behind one protocol: the embedded one, or an external one (a cluster
 later). ``run`` never asks which it has; it asks the stack.
 
-- ``EmbeddedStack`` generates a config, places a ``FaultProxy`` between the cells and the
-  effector (and, on a cluster, one on each direction of each route between its servers:
-  ``faults.routes``), and starts a ``LocalStack``; every fault is available.
+- ``EmbeddedStack`` generates a config, places a fault proxy with its wiretap between the cells
+  and the effector (and, on a cluster, one on each direction of each route between its servers:
+  ``faults.routes``), each set in a process of its own (``faults.proxy_server``), and starts a
+  ``LocalStack``; every fault is available.
 - ``ExternalStack`` is a stack someone else runs (``--nats-url``/``--api-url`` and its
   ``stack.json``): no process control and no proxy, and asking for either says so
   (``FaultError``), so the scenarios that need them are NOT RUN.
@@ -21,9 +22,9 @@ from typing import Protocol
 from exoarmur import stackconfig
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.errors import ConfigError, FaultError
-from exoarmur_cli.faults import FaultProxy, NetworkFaults, ProcessFaults
+from exoarmur_cli.faults import NetworkFaults, ProcessFaults
+from exoarmur_cli.faults.network import LinkProxy
 from exoarmur_cli.faults.routes import RouteFaults, RouteProxies, route_pairs, with_route_proxies
-from exoarmur_cli.faults.wiretap import Wiretap
 from exoarmur_cli.history import History
 from exoarmur_cli.stack import LocalStack
 
@@ -84,7 +85,7 @@ class EmbeddedStack:
         self.wiretap_path = wiretap_path  # where the proxy logs the cells -> effector HTTP it sees
         self.ready_s: float | None = None
         self.local: LocalStack | None = None
-        self.proxy: FaultProxy | None = None
+        self.proxy: LinkProxy | None = None
         self.routes: RouteProxies | None = None  # on a cluster: a proxy on each direction of each route
         self.config: StackConfig | None = None
         self.stack_dir: Path | None = None  # its temp dir, from the start of ``up`` until ``discard``
@@ -96,13 +97,12 @@ class EmbeddedStack:
         if config.nats_cluster is not None:
             config = _routed_through_proxies(config)
         self.config = config
-        wiretap = Wiretap(self.wiretap_path) if self.wiretap_path is not None else None
-        self.proxy = FaultProxy(config.host, config.effector_port, seed=self.seed, name="cells->effector",
-                                wiretap=wiretap)
-        await self.proxy.start()
+        logs = Path(config.stack_dir) / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.proxy = LinkProxy(config.host, config.effector_port, seed=self.seed, name="cells->effector",
+                               wiretap_path=self.wiretap_path, log_path=logs / "effector_proxy.log")
+        await asyncio.to_thread(self.proxy.start)
         if config.nats_cluster is not None:  # before the servers: the cluster forms through them
-            logs = Path(config.stack_dir) / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
             self.routes = RouteProxies(config, seed=self.seed, log_path=logs / "route_proxies.log")
             try:
                 await asyncio.to_thread(self.routes.start)
@@ -136,10 +136,8 @@ class EmbeddedStack:
     async def down(self) -> None:
         if self.local is not None:
             await asyncio.to_thread(self.local.stop)
-        if self.proxy is not None:
-            await self.proxy.stop()
-            if self.proxy.wiretap is not None:
-                self.proxy.wiretap.close()
+        if self.proxy is not None:  # its wiretap's last rows are written as it stops
+            await asyncio.to_thread(self.proxy.stop)
         if self.routes is not None:  # after the servers, which dial them until they stop
             await asyncio.to_thread(self.routes.stop)
 

@@ -9,30 +9,20 @@ other node's route port: one proxy per direction of each pair. ``isolate(server)
 ``down`` toxic on every proxy to or from ``server`` (its route connections are cut at once, new
 ones closed as they come: ``FaultProxy.set_toxics``); ``heal(server)`` clears them.
 
-The proxies run in a process of their own (``route_server``) from before the servers start (the
+The proxies run in a process of their own (``proxy_server``) from before the servers start (the
 cluster forms through them) until after they stop: replication (Raft heartbeats every second)
 never waits for the harness, and the harness's clock never waits for replication.
 """
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from exoarmur.stackconfig import StackConfig
-from exoarmur_cli.errors import StackError
 from exoarmur_cli.faults.nemesis import record
+from exoarmur_cli.faults.proxy_process import ProxyProcess
 from exoarmur_cli.history import History
-
-CONTROL_TIMEOUT_S = 10.0  # starting, stopping or setting toxics in the proxies' process
 
 
 @dataclass(frozen=True)
@@ -82,78 +72,25 @@ def route_hops(config: StackConfig) -> list[RouteHop]:
 
 
 class RouteProxies:
-    """The route proxies of one stack, in a process of their own (``route_server``, which says why)."""
+    """The route proxies of one stack, in a process of their own (``proxy_server``, which says why)."""
 
     def __init__(self, config: StackConfig, *, seed: int = 0, log_path: Path | None = None) -> None:
         self.host = config.host
         self.hops = route_hops(config)
         self.advertise_port = config.nats_cluster.route_advertise_port if config.nats_cluster else None
         self.seed = seed
-        self.log_path = log_path  # the process's stderr (None: discarded)
         self.isolated: set[str] = set()
-        self._process: subprocess.Popen | None = None
-        self._lock = threading.Lock()  # one command and its answer at a time
+        self._process = ProxyProcess("the route proxies' process", log_path)
 
     def start(self) -> None:
         """Listen on every hop's port (the servers are not up yet: nothing is forwarded until they are)."""
-        if self._process is not None:
-            raise RuntimeError("route proxies already started")
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
-            # A process group of its own: a Ctrl-C meant for the harness does not cut the routes.
-            self._process = subprocess.Popen([sys.executable, "-m", "exoarmur_cli.faults.route_server"],
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                             process_group=0)
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
-        spec = {"host": self.host, "seed": self.seed, "advertise_port": self.advertise_port,
-                "hops": [{"name": hop.name, "listen_port": hop.listen_port, "upstream_port": hop.upstream_port}
-                         for hop in self.hops]}
-        try:
-            self._request(spec)
-        except BaseException:
-            self.stop()
-            raise
+        self._process.start({"host": self.host, "seed": self.seed, "advertise_port": self.advertise_port,
+                             "hops": [{"name": hop.name, "listen_port": hop.listen_port,
+                                       "upstream_port": hop.upstream_port} for hop in self.hops]})
 
     def stop(self) -> None:
         """Close every proxy and its connections, and reap the process (idempotent)."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        try:
-            if process.poll() is None:
-                self._send(process, {"op": "stop"})
-                process.wait(CONTROL_TIMEOUT_S)
-        except (OSError, StackError, subprocess.TimeoutExpired):
-            _kill_group(process)
-        finally:
-            for pipe in (process.stdin, process.stdout):
-                pipe.close()
-
-    def _request(self, message: dict) -> dict:
-        if self._process is None:
-            raise RuntimeError("route proxies are not started")
-        return self._send(self._process, message)
-
-    def _send(self, process: subprocess.Popen, message: dict) -> dict:
-        """One line out, one line back within CONTROL_TIMEOUT_S; StackError names what went wrong."""
-        with self._lock:
-            try:
-                process.stdin.write(orjson.dumps(message) + b"\n")
-                process.stdin.flush()
-            except OSError:
-                raise StackError(f"the route proxies' process (pid {process.pid}) is gone "
-                                 f"(exit code {process.poll()})") from None
-            ready, _, _ = select.select([process.stdout], [], [], CONTROL_TIMEOUT_S)
-            line = process.stdout.readline() if ready else b""
-        if not line:
-            raise StackError(f"the route proxies' process (pid {process.pid}) did not answer within "
-                             f"{CONTROL_TIMEOUT_S:g} s (exit code {process.poll()})")
-        answer = orjson.loads(line)
-        if "error" in answer:
-            raise StackError(f"route proxies: {answer['error']}")
-        return answer
+        self._process.stop()
 
     def hops_of(self, server: str) -> list[RouteHop]:
         """Every hop to or from ``server``; ``ValueError`` when it has none (not a routed node)."""
@@ -177,24 +114,16 @@ class RouteProxies:
         # A hop also belonging to a server still isolated stays down.
         down = {hop.name: isolated or (hop.target if hop.source == server else hop.source) in self.isolated
                 for hop in hops}
-        self._request({"op": "set", "down": down})
+        self._process.request({"op": "set", "down": down})
         (self.isolated.add if isolated else self.isolated.discard)(server)
         return [hop.name for hop in hops]
 
     def stats(self) -> dict[str, dict]:
         """Per hop, its proxy's counters (connections, active, refused, bytes each way) and whether
         it is ``down``."""
-        if self._process is None:
+        if not self._process.running:
             return {}
-        return self._request({"op": "stats"})["stats"]
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # its own group (process_group=0): only what we started
-    except ProcessLookupError:
-        pass
-    process.wait(CONTROL_TIMEOUT_S)
+        return self._process.request({"op": "stats"})["stats"]
 
 
 class RouteFaults:
