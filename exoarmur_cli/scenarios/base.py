@@ -121,13 +121,18 @@ class Context:
         if bucket is None:
             bucket = self._buckets[tenant_id] = TenantBucket(self.policy.rate_tenant_per_s,
                                                              self.policy.rate_tenant_burst)
-        await asyncio.sleep(bucket.take(time.monotonic()))
+        if (wait_s := bucket.take(time.monotonic())) > 0:  # no wait, no yield: the schedule stays as it was
+            await asyncio.sleep(wait_s)
 
     async def submit_all(self, items: list[tuple[str, dict]], concurrency: int = 16,
                          tag: Tag | Expect = Tag.NONE) -> list[Submitted]:
+        """Every item, ``concurrency`` at a time, each tenant's within its admission
+        (``within_tenant_rate``): each of these batches expects its intents admitted."""
         sem = asyncio.Semaphore(concurrency)
 
         async def one(peer: str, body: dict) -> Submitted:
+            if (tenant := body.get("tenant_id")) is not None:
+                await self.within_tenant_rate(tenant)
             async with sem:
                 return await self.client.submit(peer, body, tag=tag)
 
