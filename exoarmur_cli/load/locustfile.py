@@ -57,6 +57,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from exoarmur import stackconfig
 from exoarmur.api.transport import KEEP_ALIVE_S
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event, wall_ms
+from exoarmur_cli.load import locust_shutdown  # noqa: F401  (patches Locust's CSV shutdown)
 from exoarmur_cli.load.runner import worker_history
 
 SCENARIO = "load"
@@ -69,6 +70,7 @@ DRAIN_S = REQUEST_TIMEOUT_S + 2.0  # longest wait for in-flight requests after t
 # RFC 9112 §9.3.1; measured at --scale 10, where a user sends every 37 s: 29 requests, each after
 # 29.8-30.0 s idle). The 10 s margin is far wider than any lateness of the server's idle timer.
 STALE_AFTER_S = KEEP_ALIVE_S - 10.0
+
 
 
 def _phases(raw: list) -> list[dict[str, Any]]:
