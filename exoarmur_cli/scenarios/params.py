@@ -88,6 +88,7 @@ class RetryParams(ScenarioParams):
     lose_response_rate: Number
     intents: int
     concurrency: int
+    max_rounds: int  # rounds to replace intents a breaker opened by chance refused unattempted
 
 
 class BreakerParams(ScenarioParams):

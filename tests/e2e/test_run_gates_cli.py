@@ -587,3 +587,22 @@ def test_sigint_stops_a_two_at_a_time_self_test_and_starts_no_further_run(tmp_pa
     for bundle in bundles:
         assert (bundle / PASS_FAIL).read_text().startswith("INCOMPLETE"), bundle
     assert not list((tmp_path / "tmp").glob("exoarmur-run-*"))  # both stacks' temp dirs went
+
+
+def test_retry_intents_a_breaker_refused_unattempted_are_replaced(tmp_path: Path, nothing_left) -> None:
+    # Faults heavy enough that a breaker opens at once (three in five calls fail): the refused
+    # intents show no retry, so the scenario sends as many again once the breakers have closed.
+    scenarios, gates = copied(tmp_path, "scenarios"), copied(tmp_path, "gates")
+    retry = (scenarios / "retry.toml").read_text()
+    retry = retry.replace("error_rate = 0.1", "error_rate = 0.4").replace("intents = 60", "intents = 24")
+    (scenarios / "retry.toml").write_text(retry.replace("max_rounds = 3", "max_rounds = 4"))
+    [g7] = gates.glob("g7_*.toml")  # only the retry scenario: this test reads its history, not the verdict
+    g7.write_text(re.sub(r"(?m)^scenarios = .*$", 'scenarios = ["retry"]', g7.read_text()))
+    run(tmp_path, "run-gates", "--gate", "7", "--profile", "quick", "--seed", "3", "--scenarios-dir", scenarios,
+        "--gates-dir", gates, "--out", tmp_path / "out", timeout_s=120)
+    history = (tmp_path / "out" / "reality_run_001" / "raw" / "history.jsonl").read_bytes().splitlines()
+    rounds = [row["value"] for row in map(orjson.loads, history) if row["f"] == "retry_round"]
+    assert rounds and rounds[0]["submitted"] == 24 and rounds[0]["refused_breaker_open"] > 0, rounds
+    for before, after in zip(rounds, rounds[1:]):  # each round replaces exactly what the last lost
+        assert after["submitted"] == before["refused_breaker_open"], rounds
+    assert rounds[-1]["refused_breaker_open"] == 0 or len(rounds) == 4, rounds
