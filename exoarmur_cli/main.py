@@ -138,6 +138,10 @@ def run_gates_command(
     capacity_from: Path = typer.Option(None, "--capacity-from",
                                        help="size the gates' admission numbers from the rate a `bench --save` "
                                             "file held (exoarmur/sizing.py), instead of their [declared] tables"),
+    measure_capacity: bool = typer.Option(None, "--measure-capacity/--no-measure-capacity",
+                                          help="size them from this machine's capacity, measured first on a stack "
+                                               "of the run's shape (kept for a day in ~/.cache/exoarmur); default: "
+                                               "on for an embedded --nats-cluster, off for one server"),
 ) -> None:
     """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
     from exoarmur_cli.run import RunOptions
@@ -147,9 +151,13 @@ def run_gates_command(
                          gates_dir=gates_dir, scenarios_dir=scenarios_dir, nats_cluster=nats_cluster,
                          load=_load_layout(load_workers, load_remote_workers, load_master), scale=scale,
                          capacity_from=capacity_from)
-    plan = _checked_run_inputs(options)
+    measure = _capacity_to_measure(options, measure_capacity)
+    plan = _checked_run_inputs(options)  # every usage mistake first, not after a minute's measuring
+    if measure:
+        options = _with_measured_capacity(options)
+        plan = _checked_run_inputs(options)
     if plan.capacity is not None:
-        console.print(f"admission sized from {capacity_from} (held {plan.capacity['held_per_s']:,.1f}/s): "
+        console.print(f"admission sized from {options.capacity_from} (held {plan.capacity['held_per_s']:,.1f}/s): "
                       f"{plan.capacity['sized']}; scenario rates x{plan.capacity['scenario_rate_factor']}",
                       soft_wrap=True)
     if inject_defect:
@@ -166,6 +174,36 @@ def _load_layout(workers: int | None, remote_workers: int, master: str):
     if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
         usage_error(f"--load-master must be HOST or HOST:PORT, not {master!r}")
     return LoadLayout(workers, remote_workers, host, int(port or 0))
+
+
+def _capacity_to_measure(options, measure: bool | None) -> bool:
+    """Whether to size the run from this machine's measured capacity (``--measure-capacity``): by
+    default on an embedded cluster, whose capacity here is a fraction of the gate files' rates. The
+    measurement is of a clean stack, so a defect run is sized as a clean one would be."""
+    embedded = options.api_url is None and options.nats_url is None
+    if measure is None:
+        return embedded and options.nats_cluster > 1 and options.capacity_from is None
+    if measure and options.capacity_from is not None:
+        usage_error("--measure-capacity measures what --capacity-from reads from a file: give one of them")
+    if measure and not embedded:
+        usage_error("--measure-capacity measures an embedded stack; size an external one with --capacity-from")
+    return measure
+
+
+def _with_measured_capacity(options):
+    """The options with ``capacity_from`` this machine's measured capacity file (kept, or measured now)."""
+    from dataclasses import replace
+
+    from exoarmur_cli.capacity_probe import measured_capacity_file
+
+    try:
+        path = measured_capacity_file(options.nats_cluster, lambda line: console.print(line, soft_wrap=True))
+    except KNOWN_ERRORS as exc:
+        fail(exc, exit_code_for(exc))
+    except KeyboardInterrupt:  # its stack is stopped and removed as asyncio.run unwinds
+        console.print("interrupted while measuring this machine's capacity: no run started")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    return replace(options, capacity_from=path)
 
 
 def _checked_run_inputs(options):

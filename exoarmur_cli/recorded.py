@@ -18,6 +18,8 @@ raw/ files (one JSON object per line unless noted):
                          the safety KV bucket's retained history (stream KV_safety)
 - kv_approvals_export.jsonl  the same for the approvals bucket (stream KV_approvals)
 - run_params.json        (one object) seed, profile, policy tables, scenario parameters, stack view
+- capacity_source.json   with --capacity-from or --measure-capacity: the bench document the
+                         admission numbers were sized from, as read (run_params.json's "capacity")
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ KV = "kv_export.jsonl"
 SAMPLES = "samples.jsonl"
 WIRE = "effector_wire.jsonl"
 RUN_PARAMS = "run_params.json"
+CAPACITY_SOURCE = "capacity_source.json"
 KV_SAFETY = "kv_safety_export.jsonl"
 KV_APPROVALS = "kv_approvals_export.jsonl"
 

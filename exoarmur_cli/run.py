@@ -231,6 +231,8 @@ class Run:
             self.bundle.write_text(f"raw/gates/{gate.source_name}", gate.source_text)
         for name, text in plan.texts.items():
             self.bundle.write_text(f"raw/scenarios/{name}.toml", text)
+        if self.options.capacity_from is not None:  # what the admission numbers were sized from
+            self.bundle.write_text(f"raw/{recorded.CAPACITY_SOURCE}", Path(self.options.capacity_from).read_text())
 
     def _write_run_params(self, plan: Plan, stack: Stack, policy: Policy, t0_wall_ms: int) -> None:
         """raw/run_params.json and the run's metadata, then the design documents (00, 01, 03, 05, 07)."""

@@ -289,7 +289,11 @@ def test_a_second_run_in_the_same_out_lands_in_reality_run_002(green: Green) -> 
     (["--load-workers", "3"], "the embedded stack's 500 peers: 500 users (one per peer) do not divide evenly among 3 Locust workers"),
     (["--load-workers", "2", "--load-remote-workers", "1"], "do not divide evenly among 3 Locust workers"),
     (["--load-remote-workers", "1", "--load-master", "host:port"], "--load-master must be HOST or HOST:PORT"),
-], ids=["profile", "gate", "defect", "half-external", "load-workers", "remote-workers", "load-master"])
+    (["--measure-capacity", "--capacity-from", "bench.json"], "give one of them"),
+    (["--measure-capacity", "--nats-url", "nats://127.0.0.1:4222", "--api-url", "http://127.0.0.1:8080"],
+     "size an external one with --capacity-from"),
+], ids=["profile", "gate", "defect", "half-external", "load-workers", "remote-workers", "load-master",
+        "measure-and-file", "measure-external"])
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, nothing_left, args: list[str], says: str) -> None:
     out = tmp_path / "out"
     done = run(tmp_path, "run-gates", *args, "--out", out, columns=80, timeout_s=60)  # a narrow terminal
@@ -606,3 +610,27 @@ def test_retry_intents_a_breaker_refused_unattempted_are_replaced(tmp_path: Path
     for before, after in zip(rounds, rounds[1:]):  # each round replaces exactly what the last lost
         assert after["submitted"] == before["refused_breaker_open"], rounds
     assert rounds[-1]["refused_breaker_open"] == 0 or len(rounds) == 4, rounds
+
+
+def test_measured_capacity_sizes_the_run_and_is_kept_for_the_next(tmp_path: Path, nothing_left) -> None:
+    env = {**env_for(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def gate_4() -> subprocess.CompletedProcess:
+        return subprocess.run(exoarmur("run-gates", "--measure-capacity", "--gate", "4", "--profile", "quick",
+                                       "--out", str(tmp_path / "out")),
+                              cwd=REPO, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, env=env)
+
+    first = gate_4()
+    assert first.returncode == 0, first.stdout + first.stderr
+    [kept] = (tmp_path / "cache" / "exoarmur").glob("capacity-n1-*.json")
+    measured = orjson.loads(kept.read_bytes())
+    held = measured["admission"]["held_per_s"]
+    assert held > 0 and measured["figures"]["admission_ladder"] and "measuring this machine's capacity" in first.stderr
+    second = gate_4()
+    for bundle in ("reality_run_001", "reality_run_002"):
+        raw = tmp_path / "out" / bundle / "raw"
+        capacity = orjson.loads((raw / "run_params.json").read_bytes())["capacity"]
+        assert capacity["file"] == kept.name and capacity["held_per_s"] == held
+        assert (raw / "capacity_source.json").read_bytes() == kept.read_bytes()  # the evidence, as read
+    assert second.returncode == 0 and "measured earlier" in second.stderr, second.stderr
+    assert "measuring this machine's capacity" not in second.stderr
