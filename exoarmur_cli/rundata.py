@@ -48,6 +48,9 @@ class Policy:
     rate_global_burst: float | None = None
     effector_retry_cap_s: float | None = None
     breaker_half_open_max_probes: int | None = None
+    breaker_window_s: float | None = None
+    breaker_min_calls: int | None = None
+    breaker_failure_ratio: float | None = None
 
     @classmethod
     def from_tables(cls, tables: Mapping[str, Any], overrides: Mapping[str, Any]) -> "Policy":
@@ -68,6 +71,9 @@ class Policy:
             rate_global_burst=overrides.get("rate_global_burst", rates["global"]["burst"]),
             effector_retry_cap_s={row["name"]: row for row in tables["retry"]}["effector_call"]["cap_s"],
             breaker_half_open_max_probes=breaker["half_open_max_probes"],
+            breaker_window_s=breaker["window_s"],
+            breaker_min_calls=breaker["min_calls"],
+            breaker_failure_ratio=breaker["failure_ratio"],
         )
 
     def timeout_s(self, category: str) -> float:

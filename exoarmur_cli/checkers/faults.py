@@ -79,6 +79,8 @@ def breaker(rec: Recorded) -> tuple[dict, dict]:
             opened_at.setdefault(t["cell_id"], []).append(t["at_ms"])
     unannounced = [r["idempotency_key"] for r in open_records
                    if not any(at <= stored_at[r["audit_id"]] for at in opened_at.get(r["cell_id"], []))]
+    trips = [t for t in transitions if (t["from"], t["to"]) == ("CLOSED", "OPEN")]
+    early = [t for t in trips if not _tripped_within_policy(t, rec.run.policy)]
     executed_after = sum(1 for r in records if scenario_of_key(r["idempotency_key"]) == "breaker"
                          and r["outcome"] == "EXECUTED" and recovered and r["decided_at_ms"] > recovered[0])
     return {
@@ -91,7 +93,23 @@ def breaker(rec: Recorded) -> tuple[dict, dict]:
         "breaker_open_calls_attempted": sum(1 for r in fast_fails if r["attempts"] > 0),
         "breaker_open_without_transition": len(unannounced),
         "breaker_executed_after_recovery": executed_after,
-    }, {"invalid": first(invalid), "transitions": len(transitions), "unannounced": first(unannounced)}
+        "breaker_trips_judged": len(trips),
+        "breaker_trips_below_policy": len(early) if _trip_policy_known(rec.run.policy) else None,
+    }, {"invalid": first(invalid), "transitions": len(transitions), "unannounced": first(unannounced),
+        "tripped_below_policy": first(early)}
+
+
+def _trip_policy_known(policy) -> bool:
+    return None not in (policy.breaker_min_calls, policy.breaker_failure_ratio)
+
+
+def _tripped_within_policy(trip: dict, policy) -> bool:
+    """A CLOSED -> OPEN trip the declared policy allows: at least ``min_calls`` calls in the window
+    and a failed share at or above ``failure_ratio``, as the breaker reported its window."""
+    if not _trip_policy_known(policy):
+        return False
+    calls, failures = trip.get("calls_in_window") or 0, trip.get("failures_in_window") or 0
+    return calls > 0 and calls >= policy.breaker_min_calls and failures / calls >= policy.breaker_failure_ratio
 
 
 def chaos(rec: Recorded) -> tuple[dict, dict]:

@@ -135,10 +135,11 @@ def refusal_row(reason: str, count: int, tenant: str = "t1") -> dict:
             "data": data.model_dump(mode="json")}
 
 
-def breaker_row(cell: str, from_state: str, to_state: str, at_ms: int) -> dict:
+def breaker_row(cell: str, from_state: str, to_state: str, at_ms: int, *, failures: int = 5, calls: int = 5) -> dict:
+    """A breaker transition on EVENTS; its window (failures of calls) as the breaker reports it."""
     return {"seq": 1, "subject": f"exo.events.breaker.{cell}", "timestamp_ms": at_ms,
             "data": {"cell_id": cell, "breaker": "effector", "from": from_state, "to": to_state, "at_ms": at_ms,
-                     "reason": "", "failures_in_window": 0, "calls_in_window": 0}}
+                     "reason": "", "failures_in_window": failures, "calls_in_window": calls}}
 
 
 def recorded(hist: Hist | None = None, *, records: list[dict] = (), audit: list[dict] = (), **parts: Any) -> Recorded:

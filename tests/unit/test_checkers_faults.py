@@ -38,8 +38,29 @@ def test_breaker_full_cycle_and_fast_fails():
     metrics, evidence = breaker(rec)
     assert metrics == {"breaker_opened": 1, "breaker_half_opened": 1, "breaker_closed_after_recovery": 1,
                        "breaker_invalid_transitions": 0, "breaker_fast_fails": 1, "breaker_open_calls_attempted": 0,
-                       "breaker_open_without_transition": 0, "breaker_executed_after_recovery": 1}
+                       "breaker_open_without_transition": 0, "breaker_executed_after_recovery": 1,
+                       "breaker_trips_judged": 1, "breaker_trips_below_policy": None}  # no policy: unjudged
     assert evidence["transitions"] == 3
+
+
+TRIP_POLICY = {"policy": {"breaker_min_calls": 5, "breaker_failure_ratio": 0.5}}
+
+
+def test_a_trip_at_the_declared_window_is_within_policy():
+    events = [breaker_row("cell-0", "CLOSED", "OPEN", DOWN + 100, failures=3, calls=6),  # 0.5 of 6: allowed
+              breaker_row("cell-1", "CLOSED", "OPEN", DOWN + 100, failures=5, calls=5)]
+    metrics, _ = breaker(recorded(breaker_run(), events=events, params=TRIP_POLICY))
+    assert (metrics["breaker_trips_judged"], metrics["breaker_trips_below_policy"]) == (2, 0)
+
+
+def test_a_breaker_that_opens_early_is_caught():
+    # Too few calls, or too small a failed share: a breaker tripping there refuses work it may do.
+    events = [breaker_row("cell-0", "CLOSED", "OPEN", DOWN + 100, failures=3, calls=4),
+              breaker_row("cell-1", "CLOSED", "OPEN", DOWN + 100, failures=2, calls=6),
+              breaker_row("cell-1", "HALF_OPEN", "OPEN", DOWN + 900, failures=1, calls=1)]  # a failed probe: allowed
+    metrics, evidence = breaker(recorded(breaker_run(), events=events, params=TRIP_POLICY))
+    assert (metrics["breaker_trips_judged"], metrics["breaker_trips_below_policy"]) == (2, 2)
+    assert [t["calls_in_window"] for t in evidence["tripped_below_policy"]] == [4, 6]
 
 
 def test_breaker_chains_are_per_cell_and_reopen_from_half_open_is_legal():
