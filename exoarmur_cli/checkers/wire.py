@@ -20,21 +20,28 @@ SINGLE_DELIVERY = ("timeout", "retry", "breaker")
 DEADLINE_SLACK_S = 0.25  # event-loop lag on a loaded 2-core machine; a missing deadline overshoots by seconds
 GAP_SLACK_S = 0.1
 EFFECTOR_DOWN = "breaker"  # the scenario whose effector refuses every call at once
+TRIPS_ON_WIRE = ("retry", "breaker")  # no overload there: every failure a breaker counts went out
 
 
-def _attempts(rec: Recorded) -> dict[str, list[tuple[float, float | None]]]:
-    """(arrival, end) of every POST /v1/effects, per Idempotency-Key, in arrival order."""
-    started: dict[int, list[tuple[str, float]]] = defaultdict(list)
-    attempts: dict[str, list[list]] = defaultdict(list)
+def _calls(rec: Recorded) -> dict[str, list[list]]:
+    """[arrival, end, status] of every POST /v1/effects, per Idempotency-Key, in arrival order
+    (end and status None while unanswered; status None when the caller gave up first)."""
+    started: dict[int, list[tuple[str, list]]] = defaultdict(list)
+    calls: dict[str, list[list]] = defaultdict(list)
     for row in rec.wire:
         if row["event"] == "request" and row["path"].startswith(EFFECTS) and row["method"] == "POST":
-            slot = [row["wall_ms"], None]
-            attempts[row["key"]].append(slot)
+            slot = [row["wall_ms"], None, None]
+            calls[row["key"]].append(slot)
             started[row["conn"]].append((row["key"], slot))
         elif row["event"] in ("response", "unanswered") and started[row["conn"]]:
             _, slot = started[row["conn"]].pop(0)
-            slot[1] = row["wall_ms"]
-    return {key: [tuple(s) for s in slots] for key, slots in attempts.items()}
+            slot[1], slot[2] = row["wall_ms"], row.get("status")
+    return calls
+
+
+def _attempts(calls: dict[str, list[list]]) -> dict[str, list[tuple[float, float | None]]]:
+    """(arrival, end) of every call, per Idempotency-Key, in arrival order."""
+    return {key: [(start, end) for start, end, _ in slots] for key, slots in calls.items()}
 
 
 def _scenario(ref: str) -> str:
@@ -48,7 +55,8 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
     cap_s = policy.get("effector_retry_cap_s")
     if not rec.wire or None in (allowed, deadline_s, cap_s):
         return {"wire_requests": len(rec.wire)}, {"note": "no wiretap rows or no declared retry/deadline policy"}
-    attempts = _attempts(rec)
+    calls = _calls(rec)
+    attempts = _attempts(calls)
     judged = {k: a for k, a in attempts.items() if _scenario(k) in SINGLE_DELIVERY}
     over = sorted(k for k, a in judged.items() if len(a) > allowed)
     gaps = [(nxt[0] - prev[1]) / 1000 for a in judged.values() for prev, nxt in zip(a, a[1:]) if prev[1] is not None]
@@ -72,9 +80,10 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
         "retry_gap_median_ms_effector_down": quantile(down, 0.5) * 1000 if len(down) >= 5 else None,
     }
     breaker_metrics, breaker_evidence = _breaker_open(rec, attempts, policy)
-    metrics.update(breaker_metrics)
+    trip_metrics, trip_evidence = _trips_seen(rec, calls, policy)
+    metrics.update(breaker_metrics | trip_metrics)
     return metrics, {"over_policy": first(over), "past_deadline": first(late), "breaker": breaker_evidence,
-                     "attempts_histogram": _histogram(judged)}
+                     "trips": trip_evidence, "attempts_histogram": _histogram(judged)}
 
 
 def _histogram(attempts: dict[str, list]) -> dict[int, int]:
@@ -98,3 +107,39 @@ def _breaker_open(rec: Recorded, attempts: dict, policy: dict) -> tuple[dict, di
     allowance = cells * probes * (1 + int((end - begin) / 1000 / open_s))
     return {"breaker_open_calls_observed": len(calls), "breaker_open_calls_over_allowance": max(0, len(calls) - allowance)}, \
         {"phase_ms": end - begin, "calls": len(calls), "allowance": allowance}
+
+
+def _trips_seen(rec: Recorded, calls: dict[str, list[list]], policy: dict) -> tuple[dict, dict]:
+    """Each breaker trip (CLOSED -> OPEN) of the retry and breaker scenarios against the wire: the
+    failures it reported in its window must not outnumber the calls the wiretap saw fail in that
+    window (any answer but 2xx, or none) for intents that cell recorded, give or take
+    DEADLINE_SLACK_S (a call whose intent has no record counts for every cell). The window runs
+    from the cell's last close (or start), when the breaker empties it, and is at most window_s. Only there: one
+    delivery per intent, so the recording cell made every call; and no overload, under which a
+    call can time out before it is sent, a failure no wire sees."""
+    window_s, t0 = policy.get("breaker_window_s"), rec.params.get("t0_wall_ms")
+    if window_s is None or t0 is None:
+        return {"breaker_trip_failures_unseen": None}, {"note": "no declared breaker window or run start"}
+    spans = [(t0 + min(times), t0 + max(times)) for times in (
+        [e.time_ms for e in rec.history if e.scenario == name] for name in TRIPS_ON_WIRE) if times]
+    cell_of = {f"{r['tenant_id']}:{r['idempotency_key']}": r.get("cell_id") for r in (row["record"] for row in rec.audit)}
+    failed = sorted((end, cell_of.get(key)) for key, slots in calls.items() for _, end, status in slots
+                    if end is not None and not (status is not None and 200 <= status < 300))
+    transitions = sorted((row["data"] for row in rec.events if row["subject"].startswith("exo.events.breaker.")),
+                         key=lambda t: t["at_ms"])
+    trips = [t for t in transitions if (t["from"], t["to"]) == ("CLOSED", "OPEN")
+             and any(lo <= t["at_ms"] <= hi for lo, hi in spans)]
+    slack_ms = DEADLINE_SLACK_S * 1000
+    unseen = []
+    for trip in trips:
+        # The window a breaker reports starts empty when it closes (or its cell starts), and holds
+        # at most the declared window_s before the trip.
+        closed_at = max((t["at_ms"] for t in transitions if t["cell_id"] == trip["cell_id"] and t["to"] == "CLOSED"
+                         and t["at_ms"] <= trip["at_ms"]), default=0)
+        lo, hi = max(trip["at_ms"] - window_s * 1000, closed_at) - slack_ms, trip["at_ms"] + slack_ms
+        seen = sum(1 for end, cell in failed if lo <= end <= hi and cell in (trip["cell_id"], None))
+        if trip.get("failures_in_window", 0) > seen:
+            unseen.append({"cell": trip["cell_id"], "at_ms": trip["at_ms"],
+                           "reported_failures": trip.get("failures_in_window"), "wire_failures": seen})
+    return {"breaker_trips_checked_on_wire": len(trips), "breaker_trip_failures_unseen": len(unseen)}, \
+        {"trips": len(trips), "unseen": first(unseen)}

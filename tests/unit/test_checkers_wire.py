@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders import T0_WALL_MS, Hist, recorded
+from builders import T0_WALL_MS, Hist, audit_row, quick_record, recorded
 
 from exoarmur_cli.checkers.wire import wire
 
@@ -117,3 +117,87 @@ def test_calls_through_an_open_breaker():
 def test_no_wiretap_is_missing():
     metrics = judge(Wire())
     assert metrics == {"wire_requests": 0}
+
+
+# --- breaker trips against the wire ---------------------------------------------------------------
+
+TRIP_POLICY = {**POLICY, "policy": {**POLICY["policy"], "breaker_window_s": 5.0}}
+
+
+def tripped(at_ms: float, failures: int, cell: str = "cell-0") -> dict:
+    return {"seq": 1, "subject": f"exo.events.breaker.{cell}", "timestamp_ms": T0_WALL_MS + at_ms,
+            "data": {"cell_id": cell, "breaker": "effector", "from": "CLOSED", "to": "OPEN",
+                     "at_ms": T0_WALL_MS + at_ms, "failures_in_window": failures, "calls_in_window": failures + 1}}
+
+
+def retry_scenario_from(start_ms: float, until_ms: float) -> Hist:
+    hist = Hist()
+    hist.observe("retry_round", "retry", time_ms=start_ms)
+    hist.observe("retry_round", "retry", time_ms=until_ms)
+    return hist
+
+
+def judge_trips(w: Wire, events: list[dict]) -> dict:
+    return wire(recorded(retry_scenario_from(1_000, 9_000), wire=w.rows, events=events, params=TRIP_POLICY))[0]
+
+
+def test_a_trip_whose_failures_the_wire_saw_is_supported():
+    w = Wire()
+    for n in range(3):  # two answered with errors, one given up on (no answer): three failures
+        w.attempt(f"t1:retry-{n:05d}", 2_000 + 100 * n, 20, status=None if n == 2 else 500)
+    w.attempt("t1:retry-00009", 2_500, 20, status=200)  # a success is no failure
+    metrics = judge_trips(w, [tripped(2_600, failures=3)])
+    assert (metrics["breaker_trips_checked_on_wire"], metrics["breaker_trip_failures_unseen"]) == (1, 0)
+
+
+def test_a_breaker_counting_failures_the_wire_never_carried_is_caught():
+    w = Wire()
+    for n in range(5):
+        w.attempt(f"t1:retry-{n:05d}", 2_000 + 100 * n, 20, status=200)  # all fine on the wire
+    w.attempt("t1:retry-00009", 2_600, 20, status=503)
+    metrics = judge_trips(w, [tripped(2_700, failures=4)])
+    assert (metrics["breaker_trips_checked_on_wire"], metrics["breaker_trip_failures_unseen"]) == (1, 1)
+
+
+def test_failures_older_than_the_window_do_not_support_a_trip():
+    w = Wire()
+    for n in range(3):
+        w.attempt(f"t1:retry-{n:05d}", 1_000 + 10 * n, 20, status=500)
+    metrics = judge_trips(w, [tripped(7_000, failures=3)])  # 6 s later: out of the 5 s window
+    assert metrics["breaker_trip_failures_unseen"] == 1
+
+
+def test_trips_outside_the_retry_and_breaker_scenarios_are_not_judged_on_the_wire():
+    w = Wire()
+    w.attempt("t1:load-00001", 19_000, 20, status=200)
+    metrics = judge_trips(w, [tripped(20_000, failures=5)])  # during load, say: overload hides failures
+    assert (metrics["breaker_trips_checked_on_wire"], metrics["breaker_trip_failures_unseen"]) == (0, 0)
+
+
+def test_no_declared_window_is_no_measurement():
+    w = Wire()
+    w.attempt("t1:retry-00001", 2_000, 20, status=500)
+    metrics = wire(recorded(retry_scenario_from(1_000, 9_000), wire=w.rows, events=[tripped(2_100, 1)],
+                            params=POLICY))[0]
+    assert metrics["breaker_trip_failures_unseen"] is None
+
+
+def test_failures_before_the_cell_last_closed_do_not_support_a_trip():
+    # The breaker empties its window when it closes: failures the wire saw before that are not in it.
+    w = Wire()
+    for n in range(3):
+        w.attempt(f"t1:retry-{n:05d}", 2_000 + 10 * n, 20, status=500)
+    closed = {**tripped(3_000, 0), "data": {**tripped(3_000, 0)["data"], "from": "HALF_OPEN", "to": "CLOSED"}}
+    metrics = judge_trips(w, [closed, tripped(3_500, failures=3)])
+    assert metrics["breaker_trip_failures_unseen"] == 1
+
+
+def test_another_cells_failures_do_not_support_a_trip():
+    w = Wire()
+    for n in range(3):
+        w.attempt(f"t1:retry-{n:05d}", 2_000 + 10 * n, 20, status=500)
+    audit = [audit_row(quick_record(f"retry-{n:05d}", cell_id="cell-1")) for n in range(3)]
+    events = [tripped(2_500, failures=3, cell="cell-0"), tripped(2_600, failures=3, cell="cell-1")]
+    metrics = wire(recorded(retry_scenario_from(1_000, 9_000), wire=w.rows, events=events, audit=audit,
+                            params=TRIP_POLICY))[0]
+    assert (metrics["breaker_trips_checked_on_wire"], metrics["breaker_trip_failures_unseen"]) == (2, 1)
