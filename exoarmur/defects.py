@@ -34,6 +34,8 @@ class Defect(str, Enum):
     NATS_ANONYMOUS = "nats-anonymous"
     NATS_WIDE_ROLE = "nats-wide-role"
     EFFECTOR_NO_AUTH = "effector-no-auth"
+    BREAKER_EAGER = "breaker-eager"
+    BREAKER_MISCOUNT = "breaker-miscount"
 
 
 DESCRIPTIONS: dict[Defect, str] = {
@@ -61,6 +63,9 @@ DESCRIPTIONS: dict[Defect, str] = {
     Defect.NATS_ANONYMOUS: "nats-server accepts connections without credentials, with every permission",
     Defect.NATS_WIDE_ROLE: "the cells' NATS user may publish and subscribe to anything ('>')",
     Defect.EFFECTOR_NO_AUTH: "the effector serves every caller, with or without a credential",
+    Defect.BREAKER_EAGER: "the cells build their effector breaker with numbers of their own (2 calls, a 0.3 failed "
+                          "share) instead of the policy table's",
+    Defect.BREAKER_MISCOUNT: "the effector breaker counts every other success as a failure",
 }
 
 

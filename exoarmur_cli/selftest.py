@@ -50,6 +50,8 @@ EXPECTED: dict[Defect, tuple[int, str]] = {
     Defect.RETRY_NO_BACKOFF: (7, "retry_gap_median_ms_effector_down"),
     Defect.EFFECT_WRONG_NODE: (6, "effects_off_their_intent"),
     Defect.BATCH_FETCH_WAIT: (4, "first_intent_terminal_s"),
+    Defect.BREAKER_EAGER: (7, "breaker_trips_below_policy"),
+    Defect.BREAKER_MISCOUNT: (7, "breaker_trip_failures_unseen"),
 }
 
 # defect -> the scenarios its run drives: those whose checkers compute the expected criterion's
@@ -82,6 +84,8 @@ SCENARIOS: dict[Defect, tuple[str, ...]] = {
     Defect.RETRY_NO_BACKOFF: ("breaker",),  # checkers.wire.EFFECTOR_DOWN
     Defect.EFFECT_WRONG_NODE: ("tenancy",),
     Defect.BATCH_FETCH_WAIT: ("deployment",),
+    Defect.BREAKER_EAGER: ("breaker",),
+    Defect.BREAKER_MISCOUNT: ("retry", "breaker"),  # checkers.wire.TRIPS_ON_WIRE
 }
 
 

@@ -130,6 +130,29 @@ def never_opens(_on_transition: Callable[[Transition], None]) -> NeverOpens:
     return NeverOpens()
 
 
+def eager_breaker(on_transition: Callable[[Transition], None]) -> CircuitBreaker:
+    """Defect ``breaker-eager``: numbers of its own, not the policy table's (which still says 5, 0.5)."""
+    return CircuitBreaker(replace(BREAKER_POLICIES["effector"], min_calls=2, failure_ratio=0.3),
+                          on_transition=on_transition)
+
+
+class MiscountingBreaker(CircuitBreaker):
+    """Defect ``breaker-miscount``: every other success is recorded as a failure."""
+
+    successes = 0
+
+    def record_success(self, now_s: float) -> None:
+        self.successes += 1
+        if self.successes % 2:
+            super().record_success(now_s)
+        else:
+            self.record_failure(now_s)
+
+
+def miscounting_breaker(on_transition: Callable[[Transition], None]) -> CircuitBreaker:
+    return MiscountingBreaker(BREAKER_POLICIES["effector"], on_transition=on_transition)
+
+
 def same_key(key_suffix: str) -> str:
     """Every attempt for an intent carries the same Idempotency-Key."""
     return key_suffix
@@ -164,6 +187,8 @@ EFFECTOR_CALL_DEFECTS: Alternatives = {
     Defect.NO_TIMEOUT: {"within": no_deadline},
     Defect.UNBOUNDED_RETRY: {"retry": UNBOUNDED_RETRY},
     Defect.NO_BREAKER: {"breaker": never_opens},
+    Defect.BREAKER_EAGER: {"breaker": eager_breaker},
+    Defect.BREAKER_MISCOUNT: {"breaker": miscounting_breaker},
     Defect.FRESH_EFFECTOR_KEY: {"attempt_key": fresh_key},
     Defect.RETRY_NO_BACKOFF: {"retry": NO_BACKOFF_RETRY},
     Defect.EFFECT_WRONG_NODE: {"target_node": tenants_first_node},
