@@ -1,5 +1,5 @@
-"""A fix for Locust's shutdown, applied on import (only inside Locust's own process: importing
-locust monkey-patches the process with gevent, so the harness never imports this module).
+"""A fix for Locust's shutdown, installed by the locustfile (so only inside Locust's own process:
+importing locust monkey-patches the process with gevent, so the harness never imports this module).
 
 Locust's shutdown closes its CSV files (locust PR 3486) while the greenlet writing them is still
 alive; if that greenlet wakes before the process exits, it writes to a closed file and logs a
@@ -27,5 +27,6 @@ def _close_files_after_writer(self: StatsCSVFileWriter) -> None:
     _close_files(self)
 
 
-StatsCSVFileWriter.stats_writer = _stats_writer
-StatsCSVFileWriter.close_files = _close_files_after_writer
+def install() -> None:
+    StatsCSVFileWriter.stats_writer = _stats_writer
+    StatsCSVFileWriter.close_files = _close_files_after_writer

@@ -57,7 +57,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from exoarmur import stackconfig
 from exoarmur.api.transport import KEEP_ALIVE_S
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Event, wall_ms
-from exoarmur_cli.load import locust_shutdown  # noqa: F401  (patches Locust's CSV shutdown)
+from exoarmur_cli.load import locust_shutdown
 from exoarmur_cli.load.runner import worker_history
 
 SCENARIO = "load"
@@ -72,6 +72,8 @@ DRAIN_S = REQUEST_TIMEOUT_S + 2.0  # longest wait for in-flight requests after t
 STALE_AFTER_S = KEEP_ALIVE_S - 10.0
 
 
+
+locust_shutdown.install()  # Locust's CSV writer ends before its files close
 
 def _phases(raw: list) -> list[dict[str, Any]]:
     phases = []

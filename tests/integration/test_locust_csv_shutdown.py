@@ -1,6 +1,6 @@
 """Locust's shutdown closes its CSV files while their writer greenlet is alive (locust PR 3486);
-``exoarmur_cli.load.locust_shutdown`` (imported by the locustfile) ends the writer first. Run in a child process: importing locust
-monkey-patches the process with gevent."""
+``exoarmur_cli.load.locust_shutdown.install()`` (called by the locustfile) ends the writer first.
+Run in a child process: importing locust monkey-patches the process with gevent."""
 
 import subprocess
 import sys
@@ -12,7 +12,8 @@ SHUTDOWN = textwrap.dedent("""
     import gevent, sys
     import locust.stats as stats
     if sys.argv[1] == "patched":
-        import exoarmur_cli.load.locust_shutdown  # noqa: F401
+        from exoarmur_cli.load import locust_shutdown
+        locust_shutdown.install()
     from locust.env import Environment
     stats.CSV_STATS_INTERVAL_SEC = 0.05
     writer = stats.StatsCSVFileWriter(Environment(), [0.5], sys.argv[2], full_history=True)
