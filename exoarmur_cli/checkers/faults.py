@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from exoarmur_cli.checkers.common import (
-    audit_time_by_pair, first, intent_time_by_pair, records_by_pair, scenario_of_key, submissions,
+    audit_rows, audit_time_by_pair, first, intent_time_by_pair, records_by_pair, scenario_of_key, submissions,
 )
 from exoarmur_cli.history import Tag
 from exoarmur_cli.recorded import Recorded
@@ -35,7 +35,7 @@ def timeouts(rec: Recorded) -> tuple[dict, dict]:
 
 def retries(rec: Recorded) -> tuple[dict, dict]:
     attempts_allowed = rec.run.policy.retry_attempts.get("effector_call")
-    all_records = [row["record"] for row in rec.audit]
+    all_records = [row["record"] for row in audit_rows(rec)]
     over = [r["idempotency_key"] for r in all_records if attempts_allowed is not None and r["attempts"] > attempts_allowed]
     flaky = [r for r in all_records if scenario_of_key(r["idempotency_key"]) == "retry"]
     odd = [r["idempotency_key"] for r in flaky if not (
@@ -68,8 +68,8 @@ def breaker(rec: Recorded) -> tuple[dict, dict]:
     down_began = [e.value["wall_ms"] for e in rec.history if e.scenario == "breaker" and e.f == "effector_faults"
                   and e.value.get("down")]
     in_scenario = [t for t in transitions if down_began and t["at_ms"] >= down_began[0] and t["from"] != "START"]
-    records = [row["record"] for row in rec.audit]
-    stored_at = {row["record"]["audit_id"]: row["timestamp_ms"] for row in rec.audit}
+    records = [row["record"] for row in audit_rows(rec)]
+    stored_at = {row["record"]["audit_id"]: row["timestamp_ms"] for row in audit_rows(rec)}
     open_records = [r for r in records if r["reason_code"] == "BREAKER_OPEN"]
     # Refused at the door: the breaker was already open when the decision began.
     fast_fails = [r for r in open_records if r["breaker_state"] == "OPEN"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import orjson
 
 from exoarmur.contracts import key_digest
-from exoarmur_cli.checkers.common import first
+from exoarmur_cli.checkers.common import audit_rows, first
 from exoarmur_cli.recorded import Recorded
 
 APPROVAL_CLASSES = frozenset({"A2", "A3"})
@@ -135,7 +135,7 @@ def snapshot_revisions(rec: Recorded) -> tuple[dict, dict]:
         intents.setdefault((intent.get("tenant_id"), intent.get("idempotency_key")), row)
     checked, unverifiable, skipped = 0, [], 0
     mismatches, stale = [], []
-    for row in rec.audit:
+    for row in audit_rows(rec):
         record = row["record"]
         if not record["snapshot"]["readable"]:
             skipped += 1

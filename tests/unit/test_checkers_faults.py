@@ -234,3 +234,13 @@ def test_resubmission_accepted_as_a_new_intent():
     hist.submit("chaos-00001", duplicate=False)
     metrics, _ = chaos(recorded(hist))
     assert metrics["chaos_duplicates_accepted_as_new"] == 1
+
+
+def test_a_forged_record_in_audit_is_skipped_not_a_crash():
+    # A defect that lets a forgery into AUDIT is judged by gates 3 and 6; the breaker and retry
+    # checkers judge the stack's own records and keep their criteria measured.
+    forged = {"seq": 9, "subject": "exo.audit.t1.x", "timestamp_ms": DOWN,
+              "record": {"forged": "marker", "tenant_id": "t1", "idempotency_key": "retry-00009", "outcome": "EXECUTED"}}
+    rec = recorded(breaker_run(), events=cycle(), audit=[fast_fail(), forged], records=[quick_record("retry-00001")])
+    assert breaker(rec)[0]["breaker_fast_fails"] == 1
+    assert retries(rec)[0]["retry_unexpected_outcomes"] == 0
