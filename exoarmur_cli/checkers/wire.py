@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from exoarmur_cli.checkers.common import first, quantile, scenario_of_key
+from exoarmur_cli.checkers.common import audit_rows, first, quantile, scenario_of_key
 from exoarmur_cli.recorded import Recorded
 
 EFFECTS = "/v1/effects"
@@ -114,15 +114,15 @@ def _trips_seen(rec: Recorded, calls: dict[str, list[list]], policy: dict) -> tu
     failures it reported in its window must not outnumber the calls the wiretap saw fail in that
     window (any answer but 2xx, or none) for intents that cell recorded, give or take
     DEADLINE_SLACK_S (a call whose intent has no record counts for every cell). The window runs
-    from the cell's last close (or start), when the breaker empties it, and is at most window_s. Only there: one
-    delivery per intent, so the recording cell made every call; and no overload, under which a
-    call can time out before it is sent, a failure no wire sees."""
+    from the cell's last close (or start), when the breaker empties it, and is at most window_s.
+    Only there: one delivery per intent, so the recording cell made every call; and no overload,
+    under which a call can time out before it is sent, a failure no wire sees."""
     window_s, t0 = policy.get("breaker_window_s"), rec.params.get("t0_wall_ms")
     if window_s is None or t0 is None:
         return {"breaker_trip_failures_unseen": None}, {"note": "no declared breaker window or run start"}
     spans = [(t0 + min(times), t0 + max(times)) for times in (
         [e.time_ms for e in rec.history if e.scenario == name] for name in TRIPS_ON_WIRE) if times]
-    cell_of = {f"{r['tenant_id']}:{r['idempotency_key']}": r.get("cell_id") for r in (row["record"] for row in rec.audit)}
+    cell_of = {f"{r['tenant_id']}:{r['idempotency_key']}": r["cell_id"] for r in (row["record"] for row in audit_rows(rec))}
     failed = sorted((end, cell_of.get(key)) for key, slots in calls.items() for _, end, status in slots
                     if end is not None and not (status is not None and 200 <= status < 300))
     transitions = sorted((row["data"] for row in rec.events if row["subject"].startswith("exo.events.breaker.")),
