@@ -65,7 +65,7 @@ DESCRIPTIONS: dict[Defect, str] = {
     Defect.EFFECTOR_NO_AUTH: "the effector serves every caller, with or without a credential",
     Defect.BREAKER_EAGER: "the cells build their effector breaker with numbers of their own (2 calls, a 0.3 failed "
                           "share) instead of the policy table's",
-    Defect.BREAKER_MISCOUNT: "the effector breaker counts every other success as a failure",
+    Defect.BREAKER_MISCOUNT: "the effector breaker's window counts every other success as a failure",
 }
 
 

@@ -137,16 +137,17 @@ def eager_breaker(on_transition: Callable[[Transition], None]) -> CircuitBreaker
 
 
 class MiscountingBreaker(CircuitBreaker):
-    """Defect ``breaker-miscount``: every other success is recorded as a failure."""
+    """Defect ``breaker-miscount``: its window counts every other success as a failure (its
+    half-open probes are counted right, so it still closes, and trips again)."""
 
     successes = 0
 
     def record_success(self, now_s: float) -> None:
-        self.successes += 1
-        if self.successes % 2:
-            super().record_success(now_s)
-        else:
-            self.record_failure(now_s)
+        if self.state(now_s) is BreakerState.CLOSED:
+            self.successes += 1
+            if self.successes % 2 == 0:
+                return self.record_failure(now_s)
+        super().record_success(now_s)
 
 
 def miscounting_breaker(on_transition: Callable[[Transition], None]) -> CircuitBreaker:
