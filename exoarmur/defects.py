@@ -36,6 +36,7 @@ class Defect(str, Enum):
     EFFECTOR_NO_AUTH = "effector-no-auth"
     BREAKER_EAGER = "breaker-eager"
     BREAKER_MISCOUNT = "breaker-miscount"
+    BREAKER_LONG_WINDOW = "breaker-long-window"
 
 
 DESCRIPTIONS: dict[Defect, str] = {
@@ -66,6 +67,8 @@ DESCRIPTIONS: dict[Defect, str] = {
     Defect.BREAKER_EAGER: "the cells build their effector breaker with numbers of their own (2 calls, a 0.3 failed "
                           "share) instead of the policy table's",
     Defect.BREAKER_MISCOUNT: "the effector breaker's window counts every other success as a failure",
+    Defect.BREAKER_LONG_WINDOW: "the cells build their effector breaker with a 60 s window while the policy table "
+                                "says 5 s: it weighs failures against calls a minute old",
 }
 
 

@@ -52,6 +52,7 @@ EXPECTED: dict[Defect, tuple[int, str]] = {
     Defect.BATCH_FETCH_WAIT: (4, "first_intent_terminal_s"),
     Defect.BREAKER_EAGER: (7, "breaker_trips_below_policy"),
     Defect.BREAKER_MISCOUNT: (7, "breaker_trip_failures_unseen"),
+    Defect.BREAKER_LONG_WINDOW: (7, "breaker_trip_calls_unseen"),
 }
 
 # defect -> the scenarios its run drives: those whose checkers compute the expected criterion's
@@ -86,6 +87,7 @@ SCENARIOS: dict[Defect, tuple[str, ...]] = {
     Defect.BATCH_FETCH_WAIT: ("deployment",),
     Defect.BREAKER_EAGER: ("breaker",),
     Defect.BREAKER_MISCOUNT: ("retry", "breaker"),  # checkers.wire.TRIPS_ON_WIRE
+    Defect.BREAKER_LONG_WINDOW: ("retry", "breaker"),  # checkers.wire.TRIPS_ON_WIRE (breaker's history phase)
 }
 
 

@@ -136,6 +136,11 @@ def eager_breaker(on_transition: Callable[[Transition], None]) -> CircuitBreaker
                           on_transition=on_transition)
 
 
+def long_window_breaker(on_transition: Callable[[Transition], None]) -> CircuitBreaker:
+    """Defect ``breaker-long-window``: a window of its own (60 s), not the policy table's (5 s)."""
+    return CircuitBreaker(replace(BREAKER_POLICIES["effector"], window_s=60.0), on_transition=on_transition)
+
+
 class MiscountingBreaker(CircuitBreaker):
     """Defect ``breaker-miscount``: its window counts every other success as a failure (its
     half-open probes are counted right, so it still closes, and trips again)."""
@@ -190,6 +195,7 @@ EFFECTOR_CALL_DEFECTS: Alternatives = {
     Defect.NO_BREAKER: {"breaker": never_opens},
     Defect.BREAKER_EAGER: {"breaker": eager_breaker},
     Defect.BREAKER_MISCOUNT: {"breaker": miscounting_breaker},
+    Defect.BREAKER_LONG_WINDOW: {"breaker": long_window_breaker},
     Defect.FRESH_EFFECTOR_KEY: {"attempt_key": fresh_key},
     Defect.RETRY_NO_BACKOFF: {"retry": NO_BACKOFF_RETRY},
     Defect.EFFECT_WRONG_NODE: {"target_node": tenants_first_node},

@@ -111,35 +111,49 @@ def _breaker_open(rec: Recorded, attempts: dict, policy: dict) -> tuple[dict, di
 
 def _trips_seen(rec: Recorded, calls: dict[str, list[list]], policy: dict) -> tuple[dict, dict]:
     """Each breaker trip (CLOSED -> OPEN) of the retry and breaker scenarios against the wire: the
-    failures it reported in its window must not outnumber the calls the wiretap saw fail in that
-    window (any answer but 2xx, or none) for intents that cell recorded, give or take
-    DEADLINE_SLACK_S (a call whose intent has no record counts for every cell). The window runs
-    from the cell's last close (or start), when the breaker empties it, and is at most window_s.
+    calls it reported in its window, and the failures among them, must not outnumber the calls the
+    wiretap saw end in that window (a failure: any answer but 2xx, or none) for intents that cell
+    recorded, give or take DEADLINE_SLACK_S (a call whose intent has no record counts for every
+    cell). The window runs from the cell's last close (or start), when the breaker empties it, and
+    is at most window_s: a breaker whose window is longer than declared reports calls older than
+    that, and is caught where the cell had such calls (``breaker_trips_window_tested``).
     Only there: one delivery per intent, so the recording cell made every call; and no overload,
     under which a call can time out before it is sent, a failure no wire sees."""
     window_s, t0 = policy.get("breaker_window_s"), rec.params.get("t0_wall_ms")
     if window_s is None or t0 is None:
-        return {"breaker_trip_failures_unseen": None}, {"note": "no declared breaker window or run start"}
+        return {"breaker_trip_failures_unseen": None, "breaker_trip_calls_unseen": None}, \
+            {"note": "no declared breaker window or run start"}
     spans = [(t0 + min(times), t0 + max(times)) for times in (
         [e.time_ms for e in rec.history if e.scenario == name] for name in TRIPS_ON_WIRE) if times]
     cell_of = {f"{r['tenant_id']}:{r['idempotency_key']}": r["cell_id"] for r in (row["record"] for row in audit_rows(rec))}
-    failed = sorted((end, cell_of.get(key)) for key, slots in calls.items() for _, end, status in slots
-                    if end is not None and not (status is not None and 200 <= status < 300))
+    ended = sorted((end, cell_of.get(key), not (status is not None and 200 <= status < 300))
+                   for key, slots in calls.items() for _, end, status in slots if end is not None)
     transitions = sorted((row["data"] for row in rec.events if row["subject"].startswith("exo.events.breaker.")),
                          key=lambda t: t["at_ms"])
     trips = [t for t in transitions if (t["from"], t["to"]) == ("CLOSED", "OPEN")
              and any(lo <= t["at_ms"] <= hi for lo, hi in spans)]
     slack_ms = DEADLINE_SLACK_S * 1000
-    unseen = []
+    unseen_failures, unseen_calls, window_tested = [], [], 0
     for trip in trips:
         # The window a breaker reports starts empty when it closes (or its cell starts), and holds
         # at most the declared window_s before the trip.
         closed_at = max((t["at_ms"] for t in transitions if t["cell_id"] == trip["cell_id"] and t["to"] == "CLOSED"
                          and t["at_ms"] <= trip["at_ms"]), default=0)
-        lo, hi = max(trip["at_ms"] - window_s * 1000, closed_at) - slack_ms, trip["at_ms"] + slack_ms
-        seen = sum(1 for end, cell in failed if lo <= end <= hi and cell in (trip["cell_id"], None))
-        if trip.get("failures_in_window", 0) > seen:
-            unseen.append({"cell": trip["cell_id"], "at_ms": trip["at_ms"],
-                           "reported_failures": trip.get("failures_in_window"), "wire_failures": seen})
-    return {"breaker_trips_checked_on_wire": len(trips), "breaker_trip_failures_unseen": len(unseen)}, \
-        {"trips": len(trips), "unseen": first(unseen)}
+        window_from = trip["at_ms"] - window_s * 1000
+        lo, hi = max(window_from, closed_at) - slack_ms, trip["at_ms"] + slack_ms
+        mine = [(end, failed) for end, cell, failed in ended if cell in (trip["cell_id"], None)]
+        seen = [failed for end, failed in mine if lo <= end <= hi]
+        evidence = {"cell": trip["cell_id"], "at_ms": trip["at_ms"],
+                    "reported_failures": trip.get("failures_in_window"), "wire_failures": sum(seen),
+                    "reported_calls": trip.get("calls_in_window"), "wire_calls": len(seen)}
+        if trip.get("failures_in_window", 0) > sum(seen):
+            unseen_failures.append(evidence)
+        if trip.get("calls_in_window", 0) > len(seen):
+            unseen_calls.append(evidence)
+        # Calls of this cell after its last close but older than the window: one counting them
+        # (a longer window than declared) would report more calls than the wire saw above.
+        if any(closed_at <= end < window_from - slack_ms for end, _ in mine):
+            window_tested += 1
+    return {"breaker_trips_checked_on_wire": len(trips), "breaker_trip_failures_unseen": len(unseen_failures),
+            "breaker_trip_calls_unseen": len(unseen_calls), "breaker_trips_window_tested": window_tested}, \
+        {"trips": len(trips), "unseen_failures": first(unseen_failures), "unseen_calls": first(unseen_calls)}

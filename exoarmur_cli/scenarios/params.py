@@ -92,6 +92,8 @@ class RetryParams(ScenarioParams):
 
 
 class BreakerParams(ScenarioParams):
+    history_rate_per_s: Number
+    history_beyond_window_s: Number
     max_intents_to_open: int
     intents_while_open: int
     intents_after: int

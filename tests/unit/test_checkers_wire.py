@@ -124,10 +124,12 @@ def test_no_wiretap_is_missing():
 TRIP_POLICY = {**POLICY, "policy": {**POLICY["policy"], "breaker_window_s": 5.0}}
 
 
-def tripped(at_ms: float, failures: int, cell: str = "cell-0") -> dict:
+def tripped(at_ms: float, failures: int, cell: str = "cell-0", calls: int | None = None) -> dict:
+    """A trip as the cell published it; ``calls`` in its window (default: its failures, the wire's
+    calls of the tests below)."""
     return {"seq": 1, "subject": f"exo.events.breaker.{cell}", "timestamp_ms": T0_WALL_MS + at_ms,
-            "data": {"cell_id": cell, "breaker": "effector", "from": "CLOSED", "to": "OPEN",
-                     "at_ms": T0_WALL_MS + at_ms, "failures_in_window": failures, "calls_in_window": failures + 1}}
+            "data": {"cell_id": cell, "breaker": "effector", "from": "CLOSED", "to": "OPEN", "at_ms": T0_WALL_MS + at_ms,
+                     "failures_in_window": failures, "calls_in_window": failures if calls is None else calls}}
 
 
 def retry_scenario_from(start_ms: float, until_ms: float) -> Hist:
@@ -201,3 +203,35 @@ def test_another_cells_failures_do_not_support_a_trip():
     metrics = wire(recorded(retry_scenario_from(1_000, 9_000), wire=w.rows, events=events, audit=audit,
                             params=TRIP_POLICY))[0]
     assert (metrics["breaker_trips_checked_on_wire"], metrics["breaker_trip_failures_unseen"]) == (2, 1)
+
+
+def history_then_failures(w: Wire) -> None:
+    """Successes from 1 s to 8 s, then failures from 8.2 s: the 5 s window of a trip at 8.6 s holds
+    the successes from 3.35 s on (give or take the 0.25 s slack) and the failures."""
+    for n in range(15):
+        w.attempt(f"t1:breaker-{n:05d}", 1_000 + 500 * n, 20, status=200)
+    for n in range(5):
+        w.attempt(f"t1:breaker-{100 + n:05d}", 8_200 + 50 * n, 20, status=503)
+
+
+def test_a_breaker_counting_calls_older_than_its_window_is_caught():
+    w = Wire()
+    history_then_failures(w)
+    metrics = judge_trips(w, [tripped(8_600, failures=5, calls=20)])  # every success since 1 s: a longer window
+    assert (metrics["breaker_trip_calls_unseen"], metrics["breaker_trips_window_tested"]) == (1, 1)
+    assert metrics["breaker_trip_failures_unseen"] == 0  # its failures are all there: only the calls tell
+
+
+def test_a_trip_counting_its_declared_window_only_is_supported():
+    w = Wire()
+    history_then_failures(w)
+    metrics = judge_trips(w, [tripped(8_600, failures=5, calls=15)])  # successes from 3.6 s on, and the failures
+    assert (metrics["breaker_trip_calls_unseen"], metrics["breaker_trips_window_tested"]) == (0, 1)
+
+
+def test_a_trip_with_no_calls_older_than_the_window_does_not_test_it():
+    w = Wire()
+    for n in range(5):
+        w.attempt(f"t1:retry-{n:05d}", 2_000 + 100 * n, 20, status=500)
+    metrics = judge_trips(w, [tripped(2_600, failures=5, calls=5)])
+    assert (metrics["breaker_trip_calls_unseen"], metrics["breaker_trips_window_tested"]) == (0, 0)

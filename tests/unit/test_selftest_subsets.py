@@ -24,6 +24,7 @@ CHECKER_SCENARIOS = {
     "attempts_over_policy_observed": (wire.wire, wire.SINGLE_DELIVERY),
     "retry_gap_median_ms_effector_down": (wire.wire, (wire.EFFECTOR_DOWN,)),
     "breaker_trip_failures_unseen": (wire._trips_seen, wire.TRIPS_ON_WIRE),
+    "breaker_trip_calls_unseen": (wire._trips_seen, wire.TRIPS_ON_WIRE),
 }
 
 
