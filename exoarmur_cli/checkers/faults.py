@@ -68,8 +68,9 @@ def breaker(rec: Recorded) -> tuple[dict, dict]:
     down_began = [e.value["wall_ms"] for e in rec.history if e.scenario == "breaker" and e.f == "effector_faults"
                   and e.value.get("down")]
     in_scenario = [t for t in transitions if down_began and t["at_ms"] >= down_began[0] and t["from"] != "START"]
-    records = [row["record"] for row in audit_rows(rec)]
-    stored_at = {row["record"]["audit_id"]: row["timestamp_ms"] for row in audit_rows(rec)}
+    rows = audit_rows(rec)
+    records = [row["record"] for row in rows]
+    stored_at = {row["record"]["audit_id"]: row["timestamp_ms"] for row in rows}
     open_records = [r for r in records if r["reason_code"] == "BREAKER_OPEN"]
     # Refused at the door: the breaker was already open when the decision began.
     fast_fails = [r for r in open_records if r["breaker_state"] == "OPEN"]

@@ -46,9 +46,11 @@ async def retry(ctx: Context) -> None:
             concurrency=p.concurrency, tag=Tag.FLAKY)
         await ctx.settle(subs)
         await ctx.faults.effector.clear()
-        refused = sum(1 for s in subs if _refused_unattempted(ctx, s))
-        reached += len(subs) - refused
-        ctx.observe("retry_round", round=round_no, submitted=len(subs), refused_breaker_open=refused)
+        refused = sum(1 for s in subs if s.accepted and _refused_unattempted(ctx, s))
+        at_door = sum(1 for s in subs if not s.accepted)  # never reached a cell either
+        reached += len(subs) - refused - at_door
+        ctx.observe("retry_round", round=round_no, submitted=len(subs), refused_breaker_open=refused,
+                    refused_at_door=at_door)
         await ctx.breaker_recovered()
         if reached >= p.intents:
             break

@@ -608,7 +608,7 @@ def test_retry_intents_a_breaker_refused_unattempted_are_replaced(tmp_path: Path
     rounds = [row["value"] for row in map(orjson.loads, history) if row["f"] == "retry_round"]
     assert rounds and rounds[0]["submitted"] == 24 and rounds[0]["refused_breaker_open"] > 0, rounds
     for before, after in zip(rounds, rounds[1:]):  # each round replaces exactly what the last lost
-        assert after["submitted"] == before["refused_breaker_open"], rounds
+        assert after["submitted"] == before["refused_breaker_open"] + before["refused_at_door"], rounds
     assert rounds[-1]["refused_breaker_open"] == 0 or len(rounds) == 4, rounds
 
 
