@@ -8,7 +8,9 @@
     (``bench_bare``), measured as (b) is — so (b)/(e) is what the safety work costs;
 (f) the admission this machine holds: open-loop p99 at rising shares of (b), the highest rate held
     within the latency bound, and the limits ``exoarmur.sizing`` sizes from it;
-and, for (b) and (e), each process's CPU milliseconds per intent over the closed-loop window.
+and, for (b) and (e), each process's CPU milliseconds per intent over the closed-loop window, and
+over an open-loop window at half of (b) for both pipelines (c and e'), where nothing is batched:
+the regime (c)'s p99 is measured in.
 Figures are ratios within one run: the machine is shared and noisy.
 """
 
@@ -58,6 +60,12 @@ class Figures:
     # (for the bare pipeline, its api, cells and effector under the same names).
     cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
     bare_cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
+    # The same, over the open-loop window at half of (b): ExoArmur's (c), and the bare pipeline
+    # driven at that rate too (e'), with its p50/p99 there.
+    open_loop_cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
+    bare_open_loop_cpu_ms_per_intent: dict[str, float] = field(default_factory=dict)
+    bare_open_loop_p50_ms: float | None = None
+    bare_open_loop_p99_ms: float | None = None
     # What the machine gave us: cpu_model, cores, and per window steal_pct_* and others_cores_*.
     machine: dict[str, float | int | str] = field(default_factory=dict)
     # (f) open-loop steps at rising rates (rate_per_s, accepted, refused, completed, p50_ms, p99_ms)
@@ -119,17 +127,20 @@ def admission_lines(figures: Figures) -> list[str]:
 
 
 def cpu_table(figures: Figures) -> list[str]:
-    """CPU ms per intent, ExoArmur beside bare, one line per process and their total."""
-    exo, bare = figures.cpu_ms_per_intent, figures.bare_cpu_ms_per_intent
-    names = list(exo) + [name for name in bare if name not in exo]
+    """CPU ms per intent, ExoArmur beside bare, closed loop and open loop at half of (b), one line
+    per process and their total."""
+    tables = (figures.cpu_ms_per_intent, figures.bare_cpu_ms_per_intent,
+              figures.open_loop_cpu_ms_per_intent, figures.bare_open_loop_cpu_ms_per_intent)
+    names = list(dict.fromkeys(name for table in tables for name in table))
 
     def cell(table: dict[str, float], name: str) -> str:
         return f"{table[name]:9.3f}" if name in table else f"{'-':>9}"
 
-    lines = [f"    {'CPU ms/intent':<14}{'ExoArmur':>9}{'bare':>9}"]
-    lines += [f"    {name:<14}{cell(exo, name)}{cell(bare, name)}" for name in names]
-    totals = {"total": sum(exo.values())}, {"total": sum(bare.values())}
-    lines.append(f"    {'total':<14}{cell(totals[0], 'total')}{cell(totals[1], 'total')}")
+    lines = [f"    {'':<14}{'closed loop':>18}{f'open, {figures.half_load_per_s:,.0f}/s':>18}",
+             f"    {'CPU ms/intent':<14}" + f"{'ExoArmur':>9}{'bare':>9}" * 2]
+    lines += [f"    {name:<14}" + "".join(cell(table, name) for table in tables) for name in names]
+    totals = [{"total": sum(table.values())} for table in tables]
+    lines.append(f"    {'total':<14}" + "".join(cell(total, "total") for total in totals))
     return lines
 
 
@@ -205,12 +216,25 @@ async def measure_closed_loop(pipeline: Pipeline, watch: TerminalWatch, bodies, 
 
 
 CLOSED_LOOP_INTENTS = 6000
+HALF_LOAD_S = 6.0
 
 
-async def measure_bare(stack: LocalStack, bodies, nats: dict[str, psutil.Process], client: psutil.Process) -> ClosedLoop:
-    """(e): the bare pipeline beside the stack, on its nats-server(s), measured as (b) is. The stack's
-    own processes idle meanwhile: ours, so not counted in ``others_cores``, but charged to no intent.
-    The bare processes are gone before the next phase."""
+async def measure_open_loop(pipeline: Pipeline, watch: TerminalWatch, bodies,
+                            rate_per_s: float) -> tuple[dict, dict[str, float]]:
+    """(c), and (e') for the bare pipeline: open loop at ``rate_per_s`` for HALF_LOAD_S, timed as
+    ``open_loop_latency`` does, and each process's CPU ms per completed intent over it (the drain
+    of the last ones included)."""
+    before = bench_cpu.process_cpu_s(pipeline.processes)
+    step = await open_loop_latency(pipeline.url, watch, bodies, rate_per_s, HALF_LOAD_S, pipeline.record_subject)
+    return step, bench_cpu.per_intent_ms(before, bench_cpu.process_cpu_s(pipeline.processes), step["completed"])
+
+
+async def measure_bare(stack: LocalStack, bodies, nats: dict[str, psutil.Process], client: psutil.Process,
+                       open_loop_per_s: float) -> tuple[ClosedLoop, dict, dict[str, float]]:
+    """(e): the bare pipeline beside the stack, on its nats-server(s), measured as (b) is; then (e'),
+    open loop at ``open_loop_per_s`` as (c) is. The stack's own processes idle meanwhile: ours, so
+    not counted in ``others_cores``, but charged to no intent. The bare processes are gone before
+    the next phase."""
     pipeline = BarePipeline(stack.config)
     await pipeline.start()
     nc = await natsio.connect_as(stack.config, "provisioner", "exoarmur-bench-bare")
@@ -221,7 +245,8 @@ async def measure_bare(stack: LocalStack, bodies, nats: dict[str, psutil.Process
         idle = {name: psutil.Process(child.pid) for name, child in stack.children.items() if name not in nats}
         bare = Pipeline(pipeline.url, record_subject, {**processes, **nats, CLIENT: client}, idle)
         await measure_closed_loop(bare, watch, bodies, 300)  # warm-up, as for (b)
-        return await measure_closed_loop(bare, watch, bodies, CLOSED_LOOP_INTENTS)
+        closed = await measure_closed_loop(bare, watch, bodies, CLOSED_LOOP_INTENTS)
+        return (closed, *await measure_open_loop(bare, watch, bodies, open_loop_per_s))
     finally:
         await nc.close()
         await pipeline.stop()
@@ -252,12 +277,14 @@ async def run_bench(stack: LocalStack) -> Figures:
         await measure_closed_loop(exo, watch, bodies, 300)  # warm-up: connections, caches
         loop_b = await measure_closed_loop(exo, watch, bodies, CLOSED_LOOP_INTENTS)
         figures.intents_per_s, figures.cpu_ms_per_intent = loop_b.intents_per_s, loop_b.cpu_ms_per_intent
-        loop_bare = await measure_bare(stack, bodies, nats, client)
+        figures.half_load_per_s = figures.intents_per_s / 2
+        loop_bare, bare_open, figures.bare_open_loop_cpu_ms_per_intent = await measure_bare(
+            stack, bodies, nats, client, figures.half_load_per_s)
         figures.bare_intents_per_s, figures.bare_cpu_ms_per_intent = loop_bare.intents_per_s, loop_bare.cpu_ms_per_intent
+        figures.bare_open_loop_p50_ms, figures.bare_open_loop_p99_ms = bare_open["p50_ms"], bare_open["p99_ms"]
         figures.machine = machine(loop_b, loop_bare)
 
-        figures.half_load_per_s = figures.intents_per_s / 2
-        half = await open_loop_latency(config, watch, bodies, figures.half_load_per_s, 6.0)
+        half, figures.open_loop_cpu_ms_per_intent = await measure_open_loop(exo, watch, bodies, figures.half_load_per_s)
         figures.half_load_completed, figures.p50_ms, figures.p99_ms = half["completed"], half["p50_ms"], half["p99_ms"]
         figures.admission_ladder = await admission_ladder(config, watch, bodies, figures.intents_per_s)
 
@@ -283,7 +310,7 @@ async def run_bench(stack: LocalStack) -> Figures:
                 figures.overload_refused[str(-status)] = figures.overload_refused.get(str(-status), 0) + 1
 
         sampler = asyncio.create_task(sample())
-        await open_loop(config, bodies, figures.overload_offered_per_s, 5.0, record_over)
+        await open_loop(config.api_url, bodies, figures.overload_offered_per_s, 5.0, record_over)
         await asyncio.sleep(2.0)  # the backlog drains; memory must not keep growing
         stop.set()
         await sampler

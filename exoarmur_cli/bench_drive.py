@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 
 import aiohttp
 
@@ -82,11 +83,11 @@ async def wait_arrivals(watch: TerminalWatch, subjects: list[str], timeout_s: fl
         await asyncio.sleep(0.05)
 
 
-async def open_loop(config, bodies, rate_per_s: float, duration_s: float, on_result) -> None:
-    """Submit at a fixed rate regardless of answers (open loop: no coordinated omission)."""
+async def open_loop(url: str, bodies, rate_per_s: float, duration_s: float, on_result) -> None:
+    """Submit to ``url`` at a fixed rate regardless of answers (open loop: no coordinated omission)."""
     interval = 1.0 / rate_per_s
     tasks = []
-    async with session(config.api_url, 256) as client:
+    async with session(url, 256) as client:
         began = time.perf_counter()
         for n in itertools.count():
             due = began + n * interval
@@ -105,20 +106,22 @@ async def open_loop(config, bodies, rate_per_s: float, duration_s: float, on_res
         await asyncio.gather(*tasks)
 
 
-async def open_loop_latency(config, watch: TerminalWatch, bodies, rate_per_s: float, duration_s: float) -> dict:
-    """Submit at ``rate_per_s`` for ``duration_s`` (open loop) and time each accepted intent to its
-    terminal record: the step's counts and p50/p99 (None when nothing completed)."""
+async def open_loop_latency(url: str, watch: TerminalWatch, bodies, rate_per_s: float, duration_s: float,
+                            record_subject: Callable[[dict], str] = audit_subject) -> dict:
+    """Submit to ``url`` at ``rate_per_s`` for ``duration_s`` (open loop) and time each accepted
+    intent to its terminal record (at ``record_subject``): the step's counts and p50/p99 (None when
+    nothing completed)."""
     sent_at: dict[str, float] = {}
     refused = 0
 
     def record(body, sent, status) -> None:
         nonlocal refused
         if status == 202:
-            sent_at[natsio.audit_subject(body["tenant_id"], digest(body))] = sent
+            sent_at[record_subject(body)] = sent
         else:
             refused += 1
 
-    await open_loop(config, bodies, rate_per_s, duration_s, record)
+    await open_loop(url, bodies, rate_per_s, duration_s, record)
     await wait_arrivals(watch, list(sent_at), timeout_s=30)
     latencies = [(watch.arrived[s] - t) * 1000 for s, t in sent_at.items() if s in watch.arrived]
     # the checkers' quantile: one definition of p50/p99
@@ -136,7 +139,7 @@ async def admission_ladder(config, watch: TerminalWatch, bodies, closed_loop_per
     """(f): open-loop latency at rising shares of (b), up to the first step that is not held."""
     ladder: list[dict] = []
     for share in LADDER_SHARES:
-        ladder.append(await open_loop_latency(config, watch, bodies, closed_loop_per_s * share, LADDER_STEP_S))
+        ladder.append(await open_loop_latency(config.api_url, watch, bodies, closed_loop_per_s * share, LADDER_STEP_S))
         if sizing.held_rate(ladder) != ladder[-1]["rate_per_s"]:
             break  # not held: higher rates would not be either
     return ladder

@@ -87,6 +87,9 @@ def bench_command(
     for name, mb in figures.peak_rss_mb.items():
         print(f"    peak RSS {name}: {mb:.0f} MB")
     print(f"(e) bare pipeline intents/s                 : {figures.bare_intents_per_s:,.0f}  ((b)/(bare) {figures.b_over_bare():.3f})")
+    if figures.bare_open_loop_p99_ms is not None:
+        print(f"(e') bare at {figures.half_load_per_s:,.0f}/s, open loop    : p50 {figures.bare_open_loop_p50_ms:.1f} ms, "
+              f"p99 {figures.bare_open_loop_p99_ms:.1f} ms")
     for line in cpu_table(figures):
         print(line)
     print("    machine: " + ", ".join(f"{k} {v}" for k, v in figures.machine.items()))

@@ -45,10 +45,15 @@ def test_b_over_bare_is_met_at_the_target_and_missed_without_a_bare_figure() -> 
 
 def test_cpu_table_puts_each_process_beside_its_bare_counterpart_with_totals() -> None:
     lines = cpu_table(Figures(cpu_ms_per_intent={"api": 0.75, "cell-0": 1.0, "nats": 0.5},
-                              bare_cpu_ms_per_intent={"api": 0.25, "nats": 0.5, "client": 0.5}))
-    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
-    assert rows == {"api": ["0.750", "0.250"], "cell-0": ["1.000", "-"], "nats": ["0.500", "0.500"],
-                    "client": ["-", "0.500"], "total": ["2.250", "1.250"]}
+                              bare_cpu_ms_per_intent={"api": 0.25, "nats": 0.5, "client": 0.5},
+                              half_load_per_s=225.0,
+                              open_loop_cpu_ms_per_intent={"api": 1.5, "cell-0": 2.0, "nats": 1.0},
+                              bare_open_loop_cpu_ms_per_intent={"api": 1.0, "nats": 1.0, "client": 1.0}))
+    assert "closed loop" in lines[0] and "open, 225/s" in lines[0]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert rows == {"api": ["0.750", "0.250", "1.500", "1.000"], "cell-0": ["1.000", "-", "2.000", "-"],
+                    "nats": ["0.500", "0.500", "1.000", "1.000"], "client": ["-", "0.500", "-", "1.000"],
+                    "total": ["2.250", "1.250", "4.500", "3.000"]}
 
 
 def test_cpu_per_intent_is_the_window_s_cpu_delta_over_the_intents_completed() -> None:
