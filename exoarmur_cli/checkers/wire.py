@@ -8,7 +8,7 @@ are the run's declared policy, never the attempt counts the cells wrote in their
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from exoarmur_cli.checkers.common import audit_rows, first, quantile, scenario_of_key
 from exoarmur_cli.recorded import Recorded
@@ -24,13 +24,13 @@ TRIPS_ON_WIRE = ("retry", "breaker")  # no overload there: every failure a break
 
 
 def _calls(rec: Recorded) -> dict[str, list[list]]:
-    """[arrival, end, status] of every POST /v1/effects, per Idempotency-Key, in arrival order
-    (end and status None while unanswered; status None when the caller gave up first)."""
+    """[arrival, end, status, connection] of every POST /v1/effects, per Idempotency-Key, in arrival
+    order (end and status None while unanswered; status None when the caller gave up first)."""
     started: dict[int, list[tuple[str, list]]] = defaultdict(list)
     calls: dict[str, list[list]] = defaultdict(list)
     for row in rec.wire:
         if row["event"] == "request" and row["path"].startswith(EFFECTS) and row["method"] == "POST":
-            slot = [row["wall_ms"], None, None]
+            slot = [row["wall_ms"], None, None, row["conn"]]
             calls[row["key"]].append(slot)
             started[row["conn"]].append((row["key"], slot))
         elif row["event"] in ("response", "unanswered") and started[row["conn"]]:
@@ -41,7 +41,25 @@ def _calls(rec: Recorded) -> dict[str, list[list]]:
 
 def _attempts(calls: dict[str, list[list]]) -> dict[str, list[tuple[float, float | None]]]:
     """(arrival, end) of every call, per Idempotency-Key, in arrival order."""
-    return {key: [(start, end) for start, end, _ in slots] for key, slots in calls.items()}
+    return {key: [(start, end) for start, end, *_ in slots] for key, slots in calls.items()}
+
+
+def _cell_of_connection(rec: Recorded, calls: dict[str, list[list]]) -> dict[int, str | None]:
+    """The cell behind each wiretapped connection: the one that recorded most of the intents whose
+    calls it carried (a connection is one cell's; a call on it for an intent the other cell
+    recorded was an earlier delivery's). None when no recorded intent or a tie says which."""
+    cell_of_key = {f"{r['tenant_id']}:{r['idempotency_key']}": r["cell_id"]
+                   for r in (row["record"] for row in audit_rows(rec))}
+    votes: dict[int, Counter] = defaultdict(Counter)
+    for key, slots in calls.items():
+        if (cell := cell_of_key.get(key)) is not None:
+            for slot in slots:
+                votes[slot[3]][cell] += 1
+    cells = {}
+    for conn, counted in votes.items():
+        top = counted.most_common(2)
+        cells[conn] = top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else None
+    return cells
 
 
 def _scenario(ref: str) -> str:
@@ -112,22 +130,22 @@ def _breaker_open(rec: Recorded, attempts: dict, policy: dict) -> tuple[dict, di
 def _trips_seen(rec: Recorded, calls: dict[str, list[list]], policy: dict) -> tuple[dict, dict]:
     """Each breaker trip (CLOSED -> OPEN) of the retry and breaker scenarios against the wire: the
     calls it reported in its window, and the failures among them, must not outnumber the calls the
-    wiretap saw end in that window (a failure: any answer but 2xx, or none) for intents that cell
-    recorded, give or take DEADLINE_SLACK_S (a call whose intent has no record counts for every
+    wiretap saw end in that window (a failure: any answer but 2xx, or none) on that cell's
+    connections, give or take DEADLINE_SLACK_S (a connection no record places counts for every
     cell). The window runs from the cell's last close (or start), when the breaker empties it, and
     is at most window_s: a breaker whose window is longer than declared reports calls older than
     that, and is caught where the cell had such calls (``breaker_trips_window_tested``).
-    Only there: one delivery per intent, so the recording cell made every call; and no overload,
-    under which a call can time out before it is sent, a failure no wire sees."""
+    Only there: no overload, under which a call can time out before it is sent, a failure no wire
+    sees."""
     window_s, t0 = policy.get("breaker_window_s"), rec.params.get("t0_wall_ms")
     if window_s is None or t0 is None:
         return {"breaker_trip_failures_unseen": None, "breaker_trip_calls_unseen": None}, \
             {"note": "no declared breaker window or run start"}
     spans = [(t0 + min(times), t0 + max(times)) for times in (
         [e.time_ms for e in rec.history if e.scenario == name] for name in TRIPS_ON_WIRE) if times]
-    cell_of = {f"{r['tenant_id']}:{r['idempotency_key']}": r["cell_id"] for r in (row["record"] for row in audit_rows(rec))}
-    ended = sorted((end, cell_of.get(key), not (status is not None and 200 <= status < 300))
-                   for key, slots in calls.items() for _, end, status in slots if end is not None)
+    cell_of = _cell_of_connection(rec, calls)
+    ended = sorted((end, cell_of.get(conn), not (status is not None and 200 <= status < 300))
+                   for slots in calls.values() for _, end, status, conn in slots if end is not None)
     transitions = sorted((row["data"] for row in rec.events if row["subject"].startswith("exo.events.breaker.")),
                          key=lambda t: t["at_ms"])
     trips = [t for t in transitions if (t["from"], t["to"]) == ("CLOSED", "OPEN")

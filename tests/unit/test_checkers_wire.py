@@ -16,13 +16,17 @@ class Wire:
         self.rows: list[dict] = []
         self.conn = 0
 
-    def attempt(self, key: str, start_ms: float, took_ms: float, status: int | None = 503) -> float:
-        """One POST on a fresh connection; ``status`` None: the caller hung up after ``took_ms``."""
-        self.conn += 1
-        self.rows.append({"event": "request", "conn": self.conn, "method": "POST", "path": "/v1/effects",
+    def attempt(self, key: str, start_ms: float, took_ms: float, status: int | None = 503,
+                conn: int | None = None) -> float:
+        """One POST on connection ``conn`` (None: a fresh one); ``status`` None: the caller hung up
+        after ``took_ms``."""
+        if conn is None:
+            self.conn += 1
+            conn = self.conn
+        self.rows.append({"event": "request", "conn": conn, "method": "POST", "path": "/v1/effects",
                           "key": key, "wall_ms": T0_WALL_MS + start_ms})
         end = {"event": "unanswered"} if status is None else {"event": "response", "status": status}
-        self.rows.append({**end, "conn": self.conn, "key": key, "wall_ms": T0_WALL_MS + start_ms + took_ms})
+        self.rows.append({**end, "conn": conn, "key": key, "wall_ms": T0_WALL_MS + start_ms + took_ms})
         return start_ms + took_ms
 
     def retried(self, key: str, gaps_ms: list[float], took_ms: float = 5) -> None:
@@ -235,3 +239,17 @@ def test_a_trip_with_no_calls_older_than_the_window_does_not_test_it():
         w.attempt(f"t1:retry-{n:05d}", 2_000 + 100 * n, 20, status=500)
     metrics = judge_trips(w, [tripped(2_600, failures=5, calls=5)])
     assert (metrics["breaker_trip_calls_unseen"], metrics["breaker_trips_window_tested"]) == (0, 0)
+
+
+def test_a_call_counts_for_the_cell_whose_connection_carried_it_whoever_recorded_its_intent():
+    # cell-0's connection (1000) carried four intents cell-0 recorded, and the lost first delivery of
+    # a fifth that cell-1 recorded after a redelivery: its failure is still cell-0's.
+    w = Wire()
+    for n in range(4):
+        w.attempt(f"t1:retry-{n:05d}", 2_000 + 100 * n, 20, status=500, conn=1000)
+    w.attempt("t1:retry-00009", 2_450, 20, status=None, conn=1000)
+    audit = [audit_row(quick_record(f"retry-{n:05d}", cell_id="cell-0")) for n in range(4)]
+    audit.append(audit_row(quick_record("retry-00009", cell_id="cell-1")))
+    metrics = wire(recorded(retry_scenario_from(1_000, 9_000), wire=w.rows, events=[tripped(2_600, failures=5)],
+                            audit=audit, params=TRIP_POLICY))[0]
+    assert (metrics["breaker_trip_failures_unseen"], metrics["breaker_trip_calls_unseen"]) == (0, 0)
