@@ -51,6 +51,8 @@ class Policy:
     breaker_window_s: float | None = None
     breaker_min_calls: int | None = None
     breaker_failure_ratio: float | None = None
+    effector_retry_base_s: float | None = None
+    effect_deadline_skew_ms: float | None = None  # the effector refuses a call past its deadline plus this
 
     @classmethod
     def from_tables(cls, tables: Mapping[str, Any], overrides: Mapping[str, Any]) -> "Policy":
@@ -74,6 +76,8 @@ class Policy:
             breaker_window_s=breaker["window_s"],
             breaker_min_calls=breaker["min_calls"],
             breaker_failure_ratio=breaker["failure_ratio"],
+            effector_retry_base_s={row["name"]: row for row in tables["retry"]}["effector_call"]["base_s"],
+            effect_deadline_skew_ms=bounds["effect_deadline_skew_ms"],
         )
 
     def timeout_s(self, category: str) -> float:

@@ -20,6 +20,7 @@ Checker = Callable[[Recorded], tuple[dict, dict]]
 
 CHECKERS: dict[str, Checker] = {
     "exactly_once": integrity.exactly_once,
+    "effect_fences": integrity.effect_fences,
     "policy_drift": policy.policy_drift,
     "expectations": integrity.expectations,
     "refusals": integrity.refusals,

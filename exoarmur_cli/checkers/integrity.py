@@ -3,6 +3,7 @@
 - every accepted submission ends in exactly one terminal record;
 - every submission has a completion (accepted, refused with a reason, or unknown);
 - at most one effect per intent, and an effect for every EXECUTED record;
+- no effect applied past the fence of the decision that authorised it;
 - audited refusal counters equal what clients were told.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from exoarmur_cli.checkers.common import (
-    effects_by_intent, first, intent_ref, records_by_pair, scenario_of_key, submissions,
+    audit_rows, effects_by_intent, first, intent_ref, records_by_pair, scenario_of_key, submissions,
 )
 from exoarmur_cli.history import FAIL, Expect
 from exoarmur_cli.recorded import Recorded
@@ -55,6 +56,34 @@ def exactly_once(rec: Recorded) -> tuple[dict, dict]:
     evidence = {"lost": first(lost), "multi_terminal": first(multi), "duplicate_effects": first(duplicate_effects.items()),
                 "executed_without_effect": first(executed_without_effect), "effect_not_executed": first(effect_not_executed)}
     return metrics, evidence
+
+
+# The ledger stamps an effect once its write commits, after the deadline check that admitted it:
+# commit latency on a loaded machine. Clocks are one host's.
+FENCE_SLACK_MS = 250
+
+
+def effect_fences(rec: Recorded) -> tuple[dict, dict]:
+    """Every effect was applied within the fence of the decision its EXECUTED record carries: by
+    ``decided_at_ms`` + EXECUTION_INTENT + effect_deadline_skew_ms. A delivery's calls carry
+    deadlines within its budget, which began before it decided, and the effector refuses a call
+    past its deadline; so an effect later than that was authorised by a decision that had gone
+    stale (a redelivery acting on an old journaled EXECUTE, say), whatever the switches said since."""
+    intent_s, skew_ms = rec.run.policy.timeouts_s.get("EXECUTION_INTENT"), rec.run.policy.effect_deadline_skew_ms
+    if intent_s is None or skew_ms is None:
+        return {"effects_past_decision_fence": None}, {"note": "no declared EXECUTION_INTENT or skew"}
+    applied = {row["intent_ref"]: row["first_applied_at_ms"] for row in rec.ledger}
+    fence_ms = intent_s * 1000 + skew_ms + FENCE_SLACK_MS
+    late, checked = [], 0
+    for record in (row["record"] for row in audit_rows(rec)):
+        at = applied.get(intent_ref(record["tenant_id"], record["idempotency_key"]))
+        if record["outcome"] != "EXECUTED" or at is None:
+            continue
+        checked += 1
+        if at - record["decided_at_ms"] > fence_ms:
+            late.append({"key": record["idempotency_key"], "applied_after_decision_ms": at - record["decided_at_ms"]})
+    return {"effects_past_decision_fence": len(late), "effects_fence_checked": checked}, \
+        {"fence_ms": fence_ms, "late": first(late)}
 
 
 def expectations(rec: Recorded) -> tuple[dict, dict]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from builders import Hist, ledger_row, quick_record, recorded, refusal_row
+from builders import T0_WALL_MS, Hist, ledger_row, quick_record, recorded, refusal_row
 
-from exoarmur_cli.checkers.integrity import exactly_once, expectations, refusals
+from exoarmur_cli.checkers.integrity import effect_fences, exactly_once, expectations, refusals
 
 
 def healthy() -> tuple[Hist, list[dict], list[dict]]:
@@ -214,3 +214,29 @@ def test_read_probe_refusals_count_but_not_found_and_out_of_range_answers_do_not
     metrics, _ = refusals(recorded(hist, events=rows))
     assert (metrics["refusals_observed"], metrics["refusal_counter_mismatch"]) == (2, 0)
     assert metrics["unreasoned_refusals"] == 0
+
+
+# --- effect_fences ---------------------------------------------------------------------------
+
+FENCE_POLICY = {"policy": {"timeouts_s": {"EXECUTION_INTENT": 3.5}, "effect_deadline_skew_ms": 100}}
+
+
+def fenced(applied_after_decision_ms: int) -> dict:
+    """One EXECUTED intent decided at T0 + 1 s, its effect applied that long after."""
+    row = ledger_row("chaos-00001")
+    row["first_applied_at_ms"] = T0_WALL_MS + 1_000 + applied_after_decision_ms
+    return effect_fences(recorded(records=[quick_record("chaos-00001")], ledger=[row], params=FENCE_POLICY))[0]
+
+
+def test_an_effect_within_its_decision_s_fence_passes():
+    assert fenced(3_500 + 100 + 200) == {"effects_past_decision_fence": 0, "effects_fence_checked": 1}
+
+
+def test_an_effect_applied_after_its_decision_went_stale_is_caught():
+    # A redelivery acted on a journaled EXECUTE past its fence: its call carried a new deadline.
+    assert fenced(4_800)["effects_past_decision_fence"] == 1
+
+
+def test_no_declared_deadline_is_no_measurement():
+    metrics, _ = effect_fences(recorded(records=[quick_record("chaos-00001")], ledger=[ledger_row("chaos-00001")]))
+    assert metrics == {"effects_past_decision_fence": None}

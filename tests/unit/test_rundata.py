@@ -17,10 +17,11 @@ from exoarmur_cli.scenarios.params import PersistenceParams, ScenarioFileError, 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 TABLES = {
     "timeouts": [{"category": "EXECUTION_INTENT", "deadline_s": 3.5}, {"category": "KV_GET", "deadline_s": 1.0}],
-    "retry": [{"name": "effector_call", "attempts": 4, "cap_s": 0.25}],
+    "retry": [{"name": "effector_call", "attempts": 4, "base_s": 0.02, "cap_s": 0.25}],
     "breakers": [{"name": "effector", "open_s": 1.0, "half_open_max_probes": 2, "window_s": 5.0, "min_calls": 5,
                   "failure_ratio": 0.5}],
-    "bounds": [{"name": "pending_intents", "limit": 1000}, {"name": "approval_wait_ms", "limit": 30000}],
+    "bounds": [{"name": "pending_intents", "limit": 1000}, {"name": "approval_wait_ms", "limit": 30000},
+               {"name": "effect_deadline_skew_ms", "limit": 100}],
     "rate_limits": [{"name": "tenant", "rate_per_s": 100, "burst": 200}, {"name": "global", "rate_per_s": 1000,
                                                                           "burst": 2000}],
 }
@@ -34,8 +35,10 @@ def test_policy_from_tables_with_overrides_and_back_through_json() -> None:
     assert Policy.from_json(policy.to_json()) == policy
     assert (policy.rate_tenant_burst, policy.effector_retry_cap_s, policy.breaker_half_open_max_probes) == (200, 0.25, 2)
     assert (policy.breaker_window_s, policy.breaker_min_calls, policy.breaker_failure_ratio) == (5.0, 5, 0.5)
+    assert (policy.effector_retry_base_s, policy.effect_deadline_skew_ms) == (0.02, 100)
     assert sorted(policy.to_json()) == ["approval_wait_s", "breaker_failure_ratio", "breaker_half_open_max_probes",
                                         "breaker_min_calls", "breaker_open_s", "breaker_window_s",
+                                        "effect_deadline_skew_ms", "effector_retry_base_s",
                                         "effector_retry_cap_s", "pending_bound", "rate_global_burst",
                                         "rate_global_per_s", "rate_tenant_burst", "rate_tenant_per_s",
                                         "retry_attempts", "timeouts_s"]
