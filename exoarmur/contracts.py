@@ -27,6 +27,12 @@ class ActionClass(str, Enum):
 
 APPROVAL_REQUIRED_CLASSES = frozenset({ActionClass.A2, ActionClass.A3})
 
+# The cells -> effector call's absolute deadline (wall-clock ms since the epoch): a call still
+# unapplied when it passes is refused, never applied late (the deadline fence, checked in the
+# effector's ledger transaction), with this status.
+DEADLINE_HEADER = "Exo-Deadline-Ms"
+DEADLINE_PASSED_STATUS = 412  # the request's precondition (its deadline) no longer holds
+
 
 class Outcome(str, Enum):
     EXECUTED = "EXECUTED"

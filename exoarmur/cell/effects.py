@@ -28,7 +28,7 @@ import aiohttp
 
 from exoarmur import natsio
 from exoarmur.clock import now_ms
-from exoarmur.contracts import EffectorReceipt, IntentV1, Outcome, ReasonCode
+from exoarmur.contracts import DEADLINE_HEADER, DEADLINE_PASSED_STATUS, EffectorReceipt, IntentV1, Outcome, ReasonCode
 from exoarmur.defects import Defect
 from exoarmur.errors import BreakerOpen, DeadlineExceeded, ExoError, RetryExhausted
 from exoarmur.reliability.breaker import BREAKER_POLICIES, BreakerState, CircuitBreaker, Transition
@@ -38,9 +38,6 @@ from exoarmur.reliability.timeouts import TimeoutCategory, deadline_s, with_dead
 from exoarmur.seams import Alternatives
 
 T = TypeVar("T")
-
-DEADLINE_HEADER = "Exo-Deadline-Ms"  # the effector's name for it (exoarmur.effector.app)
-DEADLINE_PASSED_STATUS = 412  # the effector's answer to a call it refused as past its deadline
 
 
 class EffectorFault(ExoError):

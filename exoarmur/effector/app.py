@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from exoarmur.contracts import EffectorReceipt, ReasonCode
+from exoarmur.contracts import DEADLINE_HEADER, DEADLINE_PASSED_STATUS, EffectorReceipt, ReasonCode
 from exoarmur.effector.auth import EFFECTOR_AUTH_DEFECTS, EffectorAuth
 from exoarmur.effector.faults import FaultSettings, fault_delay_s, fault_errors, hang
 from exoarmur.effector.ledger import EffectRequest, GroupCommit, Ledger, LedgerSync, ledger_sync
@@ -25,10 +25,6 @@ from exoarmur.hotpath import HotPath
 from exoarmur.seams import choose, injected
 
 GRACEFUL_SHUTDOWN_S = 3  # so SIGTERM is not held up an hour by a request stuck in a hang
-# The caller's absolute deadline (wall-clock ms since the epoch): a call still unapplied when it
-# passes is refused, never applied late (the deadline fence, checked in the ledger transaction).
-DEADLINE_HEADER = "Exo-Deadline-Ms"
-DEADLINE_PASSED_STATUS = 412  # the request's precondition (its deadline) no longer holds
 
 
 class EffectorState:

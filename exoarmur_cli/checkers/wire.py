@@ -18,6 +18,9 @@ EFFECTS = "/v1/effects"
 # wire are bounded by the retry policy alone (a redelivered intent may legitimately try again).
 SINGLE_DELIVERY = ("timeout", "retry", "breaker")
 DEADLINE_SLACK_S = 0.25  # event-loop lag on a loaded 2-core machine; a missing deadline overshoots by seconds
+# A call's deadline is set before it is sent, so the wiretap sees it arrive later, never earlier;
+# this only covers the two timestamps' rounding (one host's clock).
+CARRIED_DEADLINE_SLACK_MS = 50
 GAP_SLACK_S = 0.1
 EFFECTOR_DOWN = "breaker"  # the scenario whose effector refuses every call at once
 TRIPS_ON_WIRE = ("retry", "breaker")  # no overload there: every failure a breaker counts went out
@@ -81,6 +84,7 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
     late = [k for k, a in attempts.items() for start, end in a
             if end is not None and (end - start) / 1000 > deadline_s + DEADLINE_SLACK_S]
     spread = quantile(gaps, 0.9) - quantile(gaps, 0.1) if len(gaps) >= 5 else None
+    carried = _carried_deadlines(rec, deadline_s)
     # With the effector down a failed attempt answers at once, so the gap before the next one is
     # the backoff alone: its median is ~10 ms with full jitter, ~1 ms with none, even under load
     # (where other scenarios' gaps carry tens of ms of connection and event-loop latency).
@@ -96,12 +100,28 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
         "retry_gap_spread_ms": spread * 1000 if spread is not None else None,
         "retry_gaps_effector_down": len(down),
         "retry_gap_median_ms_effector_down": quantile(down, 0.5) * 1000 if len(down) >= 5 else None,
+        "call_deadlines_over_declared": len(carried) if carried is not None else None,
     }
     breaker_metrics, breaker_evidence = _breaker_open(rec, attempts, policy)
     trip_metrics, trip_evidence = _trips_seen(rec, calls, policy)
     metrics.update(breaker_metrics | trip_metrics)
-    return metrics, {"over_policy": first(over), "past_deadline": first(late), "breaker": breaker_evidence,
+    return metrics, {"over_policy": first(over), "past_deadline": first(late), "deadline_carried_over": first(carried or []),
+                     "breaker": breaker_evidence,
                      "trips": trip_evidence, "attempts_histogram": _histogram(judged)}
+
+
+def _carried_deadlines(rec: Recorded, deadline_s: float) -> list[dict] | None:
+    """The calls whose deadline (the Exo-Deadline-Ms the effector fences them by) lay further from
+    their arrival than EFFECTOR_CALL, or that carried none: each an attempt the effector could
+    still apply after its caller gave up on it. None when the wiretap did not record deadlines."""
+    posts = [row for row in rec.wire if row["event"] == "request" and row["path"].startswith(EFFECTS)
+             and row["method"] == "POST"]
+    if not posts or "deadline_ms" not in posts[0]:
+        return None
+    bound_ms = deadline_s * 1000 + CARRIED_DEADLINE_SLACK_MS
+    return [{"key": row["key"], "deadline_after_arrival_ms": None if row["deadline_ms"] is None
+             else row["deadline_ms"] - row["wall_ms"]}
+            for row in posts if row["deadline_ms"] is None or row["deadline_ms"] - row["wall_ms"] > bound_ms]
 
 
 def _histogram(attempts: dict[str, list]) -> dict[int, int]:

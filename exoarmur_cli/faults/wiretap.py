@@ -3,7 +3,7 @@
 The cells say how many attempts they made (a record's ``attempts``); the gates must not take
 their word for it. Every cell -> effector byte passes through the harness's ``FaultProxy``, so
 it can watch the HTTP/1.1 exchanges itself: each request's arrival (method, path,
-Idempotency-Key), each response's status, and requests whose connection closed unanswered (an
+Idempotency-Key, the deadline it carries), each response's status, and requests whose connection closed unanswered (an
 attempt abandoned at its deadline). The parser is incremental and small: HTTP/1.1 without
 pipelining, bodies sized by Content-Length (what aiohttp sends and uvicorn answers).
 """
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import orjson
+
+from exoarmur.contracts import DEADLINE_HEADER
 
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD_BYTES = 64 * 1024  # a head this long is not HTTP we understand: stop parsing this stream
@@ -82,7 +84,7 @@ class Wiretap:
             key = headers.get("idempotency-key")
             pending.append(key)
             self._write({"event": "request", "conn": conn, "method": method, "path": rest.rsplit(" ", 1)[0],
-                         "key": key})
+                         "key": key, "deadline_ms": _int_or_none(headers.get(DEADLINE_HEADER.lower()))})
 
     def downstream(self, conn: int, chunk: bytes) -> None:
         _, down, pending = self._conns[conn]
@@ -106,3 +108,10 @@ class Wiretap:
         row["wall_ms"] = time.time() * 1000
         self._file.write(orjson.dumps(row) + b"\n")
         self._file.flush()
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -253,3 +253,37 @@ def test_a_call_counts_for_the_cell_whose_connection_carried_it_whoever_recorded
     metrics = wire(recorded(retry_scenario_from(1_000, 9_000), wire=w.rows, events=[tripped(2_600, failures=5)],
                             audit=audit, params=TRIP_POLICY))[0]
     assert (metrics["breaker_trip_failures_unseen"], metrics["breaker_trip_calls_unseen"]) == (0, 0)
+
+
+# --- the deadline each call carried ------------------------------------------------------------
+
+def with_deadlines(w: Wire, after_arrival_ms: list[float | None]) -> list[dict]:
+    """The rows with each request's Exo-Deadline-Ms this long after its arrival (None: no header)."""
+    requests = iter(after_arrival_ms)
+    for row in w.rows:
+        if row["event"] == "request":
+            after = next(requests)
+            row["deadline_ms"] = None if after is None else row["wall_ms"] + after
+    return w.rows
+
+
+def test_calls_carrying_the_declared_per_attempt_deadline_pass():
+    w = Wire()
+    for n in range(3):
+        w.attempt(f"t1:retry-{n:05d}", 100 * n, 20, status=200)
+    metrics = wire(recorded(wire=with_deadlines(w, [500, 480, 430]), params=POLICY))[0]
+    assert metrics["call_deadlines_over_declared"] == 0
+
+
+def test_a_call_fenced_by_a_whole_intent_s_budget_or_by_none_is_caught():
+    w = Wire()
+    for n in range(3):
+        w.attempt(f"t1:retry-{n:05d}", 100 * n, 20, status=200)
+    metrics = wire(recorded(wire=with_deadlines(w, [500, 2_950, None]), params=POLICY))[0]
+    assert metrics["call_deadlines_over_declared"] == 2
+
+
+def test_a_wiretap_that_recorded_no_deadlines_is_no_measurement():
+    w = Wire()
+    w.attempt("t1:retry-00001", 0, 20, status=200)
+    assert judge(w)["call_deadlines_over_declared"] is None

@@ -7,8 +7,9 @@ import orjson
 from exoarmur_cli.faults.wiretap import Wiretap
 
 
-def request(key: str, body: bytes = b'{"a": 1}') -> bytes:
-    return (b"POST /v1/effects HTTP/1.1\r\nHost: x\r\nIdempotency-Key: " + key.encode()
+def request(key: str, body: bytes = b'{"a": 1}', deadline: bytes | None = None) -> bytes:
+    extra = b"" if deadline is None else b"\r\nExo-Deadline-Ms: " + deadline
+    return (b"POST /v1/effects HTTP/1.1\r\nHost: x\r\nIdempotency-Key: " + key.encode() + extra
             + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
@@ -23,7 +24,7 @@ def rows(path) -> list[dict]:
 def test_requests_and_responses_in_any_chunking(tmp_path):
     tap = Wiretap(tmp_path / "wire.jsonl")
     conn = tap.open_conn()
-    stream = request("t1:k1") + request("t1:k2", b"x" * 100)
+    stream = request("t1:k1", deadline=b"1700000000500") + request("t1:k2", b"x" * 100)
     for i in range(0, len(stream), 7):  # split mid-header and mid-body
         tap.upstream(conn, stream[i:i + 7])
     back = response(200) + response(503)
@@ -31,8 +32,9 @@ def test_requests_and_responses_in_any_chunking(tmp_path):
     tap.downstream(conn, back[10:])
     tap.close()
     assert rows(tmp_path / "wire.jsonl") == [
-        {"event": "request", "conn": 1, "method": "POST", "path": "/v1/effects", "key": "t1:k1"},
-        {"event": "request", "conn": 1, "method": "POST", "path": "/v1/effects", "key": "t1:k2"},
+        {"event": "request", "conn": 1, "method": "POST", "path": "/v1/effects", "key": "t1:k1",
+         "deadline_ms": 1700000000500},
+        {"event": "request", "conn": 1, "method": "POST", "path": "/v1/effects", "key": "t1:k2", "deadline_ms": None},
         {"event": "response", "conn": 1, "status": 200, "key": "t1:k1"},
         {"event": "response", "conn": 1, "status": 503, "key": "t1:k2"},
     ]
