@@ -88,8 +88,10 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
     # With the effector down a failed attempt answers at once, so the gap before the next one is
     # the backoff alone: its median is ~10 ms with full jitter, ~1 ms with none, even under load
     # (where other scenarios' gaps carry tens of ms of connection and event-loop latency).
-    down = [(nxt[0] - prev[1]) / 1000 for k, a in judged.items() if _scenario(k) == EFFECTOR_DOWN
-            for prev, nxt in zip(a, a[1:]) if prev[1] is not None]
+    # (retry index, gap) of each: after failed attempt i the backoff is drawn from [0, its ceiling)
+    down_gaps = [(i, (nxt[0] - prev[1]) / 1000) for k, a in judged.items() if _scenario(k) == EFFECTOR_DOWN
+                 for i, (prev, nxt) in enumerate(zip(a, a[1:])) if prev[1] is not None]
+    down = [gap for _, gap in down_gaps]
     metrics = {
         "wire_requests": sum(len(a) for a in attempts.values()),
         "wire_keys_judged": len(judged),
@@ -100,6 +102,7 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
         "retry_gap_spread_ms": spread * 1000 if spread is not None else None,
         "retry_gaps_effector_down": len(down),
         "retry_gap_median_ms_effector_down": quantile(down, 0.5) * 1000 if len(down) >= 5 else None,
+        "retry_gaps_below_ceiling_share_effector_down": _below_ceiling_share(down_gaps, policy),
         "call_deadlines_over_declared": len(carried) if carried is not None else None,
     }
     breaker_metrics, breaker_evidence = _breaker_open(rec, attempts, policy)
@@ -108,6 +111,17 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
     return metrics, {"over_policy": first(over), "past_deadline": first(late), "deadline_carried_over": first(carried or []),
                      "breaker": breaker_evidence,
                      "trips": trip_evidence, "attempts_histogram": _histogram(judged)}
+
+
+def _below_ceiling_share(gaps: list[tuple[int, float]], policy: dict) -> float | None:
+    """The share of effector-down gaps shorter than their backoff's ceiling, min(cap, base x 2^i)
+    after failed attempt i. Full jitter draws the backoff below it, so the answer and the next
+    request's trip only lift some gaps over it (0.55-0.83 clean); a backoff without jitter waits
+    the ceiling itself, so no gap is ever shorter, however loaded the machine. None under 5 gaps."""
+    base_s, cap_s = policy.get("effector_retry_base_s"), policy.get("effector_retry_cap_s")
+    if base_s is None or cap_s is None or len(gaps) < 5:
+        return None
+    return sum(1 for i, gap in gaps if gap < min(cap_s, base_s * 2 ** i)) / len(gaps)
 
 
 def _carried_deadlines(rec: Recorded, deadline_s: float) -> list[dict] | None:

@@ -287,3 +287,28 @@ def test_a_wiretap_that_recorded_no_deadlines_is_no_measurement():
     w = Wire()
     w.attempt("t1:retry-00001", 0, 20, status=200)
     assert judge(w)["call_deadlines_over_declared"] is None
+
+
+# --- jitter: effector-down gaps against their backoff's ceiling ---------------------------------
+
+JITTER_POLICY = {**POLICY, "policy": {**POLICY["policy"], "effector_retry_base_s": 0.02}}
+
+
+def down_gaps(gaps_ms: list[float]) -> dict:
+    """Two effector-down intents (instant 503s), retried after these gaps, half each."""
+    w = Wire()
+    half = len(gaps_ms) // 2
+    w.retried("t1:breaker-00001", gaps_ms[:half], took_ms=1)
+    w.retried("t1:breaker-00002", gaps_ms[half:], took_ms=1)
+    return wire(recorded(wire=w.rows, params=JITTER_POLICY))[0]
+
+
+def test_jittered_backoff_leaves_gaps_below_their_ceiling():
+    # ceilings 20, 40, 80 ms after attempts 0, 1, 2
+    metrics = down_gaps([7, 31, 85, 12, 44, 60])
+    assert metrics["retry_gaps_below_ceiling_share_effector_down"] == 4 / 6
+
+
+def test_a_backoff_without_jitter_waits_each_ceiling_and_is_caught_however_late():
+    metrics = down_gaps([21, 42, 83, 26, 47, 90])  # each ceiling, plus the machine's lag
+    assert metrics["retry_gaps_below_ceiling_share_effector_down"] == 0.0
