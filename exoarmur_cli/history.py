@@ -41,6 +41,7 @@ class Tag(str, Enum):
     PROBE = "probe"
     BACKPRESSURE = "backpressure"
     CROSS_TENANT = "cross_tenant"
+    SAME_KEY_OTHER_TENANT = "same_key_other_tenant"  # one idempotency key, submitted by two tenants
     BAD_INPUT = "bad_input"
     QUIET_BASELINE = "quiet:baseline"
     QUIET_NOISE = "quiet:noise"

@@ -178,6 +178,11 @@ def _approved(record: dict) -> bool:
 def tenancy(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "tenancy")
     cross = [s for s in subs if s.tag == Tag.CROSS_TENANT]
+    same_key = [s for s in subs if s.tag == Tag.SAME_KEY_OTHER_TENANT]
+    recorded_pairs = {(r["tenant_id"], r["idempotency_key"]) for r in _records(rec)}
+    # Each tenant's intent under the shared key must be its own: accepted as new, with its own record.
+    swallowed = [s.pair for s in same_key
+                 if not s.accepted or s.done.value.get("duplicate") or s.pair not in recorded_pairs]
     bad = [s for s in subs if s.tag == Tag.BAD_INPUT]
     owners = rec.run.node_owners
     foreign_effects = [row["idempotency_key"] for row in rec.ledger if owners.get(row["node_id"]) != row["tenant_id"]]
@@ -201,6 +206,8 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
         "bad_input_attempts": len(bad),
         "quiet_submissions": sum(1 for s in subs if s.tag.startswith("quiet")),
         "cross_tenant_accepted": sum(1 for s in cross if s.accepted or s.done is None),
+        "same_key_other_tenant_submissions": len(same_key),
+        "same_key_other_tenant_swallowed": len(swallowed),
         "cross_tenant_effects": len(foreign_effects) + len(foreign_records) if owners else None,
         "effects_off_their_intent": len(off_target),
         "bad_input_not_refused_4xx": sum(1 for s in bad if not (s.refused and 400 <= s.done.value["status"] < 500
@@ -212,4 +219,4 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
         "noisy_tenant_rate_limited": noisy_limited,
     }, {"foreign_effects": first(foreign_effects),
         "effects_off_their_intent": first(off_target),
-        "foreign_records": first(foreign_records)}
+        "foreign_records": first(foreign_records), "same_key_swallowed": first(swallowed)}

@@ -10,7 +10,7 @@ import asyncio
 
 from exoarmur import natsio
 from exoarmur.contracts import Outcome, ReasonCode
-from exoarmur_cli.client import intent_hash
+from exoarmur_cli.client import intent_body, intent_hash
 from exoarmur_cli.history import EXECUTED_OK, Expect, Tag
 from exoarmur_cli.scenarios import access, read_probes
 from exoarmur_cli.scenarios.base import Context
@@ -216,6 +216,13 @@ async def tenancy(ctx: Context) -> None:
     _, body = ctx.body(own)
     cross.append(await ctx.client.submit(peer, body, token=ctx.config.peers[ctx.peers_of(other)[0]].token,
                                          tag=Tag.CROSS_TENANT))
+    # One idempotency key in two tenants is two intents: each is accepted as new and executed (a
+    # dedupe keyed on the key alone would take the second for a duplicate of the first).
+    shared_key, same_key = ctx.key(), []
+    for tenant in (own, other):
+        sharer, node = ctx.peers_of(tenant)[0], ctx.nodes_of(tenant)[0]
+        same_key.append(await ctx.client.submit(sharer, intent_body(ctx.config, sharer, node, shared_key),
+                                                tag=Tag.SAME_KEY_OTHER_TENANT))
     # Malformed and unauthenticated input is refused with a reason code, never a 500.
     await ctx.client.submit(peer, body, raw=b"{not json", tag=Tag.BAD_INPUT)
     await ctx.client.submit(peer, {**body, "surprise": 1}, tag=Tag.BAD_INPUT)
@@ -235,7 +242,7 @@ async def tenancy(ctx: Context) -> None:
     noisy = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[8]), noisy_rate, p.phase_s,
                                                    tag=Tag.NOISY))
     under = await ctx.submit_at_rate(quiet_body, quiet_rate, p.phase_s, tag=Tag.QUIET_NOISE)
-    await ctx.settle(baseline + under + await noisy + cross + forged_ahead)
+    await ctx.settle(baseline + under + await noisy + cross + same_key + forged_ahead)
     # 3. Reads: every read surface of the api's OpenAPI document, asked by a peer of one tenant for
     # another's data, once every tenant above has records.
     await read_probes.probe_read_surface(ctx, own, other)

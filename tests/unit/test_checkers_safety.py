@@ -339,3 +339,25 @@ def test_quiet_latency_missing_when_nothing_was_measured():
     metrics, _ = tenancy(recorded(tenancy_run(), **OWNERS))
     assert metrics["quiet_tenant_p99_ms_under_noise"] is None
     assert metrics["quiet_tenant_latency_ratio"] is None
+
+
+def shared_key_run(duplicate: bool) -> Hist:
+    """Tenants t1 and t2 submit the same key; ``duplicate``: the second was taken for the first."""
+    hist = tenancy_run()
+    hist.submit("tenancy-00007", "t1", peer="p1", node="n1", tag="same_key_other_tenant")
+    hist.submit("tenancy-00007", "t2", peer="p2", node="n2", tag="same_key_other_tenant", duplicate=duplicate)
+    return hist
+
+
+def test_one_key_in_two_tenants_is_two_intents():
+    records = [quick_record("tenancy-00007", "t1", node="n1"), quick_record("tenancy-00007", "t2", node="n2")]
+    metrics, _ = tenancy(recorded(shared_key_run(duplicate=False), records=records, **OWNERS))
+    assert (metrics["same_key_other_tenant_submissions"], metrics["same_key_other_tenant_swallowed"]) == (2, 0)
+
+
+def test_a_key_deduplicated_across_tenants_is_caught():
+    # The api keyed its dedupe on the key alone: the second tenant's intent got 202 "duplicate", no record.
+    metrics, evidence = tenancy(recorded(shared_key_run(duplicate=True),
+                                         records=[quick_record("tenancy-00007", "t1", node="n1")], **OWNERS))
+    assert metrics["same_key_other_tenant_swallowed"] == 1
+    assert evidence["same_key_swallowed"] == [("t2", "tenancy-00007")]
