@@ -236,13 +236,16 @@ async def tenancy(ctx: Context) -> None:
     def quiet_body():
         return ctx.body(ctx.rng.choice(quiet))
 
+    # One intent of the noisy tenant first: its bucket then refills through the quiet baseline, and
+    # its flood must find no more than the burst in it (a refill not capped at the burst would).
+    noisy_first = [await ctx.client.submit(*ctx.body(t[8]), tag=EXECUTED_OK)]
     baseline = await ctx.submit_at_rate(quiet_body, quiet_rate, p.phase_s, tag=Tag.QUIET_BASELINE)
     noisy_rate = ctx.policy.rate_tenant_per_s * p.noisy_over_limit
     ctx.nemesis("noisy_tenant", tenant=t[8], rate_per_s=noisy_rate)
     noisy = asyncio.create_task(ctx.submit_at_rate(lambda: ctx.body(t[8]), noisy_rate, p.phase_s,
                                                    tag=Tag.NOISY))
     under = await ctx.submit_at_rate(quiet_body, quiet_rate, p.phase_s, tag=Tag.QUIET_NOISE)
-    await ctx.settle(baseline + under + await noisy + cross + same_key + forged_ahead)
+    await ctx.settle(baseline + under + await noisy + noisy_first + cross + same_key + forged_ahead)
     # 3. Reads: every read surface of the api's OpenAPI document, asked by a peer of one tenant for
     # another's data, once every tenant above has records.
     await read_probes.probe_read_surface(ctx, own, other)
