@@ -24,7 +24,11 @@ async def replay(ctx: Context) -> None:
     plain = [ctx.body(t[0]) for _ in range(p.per_path)]
     subs = await ctx.submit_all(plain, tag=EXECUTED_OK)
     await ctx.client.set_switch(True, tenant_id=t[1])
-    subs += await ctx.submit_all([ctx.body(t[1]) for _ in range(p.per_path)],
+    # Approved A2 intents too: no approval outranks a kill switch.
+    approved = [ctx.body(t[1], action_class="A2") for _ in range(p.per_path)]
+    for _, body in approved:
+        await ctx.client.approve(body, "APPROVED")
+    subs += await ctx.submit_all([ctx.body(t[1]) for _ in range(p.per_path)] + approved,
                                  tag=Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_TENANT))
     await ctx.settle(subs)
     await ctx.client.set_switch(False, tenant_id=t[1])
