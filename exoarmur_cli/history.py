@@ -35,6 +35,7 @@ class Tag(str, Enum):
 
     NONE = ""
     HANG = "hang"
+    LATE_EFFECTOR = "late_effector"  # the effector slower than most calls' deadlines
     FLAKY = "flaky"
     EFFECTOR_DOWN = "effector_down"
     CHAOS = "chaos"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from exoarmur_cli.checkers.common import audit_rows, first, quantile, scenario_of_key
+from exoarmur_cli.checkers.common import audit_rows, first, intent_ref, quantile, scenario_of_key, submissions
+from exoarmur_cli.history import Tag
 from exoarmur_cli.recorded import Recorded
 
 EFFECTS = "/v1/effects"
@@ -27,13 +28,14 @@ TRIPS_ON_WIRE = ("retry", "breaker")  # no overload there: every failure a break
 
 
 def _calls(rec: Recorded) -> dict[str, list[list]]:
-    """[arrival, end, status, connection] of every POST /v1/effects, per Idempotency-Key, in arrival
-    order (end and status None while unanswered; status None when the caller gave up first)."""
+    """[arrival, end, status, connection, deadline] of every POST /v1/effects, per Idempotency-Key,
+    in arrival order (end and status None while unanswered; status None when the caller gave up
+    first; deadline None when the call carried none or the wiretap did not record it)."""
     started: dict[int, list[tuple[str, list]]] = defaultdict(list)
     calls: dict[str, list[list]] = defaultdict(list)
     for row in rec.wire:
         if row["event"] == "request" and row["path"].startswith(EFFECTS) and row["method"] == "POST":
-            slot = [row["wall_ms"], None, None, row["conn"]]
+            slot = [row["wall_ms"], None, None, row["conn"], row.get("deadline_ms")]
             calls[row["key"]].append(slot)
             started[row["conn"]].append((row["key"], slot))
         elif row["event"] in ("response", "unanswered") and started[row["conn"]]:
@@ -104,11 +106,15 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
         "retry_gap_median_ms_effector_down": quantile(down, 0.5) * 1000 if len(down) >= 5 else None,
         "retry_gaps_below_ceiling_share_effector_down": _below_ceiling_share(down_gaps, policy),
         "call_deadlines_over_declared": len(carried) if carried is not None else None,
+        "late_effector_calls_abandoned": _abandoned_at_deadline(rec, calls),
     }
+    fence_metrics, fence_evidence = _applied_within_carried_deadline(rec, calls)
+    metrics.update(fence_metrics)
     breaker_metrics, breaker_evidence = _breaker_open(rec, attempts, policy)
     trip_metrics, trip_evidence = _trips_seen(rec, calls, policy)
     metrics.update(breaker_metrics | trip_metrics)
     return metrics, {"over_policy": first(over), "past_deadline": first(late), "deadline_carried_over": first(carried or []),
+                     "applied_past_carried_deadline": fence_evidence,
                      "breaker": breaker_evidence,
                      "trips": trip_evidence, "attempts_histogram": _histogram(judged)}
 
@@ -136,6 +142,34 @@ def _carried_deadlines(rec: Recorded, deadline_s: float) -> list[dict] | None:
     return [{"key": row["key"], "deadline_after_arrival_ms": None if row["deadline_ms"] is None
              else row["deadline_ms"] - row["wall_ms"]}
             for row in posts if row["deadline_ms"] is None or row["deadline_ms"] - row["wall_ms"] > bound_ms]
+
+
+def _applied_within_carried_deadline(rec: Recorded, calls: dict[str, list[list]]) -> tuple[dict, list]:
+    """The effector's fence, from its ledger and the wire: an effect is written no later than the
+    deadline of a call for its key that had arrived by then (the latest such deadline: any of those
+    calls may be the one that applied it). An effect stamped later was applied after every caller
+    could have given up on it, which makes a "not applied" answer to them untrue."""
+    late, judged = [], 0
+    for row in rec.ledger:
+        applied_at = row["first_applied_at_ms"]
+        deadlines = [slot[4] for slot in calls.get(row["idempotency_key"], []) if slot[0] <= applied_at]
+        if not deadlines or None in deadlines:
+            continue  # no call seen before it, or one without a deadline (call_deadlines_over_declared)
+        judged += 1
+        if applied_at > max(deadlines) + CARRIED_DEADLINE_SLACK_MS:
+            late.append({"key": row["idempotency_key"], "applied_after_deadline_ms": applied_at - max(deadlines)})
+    if not judged:
+        return {"effects_applied_past_carried_deadline": None, "effects_deadline_judged": 0}, []
+    return {"effects_applied_past_carried_deadline": len(late), "effects_deadline_judged": judged}, first(late)
+
+
+def _abandoned_at_deadline(rec: Recorded, calls: dict[str, list[list]]) -> int:
+    """Calls of the intents sent to a too-slow effector (Tag.LATE_EFFECTOR) that their caller gave up
+    on at their deadline while the effector still held them: each one a buggy fence would apply late."""
+    refs = {intent_ref(*s.pair) for s in submissions(rec.history, "timeout") if s.tag == Tag.LATE_EFFECTOR}
+    return sum(1 for ref in refs for _, end, status, _, deadline in calls.get(ref, [])
+               if end is not None and status is None and deadline is not None
+               and end >= deadline - CARRIED_DEADLINE_SLACK_MS)
 
 
 def _histogram(attempts: dict[str, list]) -> dict[int, int]:
@@ -179,7 +213,7 @@ def _trips_seen(rec: Recorded, calls: dict[str, list[list]], policy: dict) -> tu
         [e.time_ms for e in rec.history if e.scenario == name] for name in TRIPS_ON_WIRE) if times]
     cell_of = _cell_of_connection(rec, calls)
     ended = sorted((end, cell_of.get(conn), not (status is not None and 200 <= status < 300))
-                   for slots in calls.values() for _, end, status, conn in slots if end is not None)
+                   for slots in calls.values() for _, end, status, conn, _ in slots if end is not None)
     transitions = sorted((row["data"] for row in rec.events if row["subject"].startswith("exo.events.breaker.")),
                          key=lambda t: t["at_ms"])
     trips = [t for t in transitions if (t["from"], t["to"]) == ("CLOSED", "OPEN")

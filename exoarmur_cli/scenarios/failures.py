@@ -30,6 +30,14 @@ async def timeout(ctx: Context) -> None:
     await ctx.breaker_recovered()
     slow = await ctx.submit_all([ctx.body(t[2]) for _ in range(p.slow_intents)], tag=EXECUTED_OK)
     await ctx.settle(slow)
+    # Slower than most calls' deadlines: the effector must refuse each call whose deadline passed
+    # before it could write the effect (the fence that makes "not applied" final), whenever it
+    # checked the deadline first. The outcomes vary (a call inside its deadline executes).
+    await ctx.faults.effector.set(latency_ms=p.late_latency_ms, jitter_ms=p.late_jitter_ms,
+                                  seed=ctx.rng.randint(0, 2**31))
+    await ctx.breaker_recovered()
+    late = await ctx.submit_all([ctx.body(t[2]) for _ in range(p.late_intents)], tag=Tag.LATE_EFFECTOR)
+    await ctx.settle(late)
     await ctx.faults.effector.clear()
 
 

@@ -81,6 +81,9 @@ class TimeoutParams(ScenarioParams):
     slow_intents: int
     slow_latency_ms: Number
     slow_jitter_ms: Number
+    late_intents: int
+    late_latency_ms: Number
+    late_jitter_ms: Number
 
 
 class RetryParams(ScenarioParams):

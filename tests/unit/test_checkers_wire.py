@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders import T0_WALL_MS, Hist, audit_row, quick_record, recorded
+from builders import T0_WALL_MS, Hist, audit_row, ledger_row, quick_record, recorded
 
 from exoarmur_cli.checkers.wire import wire
 
@@ -312,3 +312,34 @@ def test_jittered_backoff_leaves_gaps_below_their_ceiling():
 def test_a_backoff_without_jitter_waits_each_ceiling_and_is_caught_however_late():
     metrics = down_gaps([21, 42, 83, 26, 47, 90])  # each ceiling, plus the machine's lag
     assert metrics["retry_gaps_below_ceiling_share_effector_down"] == 0.0
+
+
+# --- the effector's fence: ledger against the deadlines the calls carried ----------------------
+
+def applied_at(key: str, at_ms: float) -> dict:
+    row = ledger_row(key.split(":", 1)[1], key.split(":", 1)[0])
+    row["first_applied_at_ms"] = T0_WALL_MS + at_ms
+    return row
+
+
+def test_an_effect_written_within_a_call_s_deadline_passes_and_one_written_after_is_caught():
+    w = Wire()
+    w.attempt("t1:timeout-00001", 0, 500, status=None)  # given up on at its deadline
+    w.attempt("t1:timeout-00001", 520, 100, status=200)  # the retry applied it, in time
+    w.attempt("t1:timeout-00002", 0, 500, status=None)  # given up on; applied 200 ms later anyway
+    rows = with_deadlines(w, [500, 500, 500])
+    ledger = [applied_at("t1:timeout-00001", 600), applied_at("t1:timeout-00002", 700)]
+    metrics = wire(recorded(wire=rows, ledger=ledger, params=POLICY))[0]
+    assert (metrics["effects_deadline_judged"], metrics["effects_applied_past_carried_deadline"]) == (2, 1)
+
+
+def test_calls_of_late_effector_intents_given_up_at_their_deadline_are_counted():
+    hist = Hist()
+    hist.submit("timeout-00001", tag="late_effector")
+    hist.submit("timeout-00002", tag="hang")
+    w = Wire()
+    w.attempt("t1:timeout-00001", 0, 500, status=None)
+    w.attempt("t1:timeout-00001", 520, 100, status=200)
+    w.attempt("t1:timeout-00002", 0, 500, status=None)  # a hang's: not the slow effector's
+    metrics = wire(recorded(hist, wire=with_deadlines(w, [500, 500, 500]), params=POLICY))[0]
+    assert metrics["late_effector_calls_abandoned"] == 1

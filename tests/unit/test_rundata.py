@@ -86,6 +86,9 @@ def test_every_scenario_file_says_how_long_each_profile_takes() -> None:
             assert load_scenario(SCENARIOS, name, profile).expected_s > 0, (name, profile)
 
 
+LATE = {"late_intents": 1, "late_latency_ms": 450, "late_jitter_ms": 300}
+
+
 @pytest.mark.parametrize(("table", "says"), [
     ({}, "missing expected_s"), ({"expected_s": 0}, "not a positive number"), ({"expected_s": "1m"}, "not a positive"),
 ])
@@ -95,10 +98,11 @@ def test_a_bad_expected_duration_is_refused(table, says) -> None:
 
 
 @pytest.mark.parametrize(("table", "says"), [
-    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": 1}, "missing ['slow_jitter_ms']"),
-    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": 1, "slow_jitter_ms": 1, "extra": 1}, "unknown ['extra']"),
-    ({"hang_intents": 2.5, "slow_intents": 1, "slow_latency_ms": 1, "slow_jitter_ms": 1}, "not an integer"),
-    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": "fast", "slow_jitter_ms": 1}, "not a number"),
+    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": 1, **LATE}, "missing ['slow_jitter_ms']"),
+    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": 1, "slow_jitter_ms": 1, **LATE, "extra": 1},
+     "unknown ['extra']"),
+    ({"hang_intents": 2.5, "slow_intents": 1, "slow_latency_ms": 1, "slow_jitter_ms": 1, **LATE}, "not an integer"),
+    ({"hang_intents": 3, "slow_intents": 1, "slow_latency_ms": "fast", "slow_jitter_ms": 1, **LATE}, "not a number"),
 ])
 def test_bad_scenario_parameters_are_refused_with_why(table, says) -> None:
     with pytest.raises(ScenarioFileError, match=says.replace("[", r"\[").replace("]", r"\]")):
