@@ -19,11 +19,12 @@ from pydantic import ValidationError
 
 from exoarmur.contracts import DEADLINE_HEADER, DEADLINE_PASSED_STATUS, EffectorReceipt, ReasonCode
 from exoarmur.effector.auth import EFFECTOR_AUTH_DEFECTS, EffectorAuth
-from exoarmur.effector.faults import FaultSettings, fault_delay_s, fault_errors, hang
+from exoarmur.effector.faults import FaultSettings, fault_delay_s, fault_errors, fault_rejects, hang
 from exoarmur.effector.ledger import EffectRequest, GroupCommit, Ledger, LedgerSync, ledger_sync
 from exoarmur.hotpath import HotPath
 from exoarmur.seams import choose, injected
 
+REJECTED_STATUS = 422  # an injected rejection: the request refused as it is, not applied
 GRACEFUL_SHUTDOWN_S = 3  # so SIGTERM is not held up an hour by a request stuck in a hang
 
 
@@ -148,6 +149,9 @@ async def post_effect(request: Request) -> JSONResponse:
     if fault_errors(faults, state.rng):
         state.stats["faulted"] += 1
         return _error(500, ReasonCode.EFFECTOR_ERROR, "injected error")
+    if fault_rejects(faults, state.rng):
+        state.stats["faulted"] += 1
+        return _error(REJECTED_STATUS, ReasonCode.EFFECTOR_ERROR, "injected rejection")
 
     # After every injected delay: the deadline is checked at the moment of writing the ledger.
     receipt = await state.writer.apply(key, req, deadline_ms)

@@ -24,6 +24,8 @@ class FaultSettings(BaseModel):
     # Applied, then the answer is lost (503 after the ledger write): the caller cannot tell
     # this from a failure before the write, so only the idempotency key keeps it to one effect.
     lose_response_rate: float = Field(default=0.0, ge=0, le=1)
+    # Refused before applying (422): the request itself is wrong, so another attempt would be too.
+    reject_rate: float = Field(default=0.0, ge=0, le=1)
     hang: bool = False
     down: bool = False
     seed: int | None = None
@@ -44,6 +46,11 @@ def fault_delay_s(settings: FaultSettings, rng: random.Random) -> float:
 def fault_errors(settings: FaultSettings, rng: random.Random) -> bool:
     """Whether this call fails with an injected error; draws from ``rng`` only if it may."""
     return settings.error_rate > 0 and rng.random() < settings.error_rate
+
+
+def fault_rejects(settings: FaultSettings, rng: random.Random) -> bool:
+    """Whether this call is refused as a bad request; draws from ``rng`` only if it may."""
+    return settings.reject_rate > 0 and rng.random() < settings.reject_rate
 
 
 

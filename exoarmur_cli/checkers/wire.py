@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from exoarmur.contracts import DEADLINE_PASSED_STATUS
 from exoarmur_cli.checkers.common import audit_rows, first, intent_ref, quantile, scenario_of_key, submissions
 from exoarmur_cli.history import Tag
 from exoarmur_cli.recorded import Recorded
@@ -107,6 +108,10 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
         "retry_gaps_below_ceiling_share_effector_down": _below_ceiling_share(down_gaps, policy),
         "call_deadlines_over_declared": len(carried) if carried is not None else None,
         "late_effector_calls_abandoned": _abandoned_at_deadline(rec, calls),
+        "calls_refused_4xx": sum(1 for k, slots in calls.items() if _scenario(k) in SINGLE_DELIVERY
+                                 for slot in slots if _refused_for_good(slot[2])),
+        "retries_after_4xx": sum(1 for k, slots in calls.items() if _scenario(k) in SINGLE_DELIVERY
+                                 and any(_refused_for_good(slot[2]) for slot in slots[:-1])),
     }
     fence_metrics, fence_evidence = _applied_within_carried_deadline(rec, calls)
     metrics.update(fence_metrics)
@@ -117,6 +122,11 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
                      "applied_past_carried_deadline": fence_evidence,
                      "breaker": breaker_evidence,
                      "trips": trip_evidence, "attempts_histogram": _histogram(judged)}
+
+
+def _refused_for_good(status: int | None) -> bool:
+    """A 4xx answer that another attempt cannot change (not 412, a deadline passed, nor 429)."""
+    return status is not None and 400 <= status < 500 and status not in (DEADLINE_PASSED_STATUS, 429)
 
 
 def _below_ceiling_share(gaps: list[tuple[int, float]], policy: dict) -> float | None:

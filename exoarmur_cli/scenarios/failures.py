@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from exoarmur.contracts import Outcome, ReasonCode
 from exoarmur_cli.faults import Toxics
-from exoarmur_cli.history import EXECUTED_OK, Tag
+from exoarmur_cli.history import EXECUTED_OK, Expect, Tag
 from exoarmur_cli.scenarios.base import Context
 from exoarmur_cli.scenarios.params import BreakerParams, ChaosParams, RetryParams, TimeoutParams, as_
 
@@ -30,6 +31,11 @@ async def timeout(ctx: Context) -> None:
     await ctx.breaker_recovered()
     slow = await ctx.submit_all([ctx.body(t[2]) for _ in range(p.slow_intents)], tag=EXECUTED_OK)
     await ctx.settle(slow)
+    # Refused outright (422): a wrong request stays wrong, so one call each, and FAILED.
+    await ctx.faults.effector.set(reject_rate=1.0)
+    rejected = await ctx.submit_all([ctx.body(t[2]) for _ in range(p.rejected_intents)],
+                                    tag=Expect(Outcome.FAILED, ReasonCode.EFFECTOR_ERROR))
+    await ctx.settle(rejected)
     # Slower than most calls' deadlines: the effector must refuse each call whose deadline passed
     # before it could write the effect (the fence that makes "not applied" final), whenever it
     # checked the deadline first. The outcomes vary (a call inside its deadline executes).

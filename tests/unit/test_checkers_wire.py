@@ -343,3 +343,16 @@ def test_calls_of_late_effector_intents_given_up_at_their_deadline_are_counted()
     w.attempt("t1:timeout-00002", 0, 500, status=None)  # a hang's: not the slow effector's
     metrics = wire(recorded(hist, wire=with_deadlines(w, [500, 500, 500]), params=POLICY))[0]
     assert metrics["late_effector_calls_abandoned"] == 1
+
+
+# --- 4xx answers are final ------------------------------------------------------------------------
+
+def test_a_call_refused_with_a_4xx_is_not_tried_again():
+    w = Wire()
+    w.attempt("t1:timeout-00001", 0, 5, status=422)  # refused, and left at that
+    w.attempt("t1:timeout-00002", 0, 5, status=412)  # past its deadline: a new attempt carries a new one
+    w.attempt("t1:timeout-00002", 50, 5, status=200)
+    w.attempt("t1:timeout-00003", 0, 5, status=422)  # refused, then tried again: the policy forbids it
+    w.attempt("t1:timeout-00003", 40, 5, status=422)
+    metrics = judge(w)
+    assert (metrics["calls_refused_4xx"], metrics["retries_after_4xx"]) == (3, 1)

@@ -113,6 +113,14 @@ def test_error_rate_one_is_500_and_applies_nothing(client):
     assert client.get("/v1/ledger").json() == []
 
 
+def test_reject_rate_one_is_422_and_applies_nothing(client):
+    client.put("/v1/faults", json={"reject_rate": 1.0})
+    resp = post(client, "k-rejected")
+    assert resp.status_code == 422
+    assert resp.json() == {"reason_code": "EFFECTOR_ERROR", "detail": "injected rejection"}
+    assert client.get("/v1/ledger").json() == []
+
+
 def test_fault_settings_validation(client):
     assert client.put("/v1/faults", json={"error_rate": 1.5}).status_code == 422
     assert client.put("/v1/faults", json={"bogus": 1}).status_code == 422
