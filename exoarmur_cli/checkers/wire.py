@@ -21,7 +21,7 @@ EFFECTS = "/v1/effects"
 SINGLE_DELIVERY = ("timeout", "retry", "breaker")
 DEADLINE_SLACK_S = 0.25  # event-loop lag on a loaded 2-core machine; a missing deadline overshoots by seconds
 # A call's deadline is set before it is sent, so the wiretap sees it arrive later, never earlier;
-# this only covers the two timestamps' rounding (one host's clock).
+# this covers the order of stamps taken a few ms apart by the proxy and the effector (one host's clock).
 CARRIED_DEADLINE_SLACK_MS = 50
 GAP_SLACK_S = 0.1
 EFFECTOR_DOWN = "breaker"  # the scenario whose effector refuses every call at once
@@ -154,15 +154,34 @@ def _carried_deadlines(rec: Recorded, deadline_s: float) -> list[dict] | None:
             for row in posts if row["deadline_ms"] is None or row["deadline_ms"] - row["wall_ms"] > bound_ms]
 
 
+def _injected_latency(rec: Recorded) -> list[tuple[float, float]]:
+    """(from wall ms, ms) of the latency the harness had the effector add before writing each
+    effect, from its own fault events: no call can write sooner after it arrives."""
+    steps = [(0.0, 0.0)]
+    for e in rec.history:
+        if e.f == "effector_faults" and e.value.get("applied") and "wall_ms" in e.value:
+            steps.append((e.value["wall_ms"], float(e.value.get("latency_ms") or 0.0)))
+    return sorted(steps)
+
+
 def _applied_within_carried_deadline(rec: Recorded, calls: dict[str, list[list]]) -> tuple[dict, list]:
     """The effector's fence, from its ledger and the wire: an effect is written no later than the
-    deadline of a call for its key that had arrived by then (the latest such deadline: any of those
-    calls may be the one that applied it). An effect stamped later was applied after every caller
-    could have given up on it, which makes a "not applied" answer to them untrue."""
+    deadline of a call that could have written it: one that had arrived, plus the latency the
+    harness had the effector add, by then (the latest such deadline counts). An effect stamped
+    later was applied after every caller could have given up on it, which makes a "not applied"
+    answer to them untrue."""
+    latency = _injected_latency(rec)
+
+    def earliest_write(arrival_ms: float) -> float:
+        return arrival_ms + next(ms for since, ms in reversed(latency) if since <= arrival_ms)
+
     late, judged = [], 0
     for row in rec.ledger:
         applied_at = row["first_applied_at_ms"]
-        deadlines = [slot[4] for slot in calls.get(row["idempotency_key"], []) if slot[0] <= applied_at]
+        # The wiretap stamps a request as it passes, the effector its effect as it writes: the
+        # applying call can bear the later stamp by a few ms.
+        deadlines = [slot[4] for slot in calls.get(row["idempotency_key"], [])
+                     if earliest_write(slot[0]) <= applied_at + CARRIED_DEADLINE_SLACK_MS]
         if not deadlines or None in deadlines:
             continue  # no call seen before it, or one without a deadline (call_deadlines_over_declared)
         judged += 1

@@ -356,3 +356,17 @@ def test_a_call_refused_with_a_4xx_is_not_tried_again():
     w.attempt("t1:timeout-00003", 40, 5, status=422)
     metrics = judge(w)
     assert (metrics["calls_refused_4xx"], metrics["retries_after_4xx"]) == (3, 1)
+
+
+def test_a_retry_that_arrived_too_late_to_write_in_time_does_not_cover_a_late_effect():
+    # The harness had the effector add 450 ms before each write. The first call (deadline 500) was
+    # given up on; the effect was written at 600, past it. The retry arrived at 520, so it could
+    # not have written before 970: its later deadline does not cover the effect.
+    hist = Hist()
+    hist.nemesis("effector_faults", "timeout", applied=True, latency_ms=450, wall_ms=T0_WALL_MS - 1_000)
+    w = Wire()
+    w.attempt("t1:timeout-00001", 0, 500, status=None)
+    w.attempt("t1:timeout-00001", 520, 500, status=None)
+    rows = with_deadlines(w, [500, 500])
+    metrics = wire(recorded(hist, wire=rows, ledger=[applied_at("t1:timeout-00001", 600)], params=POLICY))[0]
+    assert metrics["effects_applied_past_carried_deadline"] == 1
