@@ -39,12 +39,16 @@ async def timeout(ctx: Context) -> None:
     # Slower than most calls' deadlines: the effector must refuse each call whose deadline passed
     # before it could write the effect (the fence that makes "not applied" final), whenever it
     # checked the deadline first. The outcomes vary (a call inside its deadline executes).
+    await ctx.faults.effector.clear()
+    await ctx.breaker_recovered()
     await ctx.faults.effector.set(latency_ms=p.late_latency_ms, jitter_ms=p.late_jitter_ms,
                                   seed=ctx.rng.randint(0, 2**31))
-    await ctx.breaker_recovered()
     late = await ctx.submit_all([ctx.body(t[2]) for _ in range(p.late_intents)], tag=Tag.LATE_EFFECTOR)
-    await ctx.settle(late)
+    # Long enough for their first calls and retries to meet it; then the effector answers at once,
+    # so the cells' "was it applied?" reads settle the intents instead of timing out themselves.
+    await asyncio.sleep(p.late_hold_s)
     await ctx.faults.effector.clear()
+    await ctx.settle(late)
 
 
 async def retry(ctx: Context) -> None:

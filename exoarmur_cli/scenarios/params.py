@@ -82,6 +82,7 @@ class TimeoutParams(ScenarioParams):
     slow_latency_ms: Number
     slow_jitter_ms: Number
     late_intents: int
+    late_hold_s: Number
     rejected_intents: int
     late_latency_ms: Number
     late_jitter_ms: Number
