@@ -179,10 +179,6 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
     subs = submissions(rec.history, "tenancy")
     cross = [s for s in subs if s.tag == Tag.CROSS_TENANT]
     same_key = [s for s in subs if s.tag == Tag.SAME_KEY_OTHER_TENANT]
-    recorded_pairs = {(r["tenant_id"], r["idempotency_key"]) for r in _records(rec)}
-    # Each tenant's intent under the shared key must be its own: accepted as new, with its own record.
-    swallowed = [s.pair for s in same_key
-                 if not s.accepted or s.done.value.get("duplicate") or s.pair not in recorded_pairs]
     bad = [s for s in subs if s.tag == Tag.BAD_INPUT]
     owners = rec.run.node_owners
     foreign_effects = [row["idempotency_key"] for row in rec.ledger if owners.get(row["node_id"]) != row["tenant_id"]]
@@ -193,6 +189,8 @@ def tenancy(rec: Recorded) -> tuple[dict, dict]:
     off_target = [row["intent_ref"] for row in rec.ledger
                   if targets.get(row["intent_ref"]) != (row["tenant_id"], row["node_id"])]
     arrived = audit_time_by_pair(rec)
+    # Each tenant's intent under the shared key must be its own: accepted as new, with its own record.
+    swallowed = [s.pair for s in same_key if not s.accepted or s.done.value.get("duplicate") or s.pair not in arrived]
 
     def p99(tag: Tag) -> float | None:
         return quantile([arrived[s.pair] - wall_ms(rec, s.invoke) for s in subs

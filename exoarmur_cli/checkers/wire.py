@@ -54,7 +54,7 @@ def _cell_of_connection(rec: Recorded, calls: dict[str, list[list]]) -> dict[int
     """The cell behind each wiretapped connection: the one that recorded most of the intents whose
     calls it carried (a connection is one cell's; a call on it for an intent the other cell
     recorded was an earlier delivery's). None when no recorded intent or a tie says which."""
-    cell_of_key = {f"{r['tenant_id']}:{r['idempotency_key']}": r["cell_id"]
+    cell_of_key = {intent_ref(r["tenant_id"], r["idempotency_key"]): r["cell_id"]
                    for r in (row["record"] for row in audit_rows(rec))}
     votes: dict[int, Counter] = defaultdict(Counter)
     for key, slots in calls.items():
@@ -90,8 +90,8 @@ def wire(rec: Recorded) -> tuple[dict, dict]:
     carried = _carried_deadlines(rec, deadline_s)
     # With the effector down a failed attempt answers at once, so the gap before the next one is
     # the backoff alone: its median is ~10 ms with full jitter, ~1 ms with none, even under load
-    # (where other scenarios' gaps carry tens of ms of connection and event-loop latency).
-    # (retry index, gap) of each: after failed attempt i the backoff is drawn from [0, its ceiling)
+    # (where other scenarios' gaps carry tens of ms of connection and event-loop latency). Kept
+    # with its retry index i: the backoff after failed attempt i is drawn below its own ceiling.
     down_gaps = [(i, (nxt[0] - prev[1]) / 1000) for k, a in judged.items() if _scenario(k) == EFFECTOR_DOWN
                  for i, (prev, nxt) in enumerate(zip(a, a[1:])) if prev[1] is not None]
     down = [gap for _, gap in down_gaps]
