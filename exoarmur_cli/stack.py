@@ -34,13 +34,17 @@ PIDS_FILE = "pids.json"
 
 
 class LocalStack:
-    def __init__(self, config: StackConfig, proxies: dict[str, str] | None = None, *, temporary: bool = False) -> None:
+    def __init__(self, config: StackConfig, proxies: dict[str, str] | None = None, *, temporary: bool = False,
+                 abandoned: threading.Event | None = None) -> None:
         self.config = config
         self.temporary = temporary  # its directory was made for it: removed when it stops
         self.dir = Path(config.stack_dir)
         self.proxies = proxies or {}  # component -> extra argv (e.g. --effector-url through a proxy)
         self.children: dict[str, Child] = {}
         self.cluster_formed_s: float | None = None  # how long the last (re)start of a cluster took to form
+        # Set from another thread while ``start`` runs (a Ctrl-C cancels the task awaiting it, never
+        # the thread): ``start`` stops what it started and raises at its next step.
+        self._abandoned = abandoned or threading.Event()
         for name in self.component_names():
             self.children[name] = Child(name, self._argv(name), self.dir / "logs" / f"{name}.log")
 
@@ -79,17 +83,19 @@ class LocalStack:
         """Start every component and wait until ready; returns seconds to ready."""
         began = time.monotonic()
         try:
-            self.start_component("nats")
-            self.start_component("effector")
-            self.start_component("api")
-            for i in range(self.config.cells):
-                self.start_component(f"cell-{i}")
+            for name in ["nats", "effector", "api"] + [f"cell-{i}" for i in range(self.config.cells)]:
+                self._go_on()
+                self.start_component(name)
             self.wait_ready(timeout_s)
         except BaseException:
             self.stop()
             raise
         self.write_pids()
         return time.monotonic() - began
+
+    def _go_on(self) -> None:
+        if self._abandoned.is_set():
+            raise StackError("the stack's start was abandoned (interrupted)")
 
     def start_component(self, name: str) -> None:
         """Start ``name`` (``nats``: every nats-server); NATS is provisioned on every (re)start, a
@@ -157,6 +163,7 @@ class LocalStack:
         child = self.children[name]
         deadline = time.monotonic() + timeout_s
         while not wait_for_port(self.config.host, port, 0.5):
+            self._go_on()
             if not child.alive() or time.monotonic() > deadline:
                 state = "exited" if not child.alive() else f"did not open port {port} within {timeout_s:.0f}s"
                 raise StackError(f"{name} {state}; {child.log_path} ends:\n{child.log_tail()}")
@@ -176,6 +183,7 @@ class LocalStack:
                     except httpx.HTTPError:
                         pass
                 if pending:
+                    self._go_on()
                     time.sleep(0.05)
         if pending:
             raise StackError(f"not ready within {timeout_s:.0f}s: {', '.join(pending)}")

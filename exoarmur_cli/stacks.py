@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -89,9 +90,25 @@ class EmbeddedStack:
         self.routes: RouteProxies | None = None  # on a cluster: a proxy on each direction of each route
         self.config: StackConfig | None = None
         self.stack_dir: Path | None = None  # its temp dir, from the start of ``up`` until ``discard``
+        self._abandoned = threading.Event()  # set when ``up`` is cancelled: its thread starts nothing more
 
     async def up(self, progress: Callable[[str], None]) -> None:
         stack_dir = self.stack_dir = Path(tempfile.mkdtemp(prefix="exoarmur-run-"))
+        progress(f"starting the embedded stack in {stack_dir}")
+        starting = asyncio.ensure_future(asyncio.to_thread(self._start, stack_dir))
+        try:
+            self.ready_s = await asyncio.shield(starting)
+        except BaseException:
+            # Cancelled (Ctrl-C) or failed. A cancel does not stop the thread, so it is told to give
+            # up and waited for: else it could start a proxy or a component after ``down``, in a
+            # directory ``discard`` has removed.
+            self._abandoned.set()
+            await asyncio.gather(starting, return_exceptions=True)  # its error, if any, is the abandoning
+            await self.down()
+            raise
+
+    def _start(self, stack_dir: Path) -> float:
+        """The proxies, then the stack; seconds until the stack was ready. In a thread of its own."""
         config = stackconfig.generate(stack_dir, seed=self.seed, overrides=self.overrides, defects=self.defects,
                                       nats_cluster=self.nats_cluster, tenants=stackconfig.DEFAULT_TENANTS * self.scale)
         if config.nats_cluster is not None:
@@ -101,21 +118,13 @@ class EmbeddedStack:
         logs.mkdir(parents=True, exist_ok=True)
         self.proxy = LinkProxy(config.host, config.effector_port, seed=self.seed, name="cells->effector",
                                wiretap_path=self.wiretap_path, log_path=logs / "effector_proxy.log")
-        await asyncio.to_thread(self.proxy.start)
+        self.proxy.start()
         if config.nats_cluster is not None:  # before the servers: the cluster forms through them
             self.routes = RouteProxies(config, seed=self.seed, log_path=logs / "route_proxies.log")
-            try:
-                await asyncio.to_thread(self.routes.start)
-            except BaseException:
-                await self.down()
-                raise
-        self.local = LocalStack(config, proxies={"cell": ["--effector-url", self.proxy.url()]})
-        progress(f"starting the embedded stack in {stack_dir}")
-        try:
-            self.ready_s = await asyncio.to_thread(self.local.start)  # stops what it started if it fails
-        except BaseException:
-            await self.down()
-            raise
+            self.routes.start()
+        self.local = LocalStack(config, proxies={"cell": ["--effector-url", self.proxy.url()]},
+                                abandoned=self._abandoned)
+        return self.local.start()  # stops what it started if it fails or is abandoned
 
     @property
     def nats_url(self) -> str:
