@@ -133,13 +133,30 @@ async def open_loop_latency(url: str, watch: TerminalWatch, bodies, rate_per_s: 
 # (f) the rates tried for the held rate, as shares of (b); each for LADDER_STEP_S, open loop.
 LADDER_SHARES = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
 LADDER_STEP_S = 4.0
+# Once a share fails, the gap between it and the last held rate is halved this many times: the
+# low shares are far apart (0.15 -> 0.3 doubles), so without it a machine that holds 0.28 of (b)
+# would be sized for 0.15 of it, and every rate-scaled scenario would run at half its speed.
+LADDER_BISECTIONS = 2
+
+
+def next_ladder_rate(ladder: list[dict], closed_loop_per_s: float) -> float | None:
+    """The rate (f) tries next, from the steps measured so far: the next share of (b) while every
+    step held; once one has not, the middle of the gap between the highest rate held and the
+    lowest not held, ``LADDER_BISECTIONS`` times. None when done (or when even the first failed)."""
+    rates = [step["rate_per_s"] for step in ladder]
+    held = sizing.held_rate(ladder)
+    if not ladder or held == max(rates):  # every step so far held: the next share, if any is left
+        return round(closed_loop_per_s * LADDER_SHARES[len(ladder)], 1) if len(ladder) < len(LADDER_SHARES) else None
+    bisections = len(ladder) - 1 - rates.index(max(rates))  # the shares rose until one failed, then bisected
+    if held is None or bisections >= LADDER_BISECTIONS:
+        return None
+    return round((held + min(rate for rate in rates if rate > held)) / 2, 1)
 
 
 async def admission_ladder(config, watch: TerminalWatch, bodies, closed_loop_per_s: float) -> list[dict]:
-    """(f): open-loop latency at rising shares of (b), up to the first step that is not held."""
+    """(f): open-loop latency at rising shares of (b) up to the first step that is not held, then
+    at rates halving the gap below it (``next_ladder_rate``)."""
     ladder: list[dict] = []
-    for share in LADDER_SHARES:
-        ladder.append(await open_loop_latency(config.api_url, watch, bodies, closed_loop_per_s * share, LADDER_STEP_S))
-        if sizing.held_rate(ladder) != ladder[-1]["rate_per_s"]:
-            break  # not held: higher rates would not be either
+    while (rate := next_ladder_rate(ladder, closed_loop_per_s)) is not None:
+        ladder.append(await open_loop_latency(config.api_url, watch, bodies, rate, LADDER_STEP_S))
     return ladder

@@ -3,6 +3,7 @@
 import pytest
 
 from exoarmur.sizing import held_from_bench, held_rate, size_admission
+from exoarmur_cli.bench_drive import next_ladder_rate
 
 
 def step(rate, p99, accepted=100, completed=None, refused=0):
@@ -56,3 +57,26 @@ def test_a_bench_file_without_a_held_rate_is_refused_with_the_reason(document, s
 
 def test_a_bench_file_gives_its_held_rate():
     assert held_from_bench({"admission": {"held_per_s": 312.5}}) == 312.5
+
+
+def ladder_run(closed_loop_per_s: float, holds) -> list[float]:
+    """The rates (f) tries against a machine that holds exactly the rates ``holds`` says it does."""
+    ladder: list[dict] = []
+    while (rate := next_ladder_rate(ladder, closed_loop_per_s)) is not None:
+        ladder.append(step(rate, 50 if holds(rate) else 200))
+    return [s["rate_per_s"] for s in ladder]
+
+
+def test_the_ladder_rises_by_shares_of_b_and_then_halves_the_gap_below_the_first_that_failed_twice():
+    rates = ladder_run(300, lambda rate: rate <= 80)  # holds 0.27 of (b): between the 0.15 and 0.3 shares
+    assert rates == [45, 90, 67.5, 78.8]
+    assert held_rate([step(r, 50 if r <= 80 else 200) for r in rates]) == 78.8  # not 45
+
+
+def test_a_failed_bisection_lowers_the_top_of_the_gap():
+    assert ladder_run(300, lambda rate: rate <= 60) == [45, 90, 67.5, 56.2]
+
+
+def test_no_bisection_when_the_first_share_fails_and_none_when_every_share_holds():
+    assert ladder_run(300, lambda rate: False) == [45]
+    assert ladder_run(300, lambda rate: True) == [45, 90, 135, 180, 225, 270]
