@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 # Bounds on intent fields live beside the contract they bound.
 PARAMETERS_MAX_BYTES = 4096
@@ -156,6 +156,18 @@ class ApprovalV1(_Wire):
     status: ApprovalStatus
     expires_at_ms: int
     approved_by: str = "operator"
+    # When the api granted it. An intent whose approval wait had run out by then had expired:
+    # the approval came too late for it. Absent from approvals granted before it was recorded.
+    granted_at_ms: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unknown_grant_time(self, to_dict):
+        """No ``granted_at_ms`` key when it is unknown: records sealed before the field existed
+        keep their canonical bytes, so their seals still verify."""
+        data = to_dict(self)
+        if data.get("granted_at_ms") is None:
+            data.pop("granted_at_ms", None)
+        return data
 
 
 class SafetySnapshot(_Wire):

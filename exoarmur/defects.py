@@ -37,6 +37,7 @@ class Defect(str, Enum):
     BREAKER_EAGER = "breaker-eager"
     BREAKER_MISCOUNT = "breaker-miscount"
     BREAKER_LONG_WINDOW = "breaker-long-window"
+    LATE_APPROVAL_ACCEPTED = "late-approval-accepted"
 
 
 DESCRIPTIONS: dict[Defect, str] = {
@@ -69,6 +70,8 @@ DESCRIPTIONS: dict[Defect, str] = {
     Defect.BREAKER_MISCOUNT: "the effector breaker's window counts every other success as a failure",
     Defect.BREAKER_LONG_WINDOW: "the cells build their effector breaker with a 60 s window while the policy table "
                                 "says 5 s: it weighs failures against calls a minute old",
+    Defect.LATE_APPROVAL_ACCEPTED: "cells take an approval granted after its intent's approval wait ran out, if no "
+                                   "cell has recorded the intent expired yet",
 }
 
 

@@ -53,6 +53,7 @@ EXPECTED: dict[Defect, tuple[int, str]] = {
     Defect.BREAKER_EAGER: (7, "breaker_trips_below_policy"),
     Defect.BREAKER_MISCOUNT: (7, "breaker_trip_failures_unseen"),
     Defect.BREAKER_LONG_WINDOW: (7, "breaker_trip_calls_unseen"),
+    Defect.LATE_APPROVAL_ACCEPTED: (5, "approval_late_grant_executed"),
 }
 
 # defect -> the scenarios its run drives: those whose checkers compute the expected criterion's
@@ -88,6 +89,7 @@ SCENARIOS: dict[Defect, tuple[str, ...]] = {
     Defect.BREAKER_EAGER: ("breaker",),
     Defect.BREAKER_MISCOUNT: ("retry", "breaker"),  # checkers.wire.TRIPS_ON_WIRE
     Defect.BREAKER_LONG_WINDOW: ("retry", "breaker"),  # checkers.wire.TRIPS_ON_WIRE (breaker's history phase)
+    Defect.LATE_APPROVAL_ACCEPTED: ("killswitch",),
 }
 
 

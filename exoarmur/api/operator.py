@@ -78,9 +78,10 @@ async def grant_approval(request: Request) -> Any:
     body: ApprovalBody = parse(ApprovalBody, await read_json(state, request), "-")
     if body.tenant_id not in state.config.tenants:
         return error(404, ReasonCode.NOT_FOUND, f"unknown tenant {body.tenant_id}")
+    granted_at_ms = now_ms()
     approval = ApprovalV1(
         tenant_id=body.tenant_id, idempotency_key=body.idempotency_key, intent_hash=body.intent_hash,
-        status=body.status, expires_at_ms=now_ms() + int(body.ttl_s * 1000),
+        status=body.status, expires_at_ms=granted_at_ms + int(body.ttl_s * 1000), granted_at_ms=granted_at_ms,
     )
     kv = await state.js.key_value(natsio.APPROVALS_BUCKET)
     key = natsio.approval_key(body.tenant_id, key_digest(body.tenant_id, body.idempotency_key))

@@ -86,6 +86,12 @@ def any_record_approves(approval: ApprovalV1) -> ApprovalV1:
     return approval.model_copy(update={"status": ApprovalStatus.APPROVED})
 
 
+def grant_time_ignored(approval: ApprovalV1) -> ApprovalV1:
+    """Defect ``late-approval-accepted``: when the approval was granted is not looked at, so one
+    that came after the intent's wait ran out authorises it until a cell records it expired."""
+    return approval.model_copy(update={"granted_at_ms": None})
+
+
 def fail_closed(base: dict[str, Any]) -> SafetySnapshot:
     """An unreadable safety state is not "off": ``readable=False``, which ``decide`` denies."""
     return SafetySnapshot(readable=False, now_ms=now_ms(), **base)
@@ -141,6 +147,7 @@ SAFETY_DEFECTS: Alternatives = {
     Defect.KILLSWITCH_IGNORED: {"switches": ignore_switches},
     Defect.SWITCH_CACHE: {"switches": cached_switches},
     Defect.APPROVAL_BYPASS: {"approval": any_record_approves},
+    Defect.LATE_APPROVAL_ACCEPTED: {"approval": grant_time_ignored},
     Defect.KILLSWITCH_FAIL_OPEN: {"unreadable": fail_open},
     Defect.NONDETERMINISTIC_DECISION: {"decide": decide_on_clock},
 }

@@ -93,6 +93,11 @@ def _paths(rec: Recorded) -> tuple[dict, dict]:
     approved_ran = [s for s in submissions(rec.history) if s.invoke.value.get("probe") == "approved" and s.accepted
                     and any(r["outcome"] == "EXECUTED" for r in by_pair.get(s.pair, []))]
     metrics["approval_approved_executed"] = len(approved_ran)
+    # Not vacuous: a late grant the deciding cell never saw (it recorded the intent expired first)
+    # tests nothing; at least one decision must have been made with the late approval in hand.
+    late_seen = [s for s in submissions(rec.history) if s.invoke.value.get("probe") == "late_grant" and s.accepted
+                 and any((r.get("snapshot") or {}).get("approval") for r in by_pair.get(s.pair, []))]
+    metrics["approval_late_grants_seen"] = len(late_seen) if probed.get("late_grant") else None
     return metrics, {"executed_on_path": {p: first(keys) for p, keys in wrongly.items()}, "probed": dict(probed)}
 
 

@@ -11,7 +11,10 @@ wherever it has them:
 - the submission time is the INTENTS message's server timestamp (what the contract calls
   ``submitted_at_ms``), and the approval wait is the harness's declared policy;
 - switch and approval values come from the snapshot; ``kv_revisions.py`` checks those
-  against the KV buckets' own history.
+  against the KV buckets' own history;
+- an approval is late when it was granted once the approval wait had run out: by the snapshot's
+  ``granted_at_ms``, or by the harness's own log of when it asked for that grant (a grant is made
+  no earlier than it was asked for, so a snapshot that lost its grant time cannot hide it).
 
 The contract, in precedence order (the broadest refusal first; exactly one row applies):
 
@@ -23,10 +26,11 @@ The contract, in precedence order (the broadest refusal first; exactly one row a
 6. A0/A1 (no approval needed)                              -> EXECUTE OK
 7. A2/A3, no approval yet, waited < the approval wait      -> PENDING_APPROVAL APPROVAL_REQUIRED
 8. A2/A3, no approval yet, waited >= the approval wait     -> EXPIRED APPROVAL_EXPIRED
-9. A2/A3, approval bound to another intent hash            -> DENIED  APPROVAL_MISMATCH
-10. A2/A3, approval for this hash, status DENIED           -> DENIED  APPROVAL_DENIED
-11. A2/A3, APPROVED for this hash, expires_at <= now        -> EXPIRED APPROVAL_EXPIRED
-12. A2/A3, APPROVED for this hash, expires_at > now         -> EXECUTE OK
+9. A2/A3, approval granted after the approval wait ran out -> EXPIRED APPROVAL_EXPIRED
+10. A2/A3, approval bound to another intent hash           -> DENIED  APPROVAL_MISMATCH
+11. A2/A3, approval for this hash, status DENIED           -> DENIED  APPROVAL_DENIED
+12. A2/A3, APPROVED for this hash, expires_at <= now        -> EXPIRED APPROVAL_EXPIRED
+13. A2/A3, APPROVED for this hash, expires_at > now         -> EXECUTE OK
 
 "EXECUTE" is the decision to act (``outcome=EXECUTED, reason_code=OK, execute=true``); the
 record's final outcome is then EXECUTED/OK, or FAILED with the reason the effect failed.
@@ -41,34 +45,36 @@ from pydantic import ValidationError
 
 from exoarmur.contracts import IntentV1
 from exoarmur_cli.checkers.common import first
+from exoarmur_cli.history import INVOKE
 from exoarmur_cli.recorded import Recorded
 
 ANY = "-"
 COLUMNS = ("node", "readable", "global_switch", "tenant_switch", "needs_approval",
-           "approval", "hash", "status", "expired", "waited")
-# The values each column can take; an absent approval has no hash, status or expiry.
+           "approval", "late", "hash", "status", "expired", "waited")
+# The values each column can take; an absent approval has no grant time, hash, status or expiry.
 DOMAIN: dict[str, tuple] = {
     "node": ("unknown", "own", "foreign"), "readable": (True, False), "global_switch": (True, False),
     "tenant_switch": (True, False), "needs_approval": (True, False), "approval": ("absent", "present"),
-    "hash": ("match", "differs"), "status": ("APPROVED", "DENIED"), "expired": (True, False),
+    "late": (True, False), "hash": ("match", "differs"), "status": ("APPROVED", "DENIED"), "expired": (True, False),
     "waited": (True, False),
 }
 EXECUTE = ("EXECUTED", "OK")
 
-# node     readable glob   tenant A2/A3  approval   hash       status      expired waited -> (outcome, reason)
+# node     readable glob   tenant A2/A3  approval   late   hash       status      expired waited -> (outcome, reason)
 TABLE: tuple[tuple, ...] = (
-    ("unknown", ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "UNKNOWN_NODE")),
-    ("foreign", ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "TENANT_MISMATCH")),
-    ("own", False, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "SAFETY_STATE_UNAVAILABLE")),
-    ("own", True, True, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "KILL_SWITCH_GLOBAL")),
-    ("own", True, False, True, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "KILL_SWITCH_TENANT")),
-    ("own", True, False, False, False, ANY, ANY, ANY, ANY, ANY, EXECUTE),
-    ("own", True, False, False, True, "absent", ANY, ANY, ANY, False, ("PENDING_APPROVAL", "APPROVAL_REQUIRED")),
-    ("own", True, False, False, True, "absent", ANY, ANY, ANY, True, ("EXPIRED", "APPROVAL_EXPIRED")),
-    ("own", True, False, False, True, "present", "differs", ANY, ANY, ANY, ("DENIED", "APPROVAL_MISMATCH")),
-    ("own", True, False, False, True, "present", "match", "DENIED", ANY, ANY, ("DENIED", "APPROVAL_DENIED")),
-    ("own", True, False, False, True, "present", "match", "APPROVED", True, ANY, ("EXPIRED", "APPROVAL_EXPIRED")),
-    ("own", True, False, False, True, "present", "match", "APPROVED", False, ANY, EXECUTE),
+    ("unknown", ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "UNKNOWN_NODE")),
+    ("foreign", ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "TENANT_MISMATCH")),
+    ("own", False, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "SAFETY_STATE_UNAVAILABLE")),
+    ("own", True, True, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "KILL_SWITCH_GLOBAL")),
+    ("own", True, False, True, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ("DENIED", "KILL_SWITCH_TENANT")),
+    ("own", True, False, False, False, ANY, ANY, ANY, ANY, ANY, ANY, EXECUTE),
+    ("own", True, False, False, True, "absent", ANY, ANY, ANY, ANY, False, ("PENDING_APPROVAL", "APPROVAL_REQUIRED")),
+    ("own", True, False, False, True, "absent", ANY, ANY, ANY, ANY, True, ("EXPIRED", "APPROVAL_EXPIRED")),
+    ("own", True, False, False, True, "present", True, ANY, ANY, ANY, ANY, ("EXPIRED", "APPROVAL_EXPIRED")),
+    ("own", True, False, False, True, "present", False, "differs", ANY, ANY, ANY, ("DENIED", "APPROVAL_MISMATCH")),
+    ("own", True, False, False, True, "present", False, "match", "DENIED", ANY, ANY, ("DENIED", "APPROVAL_DENIED")),
+    ("own", True, False, False, True, "present", False, "match", "APPROVED", True, ANY, ("EXPIRED", "APPROVAL_EXPIRED")),
+    ("own", True, False, False, True, "present", False, "match", "APPROVED", False, ANY, EXECUTE),
 )
 APPROVAL_CLASSES = frozenset({"A2", "A3"})
 
@@ -91,21 +97,23 @@ def all_facts():
     for combo in product(*(DOMAIN[c] for c in COLUMNS)):
         facts = dict(zip(COLUMNS, combo))
         if facts["approval"] == "absent":
-            if (facts["hash"], facts["status"], facts["expired"]) != ("match", "APPROVED", False):
-                continue  # one representative: the three columns do not exist then
-            facts.update(hash=None, status=None, expired=None)
+            if (facts["late"], facts["hash"], facts["status"], facts["expired"]) != (False, "match", "APPROVED", False):
+                continue  # one representative: the four columns do not exist then
+            facts.update(late=None, hash=None, status=None, expired=None)
         yield facts
 
 
 def facts_of(intent: dict, snapshot: dict, node_owner: str | None, *, submitted_at_ms: int | None = None,
-             approval_wait_ms: int | None = None) -> dict[str, Any]:
+             approval_wait_ms: int | None = None, grant_asked_ms: float | None = None) -> dict[str, Any]:
     """The table's columns for one decision. Harness facts (node owner, intent, submission
-    time, approval wait) take precedence; the snapshot supplies the state that was read."""
+    time, approval wait, when it asked for the approval read) take precedence; the snapshot
+    supplies the state that was read."""
     now = snapshot["now_ms"]
     submitted = snapshot["submitted_at_ms"] if submitted_at_ms is None else submitted_at_ms
     wait = snapshot["approval_wait_ms"] if approval_wait_ms is None else approval_wait_ms
     approval = snapshot.get("approval")
     own_hash = IntentV1.model_validate(intent).intent_hash()
+    granted = [t for t in (grant_asked_ms, (approval or {}).get("granted_at_ms")) if t is not None]
     return {
         "node": "unknown" if node_owner is None else "own" if node_owner == intent["tenant_id"] else "foreign",
         "readable": bool(snapshot["readable"]),
@@ -113,6 +121,7 @@ def facts_of(intent: dict, snapshot: dict, node_owner: str | None, *, submitted_
         "tenant_switch": bool(snapshot.get("tenant_switch")),
         "needs_approval": intent["action_class"] in APPROVAL_CLASSES,
         "approval": "absent" if approval is None else "present",
+        "late": None if approval is None else any(t - submitted >= wait for t in granted),
         "hash": None if approval is None else "match" if approval["intent_hash"] == own_hash else "differs",
         "status": None if approval is None else approval["status"],
         "expired": None if approval is None else approval["expires_at_ms"] <= now,
@@ -121,10 +130,10 @@ def facts_of(intent: dict, snapshot: dict, node_owner: str | None, *, submitted_
 
 
 def expected(intent: dict, snapshot: dict, node_owner: str | None, *, submitted_at_ms: int | None = None,
-             approval_wait_ms: int | None = None) -> tuple[str, str]:
+             approval_wait_ms: int | None = None, grant_asked_ms: float | None = None) -> tuple[str, str]:
     """(outcome, reason) the contract demands for ``intent`` decided on ``snapshot``."""
     return lookup(facts_of(intent, snapshot, node_owner, submitted_at_ms=submitted_at_ms,
-                           approval_wait_ms=approval_wait_ms))
+                           approval_wait_ms=approval_wait_ms, grant_asked_ms=grant_asked_ms))
 
 
 def consistent(want: tuple[str, str], record: dict) -> bool:
@@ -147,6 +156,24 @@ def _intents_by_pair(rec: Recorded) -> dict[tuple[str, str], dict]:
     return found
 
 
+def _grants_asked(rec: Recorded) -> dict[tuple, float]:
+    """When the harness first asked the api for each approval it granted, by (tenant, key, hash,
+    status): the approval a snapshot holds was granted no earlier."""
+    asked: dict[tuple, float] = {}
+    for e in rec.history:
+        if e.f == "approval" and e.type == INVOKE and "invoked_wall_ms" in e.value:
+            ident = (e.value["tenant_id"], e.value["key"], e.value["intent_hash"], e.value["status"])
+            asked[ident] = min(asked.get(ident, e.value["invoked_wall_ms"]), e.value["invoked_wall_ms"])
+    return asked
+
+
+def _grant_asked_ms(asked: dict[tuple, float], snapshot: dict) -> float | None:
+    approval = snapshot.get("approval")
+    if not approval:
+        return None
+    return asked.get((approval["tenant_id"], approval["idempotency_key"], approval["intent_hash"], approval["status"]))
+
+
 def _declared_wait_ms(rec: Recorded) -> int | None:
     wait_s = rec.params.get("policy", {}).get("approval_wait_s")
     return None if wait_s is None else round(wait_s * 1000)
@@ -159,6 +186,7 @@ def decision_oracle(rec: Recorded) -> tuple[dict, dict]:
     owners: dict[str, str] = rec.params["node_owners"]
     wait_ms = _declared_wait_ms(rec)
     intents = _intents_by_pair(rec)
+    asked = _grants_asked(rec)
     checked, mismatches, owner_bad, inputs_bad, unjudged = 0, [], [], [], []
     reasons: set[str] = set()
     for row in rec.audit:
@@ -171,7 +199,8 @@ def decision_oracle(rec: Recorded) -> tuple[dict, dict]:
         try:
             intent, snap = source["intent"], r["snapshot"]
             owner = owners.get(intent["node_id"])
-            want = expected(intent, snap, owner, submitted_at_ms=source["timestamp_ms"], approval_wait_ms=wait_ms)
+            want = expected(intent, snap, owner, submitted_at_ms=source["timestamp_ms"], approval_wait_ms=wait_ms,
+                            grant_asked_ms=_grant_asked_ms(asked, snap))
             agrees = consistent(want, r)
         except (TypeError, KeyError, ValidationError, TableError) as exc:
             unjudged.append({"intent": ref, "why": f"{type(exc).__name__}: {exc}"[:200]})

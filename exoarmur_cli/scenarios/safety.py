@@ -7,6 +7,7 @@ before the fact; the expectations checker compares it with the recorded outcome.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from exoarmur import natsio
 from exoarmur.contracts import Outcome, ReasonCode
@@ -55,6 +56,13 @@ APPROVAL_PATHS = {
     "none": Expect(Outcome.EXPIRED, ReasonCode.APPROVAL_EXPIRED),  # no approval ever comes: expires after the wait
 }
 SHORT_TTL_S = 0.2  # an approval that has run out before its intent is submitted
+# A late grant comes this long after its intent's approval wait ran out (counted from the 202, so
+# surely after): a pending intent is decided again every APPROVAL_POLL_S (0.25 s), so most late
+# grants are there when its expiry is decided, and the decision must still be EXPIRED.
+LATE_GRANT_AFTER_S = 0.03
+# At least this many late grants a run, each seen by its decision with a chance of about 0.8
+# (measured: the grant lands 45-60 ms into a 250 ms poll): that none is seen is then ~1e-4.
+MIN_LATE_GRANTS = 6
 
 
 async def _approval_paths(ctx: Context, tenant: str, count: int, *, unapproved: int) -> list:
@@ -69,20 +77,31 @@ async def _approval_paths(ctx: Context, tenant: str, count: int, *, unapproved: 
     for peer, body in expired:
         await ctx.within_tenant_rate(tenant)
         subs.append(await ctx.client.submit(peer, body, tag=APPROVAL_PATHS["expired_ttl"], probe="expired_ttl"))
+    late_grants = []
     for path, action_class in (("approved", "A2"), ("approved", "A3"), ("denied", "A2"), ("wrong_hash", "A2"),
                                ("changed_params", "A2"), ("other_tenant", "A2"), ("late_grant", "A2")):
-        for _ in range(count):
+        for _ in range(max(count, MIN_LATE_GRANTS) if path == "late_grant" else count):
             peer, body = ctx.body(tenant, action_class=action_class)
             await ctx.within_tenant_rate(tenant)
             sub = await ctx.client.submit(peer, body, tag=APPROVAL_PATHS[path], probe=path)
             subs.append(sub)
-            if sub.accepted:
+            if sub.accepted and path == "late_grant":
+                late_grants.append(asyncio.create_task(_grant_late(ctx, body, time.monotonic())))
+            elif sub.accepted:
                 await _grant(ctx, path, body, other)
     for _ in range(unapproved):
         peer, body = ctx.body(tenant, action_class="A2")
         await ctx.within_tenant_rate(tenant)
         subs.append(await ctx.client.submit(peer, body, tag=APPROVAL_PATHS["none"], probe="none"))
+    await asyncio.gather(*late_grants)
     return subs
+
+
+async def _grant_late(ctx: Context, body: dict, accepted_at: float) -> None:
+    """APPROVED, bound to the intent's hash, with a long TTL: valid in every way but its timing,
+    granted once the intent's approval wait has run out."""
+    await asyncio.sleep(max(0.0, accepted_at + ctx.policy.approval_wait_s + LATE_GRANT_AFTER_S - time.monotonic()))
+    await ctx.client.approve(body, "APPROVED")
 
 
 async def _grant(ctx: Context, path: str, body: dict, other_tenant: str) -> None:
@@ -94,8 +113,6 @@ async def _grant(ctx: Context, path: str, body: dict, other_tenant: str) -> None
         await ctx.client.approve({**body, "parameters": {**body["parameters"], "changed": True}}, "APPROVED")
     elif path == "other_tenant":  # the right key and hash, granted under another tenant
         await ctx.client.approve({**body, "tenant_id": other_tenant}, "APPROVED", hash_override=intent_hash(body))
-    elif path == "late_grant":  # granted after its TTL ran out
-        await ctx.client.approve(body, "APPROVED", ttl_s=-1.0)
     else:
         await ctx.client.approve(body, "APPROVED")
 

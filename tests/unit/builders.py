@@ -77,10 +77,10 @@ def snapshot(the_intent: IntentV1, now_ms: int = T0_WALL_MS + 1_000, **fields: A
 
 
 def approval(the_intent: IntentV1, *, status: str = "APPROVED", expires_at_ms: int = T0_WALL_MS + 60_000,
-             intent_hash: str | None = None) -> ApprovalV1:
+             intent_hash: str | None = None, granted_at_ms: int | None = None) -> ApprovalV1:
     return ApprovalV1(tenant_id=the_intent.tenant_id, idempotency_key=the_intent.idempotency_key,
                       intent_hash=intent_hash or the_intent.intent_hash(), status=status,
-                      expires_at_ms=expires_at_ms)
+                      expires_at_ms=expires_at_ms, granted_at_ms=granted_at_ms)
 
 
 def record(the_intent: IntentV1, snap: SafetySnapshot | None = None, **overrides: Any) -> dict:

@@ -104,6 +104,19 @@ def test_an_unprobed_path_is_a_missing_measurement():
     assert metrics["approval_paths_probed"] == 1
 
 
+def test_late_grants_count_as_seen_only_when_the_decision_had_the_approval_in_hand():
+    hist, records = Hist(), []
+    for n, seen in enumerate((True, False, True)):
+        key = f"killswitch-{n:05d}"
+        hist.submit(key, probe="late_grant")
+        the_intent = intent(key, action_class="A2")
+        late = snapshot(the_intent, approval=approval(the_intent)) if seen else snapshot(the_intent)
+        records.append(record(the_intent, late, outcome="EXPIRED", reason_code="APPROVAL_EXPIRED"))
+    metrics, _ = approvals(recorded(hist, records=records))
+    assert metrics["approval_late_grants_seen"] == 2 and metrics["approval_late_grant_executed"] == 0
+    assert probed({"approved": "EXECUTED"})["approval_late_grants_seen"] is None  # never probed: missing
+
+
 def door(answers: list[int], before: int = 7, after: int = 7) -> dict:
     hist = Hist()
     for status in answers:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from builders import T0_WALL_MS, approval, audit_row, intent, intent_row, record, snapshot
+from builders import T0_WALL_MS, Hist, approval, audit_row, intent, intent_row, record, snapshot
 
 from exoarmur.contracts import Decision, IntentV1, Outcome, ReasonCode, SafetySnapshot
 from exoarmur.decision import decide
@@ -24,14 +24,15 @@ def build(facts: dict) -> tuple[IntentV1, SafetySnapshot, str | None]:
     the_intent = intent("k1", "t1", node="n1", action_class="A2" if facts["needs_approval"] else "A1")
     owner = {"unknown": None, "own": "t1", "foreign": "t2"}[facts["node"]]
     grant = None
+    submitted = NOW - (WAIT_MS if facts["waited"] else WAIT_MS - 1)
     if facts["approval"] == "present":
         grant = approval(the_intent, status=facts["status"],
                          intent_hash=None if facts["hash"] == "match" else "0" * 64,
-                         expires_at_ms=NOW - (0 if facts["expired"] else -1))  # expires_at == now is expired
+                         expires_at_ms=NOW - (0 if facts["expired"] else -1),  # expires_at == now is expired
+                         granted_at_ms=submitted + WAIT_MS - (0 if facts["late"] else 1))  # at the wait: late
     snap = SafetySnapshot(readable=facts["readable"], global_switch=facts["global_switch"],
                           tenant_switch=facts["tenant_switch"], approval=grant, node_tenant=owner, now_ms=NOW,
-                          submitted_at_ms=NOW - (WAIT_MS if facts["waited"] else WAIT_MS - 1),
-                          approval_wait_ms=WAIT_MS)
+                          submitted_at_ms=submitted, approval_wait_ms=WAIT_MS)
     return the_intent, snap, owner
 
 
@@ -40,8 +41,8 @@ def combos():
 
 
 def test_the_table_is_complete_and_unambiguous():
-    # node x readable, 2 switches, A2/A3 x (absent x waited | present x hash, status, expired x waited)
-    assert len(combos()) == 3 * 2 ** 4 * (2 + 2 ** 3 * 2) == 864
+    # node x readable, 2 switches, A2/A3 x (absent x waited | present x late, hash, status, expired x waited)
+    assert len(combos()) == 3 * 2 ** 4 * (2 + 2 ** 4 * 2) == 1632
     for facts in combos():
         lookup(facts)  # raises TableError on no row or two rows
     assert all(len(row) == len(COLUMNS) + 1 for row in TABLE)
@@ -175,6 +176,25 @@ def test_the_harness_submission_time_and_wait_decide_not_the_snapshot():
     longer = decision_oracle(rec_of([(waiting, snap_for(waiting, now_ms=SUBMITTED + WAIT_MS), {})],
                                     wait_ms=WAIT_MS + 1))[0]
     assert (longer["snapshot_input_mismatches"], longer["oracle_mismatches"]) == (1, 1)
+
+
+def test_a_late_grant_is_judged_by_when_the_harness_asked_for_it_not_by_the_snapshot_alone():
+    """A snapshot that lost its approval's grant time makes a late approval look in time; the
+    harness's own log of when it asked for the grant says otherwise."""
+    late = intent("k40", action_class="A2")
+    snap = snap_for(late, now_ms=SUBMITTED + WAIT_MS + 100, approval=approval(late))  # no granted_at_ms
+    executed = {"decision": Decision(outcome=Outcome.EXECUTED, reason_code=ReasonCode.OK, execute=True),
+                "outcome": Outcome.EXECUTED, "reason_code": ReasonCode.OK}
+    data = rec_of([(late, snap, executed)])
+    assert decision_oracle(data)[0]["oracle_mismatches"] == 0  # no harness grant on record: nothing says late
+    for asked_ms, mismatches in ((SUBMITTED + WAIT_MS + 30, 1), (SUBMITTED + WAIT_MS - 30, 0)):
+        hist = Hist()
+        hist.add("invoke", "approval", "operator", "killswitch", key="k40", tenant_id=late.tenant_id,
+                 status="APPROVED", intent_hash=late.intent_hash(), invoked_wall_ms=asked_ms)
+        metrics, evidence = decision_oracle(Recorded(audit=data.audit, intents=data.intents, params=data.params,
+                                                     history=hist.events))
+        assert metrics["oracle_mismatches"] == mismatches, asked_ms
+    assert evidence["mismatches"] == [] and metrics["oracle_decisions_checked"] == 1
 
 
 def test_a_record_without_its_intent_is_unjudged_and_no_owners_is_no_measurement():

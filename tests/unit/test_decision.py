@@ -131,6 +131,28 @@ def test_an_approval_expires_at_its_expiry_instant() -> None:
     assert decide(a2, snapshot(approval=approval(a2, expires_at_ms=NOW_MS + 1))) == EXECUTE
 
 
+def test_an_approval_granted_after_the_wait_ran_out_comes_too_late_whatever_it_says() -> None:
+    a2 = intent(ActionClass.A2)
+    expired = Decision(outcome=Outcome.EXPIRED, reason_code=ReasonCode.APPROVAL_EXPIRED)
+    in_time = approval(a2, granted_at_ms=SUBMITTED_MS + WAIT_MS - 1)
+    assert decide(a2, snapshot(now_ms=SUBMITTED_MS + WAIT_MS + 100, approval=in_time)) == EXECUTE
+    for status in ApprovalStatus:  # expired before it came: not denied either
+        late = approval(a2, status, granted_at_ms=SUBMITTED_MS + WAIT_MS)
+        assert decide(a2, snapshot(now_ms=SUBMITTED_MS + WAIT_MS + 100, approval=late)) == expired
+    unknown = approval(a2)  # granted before grant times were recorded: judged as before
+    assert decide(a2, snapshot(now_ms=SUBMITTED_MS + WAIT_MS + 100, approval=unknown)) == EXECUTE
+
+
+def test_an_approval_without_a_grant_time_keeps_its_canonical_bytes() -> None:
+    """Records sealed before ``granted_at_ms`` existed must still verify: no key when unknown."""
+    a2 = intent(ActionClass.A2)
+    assert b"granted_at_ms" not in approval(a2).canonical()
+    timed = approval(a2, granted_at_ms=NOW_MS)
+    assert b'"granted_at_ms":' in timed.canonical()
+    assert ApprovalV1.model_validate_json(timed.canonical()) == timed
+    assert SafetySnapshot.model_validate_json(snapshot(approval=timed).canonical()).approval == timed
+
+
 def test_an_approval_on_a_class_that_needs_none_is_ignored() -> None:
     a1 = intent(ActionClass.A1)
     stale = approval(a1, ApprovalStatus.DENIED, expires_at_ms=0)
