@@ -47,7 +47,8 @@ def _approval_refusal(intent: IntentV1, snapshot: SafetySnapshot) -> Decision | 
         if waited_ms >= snapshot.approval_wait_ms:
             return Decision(outcome=Outcome.EXPIRED, reason_code=ReasonCode.APPROVAL_EXPIRED)
         return Decision(outcome=Outcome.PENDING_APPROVAL, reason_code=ReasonCode.APPROVAL_REQUIRED)
-    if approval.granted_at_ms is not None and approval.granted_at_ms - snapshot.submitted_at_ms >= snapshot.approval_wait_ms:
+    granted_after_ms = None if approval.granted_at_ms is None else approval.granted_at_ms - snapshot.submitted_at_ms
+    if granted_after_ms is not None and granted_after_ms >= snapshot.approval_wait_ms:
         # The intent had waited out its approval wait before this was granted: it had expired
         # then, whether or not a cell had recorded it yet, and whatever the approval says.
         return Decision(outcome=Outcome.EXPIRED, reason_code=ReasonCode.APPROVAL_EXPIRED)

@@ -106,7 +106,7 @@ def all_facts():
 def facts_of(intent: dict, snapshot: dict, node_owner: str | None, *, submitted_at_ms: int | None = None,
              approval_wait_ms: int | None = None, grant_asked_ms: float | None = None) -> dict[str, Any]:
     """The table's columns for one decision. Harness facts (node owner, intent, submission
-    time, approval wait, when it asked for the approval read) take precedence; the snapshot
+    time, approval wait, when it asked for the approval) take precedence; the snapshot
     supplies the state that was read."""
     now = snapshot["now_ms"]
     submitted = snapshot["submitted_at_ms"] if submitted_at_ms is None else submitted_at_ms
