@@ -47,6 +47,7 @@ class Tag(str, Enum):
     QUIET_BASELINE = "quiet:baseline"
     QUIET_NOISE = "quiet:noise"
     NOISY = "noisy"
+    GLOBAL_FLOOD = "global_flood"  # one tenant alone, far past the global rate
     ACCESS_AFTER_FORGERY = "access:after_forgery"  # the real intent behind a forged-ahead audit record
 
 

@@ -46,6 +46,7 @@ CHECKERS: dict[str, Checker] = {
     "backpressure": capacity.backpressure,
     "load": capacity.load,
     "admitted_rates": admission.admitted_rates,
+    "global_refusals": admission.global_refusals,
     "resources": capacity.resources,
 }
 

@@ -4,13 +4,20 @@ A token bucket of ``rate`` per second and ``burst`` can admit at most ``burst + 
 intents in any window [t1, t2]. The intent stream's timestamps (one server clock) say when each
 admitted intent landed, so the bound is checked over every window, for each tenant and overall,
 against the rates the run declared — not against what the api says it enforced.
+
+The converse bounds refusals: whatever the bucket held at t1, by t2 it holds at least
+``min(burst, rate * (t2 - t1))`` minus what it admitted in between. A global refusal at t2 with
+tokens left by that count was not the global rate's doing (a bucket charged for submissions it
+refused, say, or for another tenant's refusals).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 
-from exoarmur_cli.checkers.common import first
+from exoarmur_cli.checkers.common import first, submissions, wall_ms
+from exoarmur_cli.history import Tag
 from exoarmur_cli.recorded import Recorded
 
 # Admission and the durable publish are not one instant: an intent admitted at t may land later
@@ -54,3 +61,59 @@ def admitted_rates(rec: Recorded) -> tuple[dict, dict]:
         "global_admitted_over_bound": int(global_excess > 0),
     }, {"tenants_over": first(over), "tenant_excess_max": max(excess.values()), "global_excess": global_excess,
         "jitter_s": PUBLISH_JITTER_S}
+
+
+# A refused submission was decided between its invoke and its answer; an admitted one lands in the
+# intent stream up to this long after it was decided (a loaded machine's publish): admits stamped
+# this long after a refusal's answer still count against it.
+REFUSAL_ADMIT_LAG_S = 1.0
+# A refusal is unexplained only with this many tokens to spare (of a bucket of ``burst``).
+SPARE_TOKENS_SHARE = 0.1
+WINDOWS = 8  # window lengths tried, up to the time the bucket takes to refill from empty
+
+
+def tokens_at_least(refusal_ms: tuple[float, float], admitted_ms: list[int], rate_per_s: float,
+                    burst: float) -> float:
+    """A lower bound on the tokens a ``rate``/``burst`` bucket charged only for ``admitted_ms``
+    (sorted) held when it refused at some instant in ``refusal_ms`` (invoke, answer): over windows
+    of up to burst / rate seconds before it, ``min(burst, rate * w)`` minus every admit that could
+    have been charged in the window."""
+    invoked, answered = refusal_ms
+    last = bisect_right(admitted_ms, answered + REFUSAL_ADMIT_LAG_S * 1000)
+    best = float("-inf")
+    for k in range(1, WINDOWS + 1):
+        w_s = burst / rate_per_s * k / WINDOWS
+        charged = last - bisect_left(admitted_ms, invoked - w_s * 1000)
+        best = max(best, min(burst, rate_per_s * w_s) - charged)
+    return best
+
+
+def global_refusals(rec: Recorded) -> tuple[dict, dict]:
+    """Every RATE_LIMITED_GLOBAL refusal the harness received, against the global bucket its own
+    intent stream says was charged; and whether the scenarios offered enough for a bucket charged
+    for refusals to run dry (the global flood)."""
+    policy = rec.params.get("policy", {})
+    rate, burst = policy.get("rate_global_per_s"), policy.get("rate_global_burst")
+    subs = submissions(rec.history)
+    flood = [s for s in subs if s.tag == Tag.GLOBAL_FLOOD]
+    if rate is None or burst is None or not rec.intents:
+        return {"global_refusals_unexplained": None, "global_flood_offered_vs_drain": None}, {
+            "note": "no declared global rate or no admitted intents"}
+    admitted = sorted(row["timestamp_ms"] for row in rec.intents)
+    refused = [s for s in subs if s.refused and s.reason == "RATE_LIMITED_GLOBAL"]
+    spare = max(1.0, SPARE_TOKENS_SHARE * burst)
+    unexplained = []
+    for s in refused:
+        left = tokens_at_least((wall_ms(rec, s.invoke), wall_ms(rec, s.done)), admitted, rate, burst)
+        if left >= spare:
+            unexplained.append({"key": s.key, "tenant": s.tenant_id, "tokens_at_least": round(left, 1)})
+    offered = None
+    if len(flood) >= 2:
+        span_s = (flood[-1].invoke.time_ms - flood[0].invoke.time_ms) / 1000
+        offered = len(flood) / (burst + rate * span_s)
+    return {
+        "global_refusals_checked": len(refused),
+        "global_refusals_unexplained": len(unexplained),
+        "global_flood_offered_vs_drain": None if offered is None else round(offered, 3),
+    }, {"unexplained": first(unexplained), "spare_tokens": spare, "admit_lag_s": REFUSAL_ADMIT_LAG_S,
+        "flood_submissions": len(flood)}

@@ -74,6 +74,8 @@ class TenancyParams(ScenarioParams):
     quiet_rate_per_s: Number
     phase_s: Number
     noisy_over_limit: Number
+    global_flood_over: Number
+    global_flood_margin_s: Number
 
 
 class TimeoutParams(ScenarioParams):

@@ -193,6 +193,18 @@ async def _tenant_switches_under_flow(ctx: Context, tenants: list[str], engaged_
     return [sub for flow in flows for sub in await flow]
 
 
+async def _global_flood(ctx: Context, p: TenancyParams, tenant: str) -> None:
+    """One tenant floods alone at ``global_flood_over`` times the global rate, long enough that a
+    global bucket charged for refused submissions too would run dry; only its own bucket may
+    refuse it (``checkers.admission.global_refusals`` judges every global refusal)."""
+    rate, burst = ctx.policy.rate_global_per_s, ctx.policy.rate_global_burst
+    duration_s = burst / rate / (p.global_flood_over - 1) + p.global_flood_margin_s
+    ctx.nemesis("global_flood", tenant=tenant, rate_per_s=rate * p.global_flood_over, duration_s=round(duration_s, 3))
+    flood = await ctx.submit_at_rate(lambda: ctx.body(tenant), rate * p.global_flood_over, duration_s,
+                                     tag=Tag.GLOBAL_FLOOD)
+    await ctx.settle(flood)
+
+
 async def _kv_last_seqs(ctx: Context) -> dict[str, int]:
     """The last sequence of each safety bucket's stream: any write moves it."""
     return {bucket: (await ctx.js.stream_info(f"KV_{bucket}")).state.last_seq for bucket in ("safety", "approvals")}
@@ -267,6 +279,7 @@ async def tenancy(ctx: Context) -> None:
                                                    tag=Tag.NOISY))
     under = await ctx.submit_at_rate(quiet_body, quiet_rate, p.phase_s, tag=Tag.QUIET_NOISE)
     await ctx.settle(baseline + under + await noisy + noisy_first + cross + same_key + forged_ahead)
+    await _global_flood(ctx, p, t[9])
     # 3. Reads: every read surface of the api's OpenAPI document, asked by a peer of one tenant for
     # another's data, once every tenant above has records.
     await read_probes.probe_read_surface(ctx, own, other)
