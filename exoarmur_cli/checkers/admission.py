@@ -6,9 +6,10 @@ admitted intent landed, so the bound is checked over every window, for each tena
 against the rates the run declared — not against what the api says it enforced.
 
 The converse bounds refusals: whatever the bucket held at t1, by t2 it holds at least
-``min(burst, rate * (t2 - t1))`` minus what it admitted in between. A global refusal at t2 with
-tokens left by that count was not the global rate's doing (a bucket charged for submissions it
-refused, say, or for another tenant's refusals).
+``min(burst, rate * (t2 - t1))`` minus what it was charged in between. Counting as charged every
+submission of the harness's that may have taken a token (the intent stream does not show
+duplicates or failed publishes), a global refusal at t2 with tokens left by that count was not the
+global rate's doing: a bucket charged for submissions it refused, say, or for another tenant's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 
 from exoarmur_cli.checkers.common import first, submissions, wall_ms
-from exoarmur_cli.history import Tag
+from exoarmur_cli.history import INFO, Tag
 from exoarmur_cli.recorded import Recorded
 
 # Admission and the durable publish are not one instant: an intent admitted at t may land later
@@ -63,50 +64,56 @@ def admitted_rates(rec: Recorded) -> tuple[dict, dict]:
         "jitter_s": PUBLISH_JITTER_S}
 
 
-# A refused submission was decided between its invoke and its answer; an admitted one lands in the
-# intent stream up to this long after it was decided (a loaded machine's publish): admits stamped
-# this long after a refusal's answer still count against it.
-REFUSAL_ADMIT_LAG_S = 1.0
 # A refusal is unexplained only with this many tokens to spare (of a bucket of ``burst``).
 SPARE_TOKENS_SHARE = 0.1
 WINDOWS = 8  # window lengths tried, up to the time the bucket takes to refill from empty
 
 
-def tokens_at_least(refusal_ms: tuple[float, float], admitted_ms: list[int], rate_per_s: float,
-                    burst: float) -> float:
-    """A lower bound on the tokens a ``rate``/``burst`` bucket charged only for ``admitted_ms``
-    (sorted) held when it refused at some instant in ``refusal_ms`` (invoke, answer): over windows
-    of up to burst / rate seconds before it, ``min(burst, rate * w)`` minus every admit that could
-    have been charged in the window."""
+def charged(sub) -> bool:
+    """Whether ``sub`` may have taken a token from the buckets: accepted (a duplicate too), refused
+    after them (5xx: the pending bound, a failed publish) or never answered. Everything the api
+    refuses before or at its buckets is a 4xx."""
+    return not sub.refused or not 400 <= sub.done.value.get("status", 0) < 500
+
+
+def tokens_at_least(refusal_ms: tuple[float, float], charged_from: list[float], charged_until: list[float],
+                    rate_per_s: float, burst: float) -> float:
+    """A lower bound on the tokens a ``rate``/``burst`` bucket held when it refused at some
+    instant in ``refusal_ms`` (invoke, answer), charged only for the submissions whose
+    (invoke, answer) spans are ``charged_from``/``charged_until`` (each sorted; an unanswered
+    one until +inf): over windows w of up to burst / rate seconds, ``min(burst, rate * w)`` minus
+    every charge that may fall in [invoke - w, answer]."""
     invoked, answered = refusal_ms
-    last = bisect_right(admitted_ms, answered + REFUSAL_ADMIT_LAG_S * 1000)
+    begun = bisect_right(charged_from, answered)
     best = float("-inf")
     for k in range(1, WINDOWS + 1):
         w_s = burst / rate_per_s * k / WINDOWS
-        charged = last - bisect_left(admitted_ms, invoked - w_s * 1000)
-        best = max(best, min(burst, rate_per_s * w_s) - charged)
+        over_before = bisect_left(charged_until, invoked - w_s * 1000)  # answered before the window opened
+        best = max(best, min(burst, rate_per_s * w_s) - (begun - over_before))
     return best
 
 
 def global_refusals(rec: Recorded) -> tuple[dict, dict]:
-    """Every RATE_LIMITED_GLOBAL refusal the harness received, against the global bucket its own
-    intent stream says was charged; and whether the scenarios offered enough for a bucket charged
-    for refusals to run dry (the global flood)."""
+    """Every RATE_LIMITED_GLOBAL refusal the harness received, against a global bucket charged for
+    every submission it made that may have taken a token (``charged``); and whether the scenarios
+    offered enough for a bucket charged for refusals too to run dry (the global flood)."""
     policy = rec.params.get("policy", {})
     rate, burst = policy.get("rate_global_per_s"), policy.get("rate_global_burst")
     subs = submissions(rec.history)
-    flood = [s for s in subs if s.tag == Tag.GLOBAL_FLOOD]
-    if rate is None or burst is None or not rec.intents:
+    if rate is None or burst is None or not subs:
         return {"global_refusals_unexplained": None, "global_flood_offered_vs_drain": None}, {
-            "note": "no declared global rate or no admitted intents"}
-    admitted = sorted(row["timestamp_ms"] for row in rec.intents)
-    refused = [s for s in subs if s.refused and s.reason == "RATE_LIMITED_GLOBAL"]
+            "note": "no declared global rate or no submissions"}
+    spans = [(wall_ms(rec, s.invoke), float("inf") if s.done is None or s.done.type == INFO else wall_ms(rec, s.done))
+             for s in subs if charged(s)]  # no answer: the api may have taken it up at any time since
+    charged_from, charged_until = sorted(a for a, _ in spans), sorted(b for _, b in spans)
     spare = max(1.0, SPARE_TOKENS_SHARE * burst)
+    refused = [s for s in subs if s.refused and s.reason == "RATE_LIMITED_GLOBAL"]
     unexplained = []
     for s in refused:
-        left = tokens_at_least((wall_ms(rec, s.invoke), wall_ms(rec, s.done)), admitted, rate, burst)
+        left = tokens_at_least((wall_ms(rec, s.invoke), wall_ms(rec, s.done)), charged_from, charged_until, rate, burst)
         if left >= spare:
             unexplained.append({"key": s.key, "tenant": s.tenant_id, "tokens_at_least": round(left, 1)})
+    flood = [s for s in subs if s.tag == Tag.GLOBAL_FLOOD]
     offered = None
     if len(flood) >= 2:
         span_s = (flood[-1].invoke.time_ms - flood[0].invoke.time_ms) / 1000
@@ -115,5 +122,4 @@ def global_refusals(rec: Recorded) -> tuple[dict, dict]:
         "global_refusals_checked": len(refused),
         "global_refusals_unexplained": len(unexplained),
         "global_flood_offered_vs_drain": None if offered is None else round(offered, 3),
-    }, {"unexplained": first(unexplained), "spare_tokens": spare, "admit_lag_s": REFUSAL_ADMIT_LAG_S,
-        "flood_submissions": len(flood)}
+    }, {"unexplained": first(unexplained), "spare_tokens": spare, "flood_submissions": len(flood)}

@@ -57,38 +57,54 @@ def test_no_declared_rates_is_missing():
 
 # --- global refusals, against what the global bucket was charged --------------------------------
 
-def flooded(admit_times: list[int], refusals_at: list[float], flood: int = 0) -> dict:
-    """A run whose intent stream admitted at ``admit_times`` (ms after t0) and whose harness got a
-    RATE_LIMITED_GLOBAL refusal at each of ``refusals_at`` (answered 5 ms later)."""
+def flooded(accepted_at: list[float], refusals_at: list[float], flood: int = 0, **charged_extra) -> dict:
+    """A run whose harness had 202s at ``accepted_at`` (ms after t0, answered 2 ms later) and a
+    RATE_LIMITED_GLOBAL refusal at each of ``refusals_at`` (answered 5 ms later), then ``flood``
+    submissions refused by their tenant's bucket."""
     hist = Hist()
-    for n, at in enumerate(refusals_at):
-        hist.submit(f"tenancy-r{n}", "t3", answer=None, time_ms=at, tag="global_flood")
-        hist.add("fail", "submit", "p1", "tenancy", at + 5, key=f"tenancy-r{n}", tenant_id="t3", peer_id="p1",
-                 node_id="n1", action_class="A1", tag="global_flood", status=429, reason_code="RATE_LIMITED_GLOBAL")
+    events = [(at, "ok", 2) for at in accepted_at] + [(at, "global", 5) for at in refusals_at]
+    for n, (at, kind, lag) in enumerate(sorted(events)):
+        ident = dict(key=f"tenancy-{n:05d}", tenant_id="t3", peer_id="p1", node_id="n1", action_class="A1", tag="")
+        hist.add("invoke", "submit", "p1", "tenancy", at, **ident)
+        if kind == "ok":
+            hist.add("ok", "submit", "p1", "tenancy", at + lag, **ident, status=202, duplicate=False)
+        else:
+            hist.add("fail", "submit", "p1", "tenancy", at + lag, **ident, status=429, reason_code="RATE_LIMITED_GLOBAL")
     for n in range(flood):
         hist.submit(f"tenancy-f{n}", "t3", answer="fail", status=429, reason="RATE_LIMITED_TENANT",
                     tag="global_flood", time_ms=10_000 + n * 5)
-    return global_refusals(recorded(hist, intents=rows("t1", admit_times), **POLICY))[0]
+    return global_refusals(recorded(hist, **POLICY))[0]
 
 
-def test_a_global_refusal_after_the_bucket_admitted_its_burst_and_rate_is_explained():
+def test_a_global_refusal_after_the_bucket_was_charged_its_burst_and_rate_is_explained():
     # 100/s, burst 50: 50 at once at 1 s, then 100/s, then a refusal: the bucket was empty.
-    admits = [1000] * 50 + [1000 + 10 * n for n in range(1, 100)]
-    metrics = flooded(admits, refusals_at=[1990])
+    accepted = [1000.0] * 50 + [1000.0 + 10 * n for n in range(1, 100)]
+    metrics = flooded(accepted, refusals_at=[1990])
     assert (metrics["global_refusals_checked"], metrics["global_refusals_unexplained"]) == (1, 0)
 
 
 def test_a_global_refusal_with_tokens_left_is_unexplained():
-    # 20/s admitted against a 100/s bucket: it can never run dry, whatever it held before.
-    admits = [50 * n for n in range(60)]
-    metrics = flooded(admits, refusals_at=[2500, 2600])
+    # 20/s charged against a 100/s bucket: it can never run dry, whatever it held before.
+    accepted = [50.0 * n for n in range(60)]
+    metrics = flooded(accepted, refusals_at=[2500, 2600])
     assert (metrics["global_refusals_checked"], metrics["global_refusals_unexplained"]) == (2, 2)
-    assert flooded(admits, refusals_at=[])["global_refusals_unexplained"] == 0
+    assert flooded(accepted, refusals_at=[])["global_refusals_unexplained"] == 0
+
+
+def test_refusals_after_the_buckets_and_unanswered_submissions_count_as_charged():
+    """A 5xx (pending bound, failed publish) or no answer may have taken a token; a 4xx did not."""
+    hist = Hist()
+    for n in range(60):  # 60 at 200/s: 503s and timeouts, each may have taken a token
+        hist.submit(f"tenancy-c{n}", "t3", answer="fail" if n % 2 else "info", status=503,
+                    reason="QUEUE_FULL", time_ms=1000 + n * 5)
+    hist.submit("tenancy-r", "t3", answer="fail", status=429, reason="RATE_LIMITED_GLOBAL", time_ms=1400)
+    metrics, _ = global_refusals(recorded(hist, **POLICY))
+    assert (metrics["global_refusals_checked"], metrics["global_refusals_unexplained"]) == (1, 0)
 
 
 def test_the_flood_is_measured_against_what_would_drain_a_bucket_charged_for_refusals():
     # 400 submissions over 2 s (200/s): the bucket (burst 50, 100/s) would have been charged 400
     # against the 250 it can give in that time.
-    metrics = flooded([0], refusals_at=[], flood=400)
+    metrics = flooded([0.0], refusals_at=[], flood=400)
     assert metrics["global_flood_offered_vs_drain"] == pytest.approx(400 / (50 + 100 * 1.995), rel=1e-3)
-    assert flooded([0], refusals_at=[])["global_flood_offered_vs_drain"] is None  # no flood: missing
+    assert flooded([0.0], refusals_at=[])["global_flood_offered_vs_drain"] is None  # no flood: missing
