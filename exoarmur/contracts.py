@@ -32,6 +32,12 @@ APPROVAL_REQUIRED_CLASSES = frozenset({ActionClass.A2, ActionClass.A3})
 # effector's ledger transaction), with this status.
 DEADLINE_HEADER = "Exo-Deadline-Ms"
 DEADLINE_PASSED_STATUS = 412  # the request's precondition (its deadline) no longer holds
+# The effector keeps an idle connection open this long; its callers drop theirs after half of it.
+# A caller reusing a connection at the instant the server closes it (uvicorn's default is 5 s,
+# under aiohttp's 15 s) fails a call that no request ever carried: the breaker counted it, the
+# wire never saw it (a breaker scenario reused a pooled connection 4,998.5 ms after its last
+# answer: 1.5 ms inside uvicorn's 5 s).
+EFFECTOR_KEEP_ALIVE_S = 30.0
 
 
 class Outcome(str, Enum):

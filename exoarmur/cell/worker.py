@@ -43,6 +43,7 @@ from exoarmur.cell.safety import SAFETY_DEFECTS, Safety
 from exoarmur.clock import now_ms
 from exoarmur.contracts import (
     AuditRecordV1,
+    EFFECTOR_KEEP_ALIVE_S,
     Decision,
     DecisionJournalV1,
     IntentV1,
@@ -112,7 +113,8 @@ class Cell:
         self.js = self.nc.jetstream()
         shared_by(self.js).leader_only = self.leader_reads
         self.effector.http = aiohttp.ClientSession(
-            base_url=self.effector_url, connector=aiohttp.TCPConnector(limit=self.config.bound("cell_inflight")),
+            base_url=self.effector_url, connector=aiohttp.TCPConnector(
+                limit=self.config.bound("cell_inflight"), keepalive_timeout=EFFECTOR_KEEP_ALIVE_S / 2),
             headers={"Authorization": f"Bearer {self.config.effector_tokens['cell']}"})
         sub = await self.js.pull_subscribe_bind(natsio.CELLS_CONSUMER, stream=natsio.INTENTS_STREAM)
         await self._announce_start()

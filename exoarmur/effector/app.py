@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from exoarmur.contracts import DEADLINE_HEADER, DEADLINE_PASSED_STATUS, EffectorReceipt, ReasonCode
+from exoarmur.contracts import DEADLINE_HEADER, DEADLINE_PASSED_STATUS, EFFECTOR_KEEP_ALIVE_S, EffectorReceipt, ReasonCode
 from exoarmur.effector.auth import EFFECTOR_AUTH_DEFECTS, EffectorAuth
 from exoarmur.effector.faults import FaultSettings, fault_delay_s, fault_errors, fault_rejects, hang
 from exoarmur.effector.ledger import EffectRequest, GroupCommit, Ledger, LedgerSync, ledger_sync
@@ -196,7 +196,7 @@ def run_effector(host: str, port: int, ledger_path: str, seed: int, tokens: Mapp
     app = create_app(ledger_path, seed, tokens, defects)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, timeout_keep_alive=EFFECTOR_KEEP_ALIVE_S,
     )
     uvicorn.Server(config).run()
 

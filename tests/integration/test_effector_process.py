@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import http.client
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exoarmur.contracts import EFFECTOR_KEEP_ALIVE_S
 from exoarmur.stackconfig import free_port
 
 pytestmark = pytest.mark.integration
@@ -126,3 +128,24 @@ def test_hang_times_out_the_caller_and_sigterm_still_stops(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
         assert b"Traceback" not in proc.stderr.read()
+
+
+def test_an_idle_connection_its_callers_may_reuse_stays_open(tmp_path):
+    """The effector must never close an idle connection its callers may still reuse (they drop
+    theirs after EFFECTOR_KEEP_ALIVE_S / 2): one idle past uvicorn's default 5 s, which it used
+    to have, still carries the next request."""
+    port = free_port()
+    idle_s = 6.0
+    assert idle_s < EFFECTOR_KEEP_ALIVE_S / 2  # a caller may reuse it after this long
+    with effector(port, tmp_path / "ledger.db"):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b'{"ok":true}'
+            first = conn.sock
+            time.sleep(idle_s)
+            conn.request("GET", "/healthz")
+            answer = conn.getresponse()  # RemoteDisconnected, had the server closed it meanwhile
+            assert (answer.status, answer.read(), conn.sock) == (200, b'{"ok":true}', first)
+        finally:
+            conn.close()
