@@ -1,6 +1,6 @@
 """The capacity a run sizes its admission from, measured on this machine when no bench file is given.
 
-``run-gates --measure-capacity`` (the default on an embedded cluster) measures what ``bench``'s
+``run-gates --measure-capacity`` (the default on an embedded stack) measures what ``bench``'s
 (b) and (f) measure, the closed-loop rate and then the open-loop rates held within
 ``sizing.SIZING.held_p99_ms``, on a stack of the run's own shape (its fault proxies included, which a
 bench stack has not), started for this alone and gone before the run's stack starts. The result is

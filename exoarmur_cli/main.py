@@ -143,8 +143,8 @@ def run_gates_command(
                                             "file held (exoarmur/sizing.py), instead of their [declared] tables"),
     measure_capacity: bool = typer.Option(None, "--measure-capacity/--no-measure-capacity",
                                           help="size them from this machine's capacity, measured first on a stack "
-                                               "of the run's shape (kept for a day in ~/.cache/exoarmur); default: "
-                                               "on for an embedded --nats-cluster, off for one server"),
+                                               "of the run's shape (kept for a day in ~/.cache/exoarmur), never "
+                                               "above their [declared] tables; default: on for an embedded stack"),
 ) -> None:
     """Start the stack, run every scenario, judge gates 1-8, write the evidence bundle."""
     from exoarmur_cli.run import RunOptions
@@ -160,8 +160,11 @@ def run_gates_command(
         options = _with_measured_capacity(options)
         plan = _checked_run_inputs(options)
     if plan.capacity is not None:
-        console.print(f"admission sized from {options.capacity_from} (held {plan.capacity['held_per_s']:,.1f}/s): "
-                      f"{plan.capacity['sized']}; scenario rates x{plan.capacity['scenario_rate_factor']}",
+        capacity = plan.capacity
+        kept = (f" ({', '.join(capacity['kept_as_declared'])} as the gate files declare: the rule sized them higher)"
+                if capacity["kept_as_declared"] else "")
+        console.print(f"admission sized from {options.capacity_from} (held {capacity['held_per_s']:,.1f}/s): "
+                      f"{capacity['applied']}{kept}; scenario rates x{capacity['scenario_rate_factor']}",
                       soft_wrap=True)
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
@@ -181,11 +184,12 @@ def _load_layout(workers: int | None, remote_workers: int, master: str):
 
 def _capacity_to_measure(options, measure: bool | None) -> bool:
     """Whether to size the run from this machine's measured capacity (``--measure-capacity``): by
-    default on an embedded cluster, whose capacity here is a fraction of the gate files' rates. The
-    measurement is of a clean stack, so a defect run is sized as a clean one would be."""
+    default on an embedded stack, so a machine that holds less than the gate files' rates is offered
+    what it holds (never more than the files say). The measurement is of a clean stack, so a defect
+    run is sized as a clean one would be."""
     embedded = options.api_url is None and options.nats_url is None
     if measure is None:
-        return embedded and options.nats_cluster > 1 and options.capacity_from is None
+        return embedded and options.capacity_from is None
     if measure and options.capacity_from is not None:
         usage_error("--measure-capacity measures what --capacity-from reads from a file: give one of them")
     if measure and not embedded:

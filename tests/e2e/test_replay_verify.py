@@ -35,7 +35,8 @@ def exoarmur(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def recorded_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("artifacts")
-    run = exoarmur("run-gates", "--profile", "quick", "--gate", "3", "--out", str(out), timeout_s=180)
+    run = exoarmur("run-gates", "--no-measure-capacity",
+                   "--profile", "quick", "--gate", "3", "--out", str(out), timeout_s=180)
     assert run.returncode in (0, 1), run.stderr[-2000:]  # green or red: either way a finished bundle
     return out / "reality_run_001"
 
@@ -167,7 +168,7 @@ def test_a_run_with_a_nondeterministic_decision_fails_decision_replay(tmp_path: 
     """The decision read the wall clock instead of its recorded input: the bundle's integrity holds,
     but replaying the recorded inputs does not give the recorded decisions."""
     out = tmp_path / "artifacts"
-    run = exoarmur("run-gates", "--profile", "quick", "--gate", "3", "--out", str(out),
+    run = exoarmur("run-gates", "--no-measure-capacity", "--profile", "quick", "--gate", "3", "--out", str(out),
                    "--inject-defect", "nondeterministic-decision", timeout_s=180)
     assert run.returncode == 1, run.stderr[-2000:]
     verify = exoarmur("replay-verify", str(out / "reality_run_001"))

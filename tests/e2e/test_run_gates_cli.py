@@ -215,10 +215,10 @@ def green(tmp_path_factory: pytest.TempPathFactory) -> Green:
     tmp = tmp_path_factory.mktemp("green")
     out, junit = tmp / "out", tmp / "gates.xml"
     before = set(descendants())
-    first = run(tmp, "run-gates", "--profile", "quick", "--gate", "3", "--gate", "4", "--json",
+    first = run(tmp, "run-gates", "--no-measure-capacity", "--profile", "quick", "--gate", "3", "--gate", "4", "--json",
                 "--junit-xml", junit, "--out", out)
     assert first.returncode == EXIT_OK, first.stdout[-3000:] + first.stderr[-3000:]
-    second = run(tmp, "run-gates", "--profile", "quick", "--gate", "3", "--out", out)
+    second = run(tmp, "run-gates", "--no-measure-capacity", "--profile", "quick", "--gate", "3", "--out", out)
     assert_nothing_left(before, f"{tmp}{os.sep}")
     return Green(out, first, second, junit)
 
@@ -312,7 +312,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path, nothing_left, args: l
 def test_unreachable_external_stack_exits_3_and_marks_the_bundle_incomplete(tmp_path: Path, nothing_left) -> None:
     config = stackconfig.generate(tmp_path / "stackcfg", tenants=2, nodes_per_tenant=2, peers_per_tenant=2)
     out = tmp_path / "out"
-    done = run(tmp_path, "run-gates", "--profile", "quick", "--gate", "3",
+    done = run(tmp_path, "run-gates", "--no-measure-capacity", "--profile", "quick", "--gate", "3",
                "--nats-url", f"nats://127.0.0.1:{closed_port()}", "--api-url", f"http://127.0.0.1:{closed_port()}",
                "--stack-config", Path(config.stack_dir) / "stack.json", "--out", out, columns=80, timeout_s=60)
     assert done.returncode == EXIT_STACK, done.stdout + done.stderr
@@ -340,7 +340,8 @@ def test_external_stack_runs_what_it_can_and_is_never_green(tmp_path: Path, noth
     try:
         wait_for(lambda: "ready in" in up_log.read_text(errors="replace"), UP_TIMEOUT_S, "'ready in'", up, up_log)
         config = stackconfig.load(stack_dir)
-        done = run(tmp_path, "run-gates", "--profile", "quick", "--gate", "3", "--gate", "4", "--json",
+        done = run(tmp_path, "run-gates", "--no-measure-capacity",
+                   "--profile", "quick", "--gate", "3", "--gate", "4", "--json",
                    "--nats-url", config.nats_url, "--api-url", config.api_url, "--stack-config", stack_dir,
                    "--out", out)
         assert done.returncode == EXIT_STACK, done.stdout[-3000:] + done.stderr[-3000:]  # INCOMPLETE: never 0
@@ -388,7 +389,7 @@ def test_external_stack_runs_what_it_can_and_is_never_green(tmp_path: Path, noth
 def test_sigint_exits_130_marks_the_bundle_incomplete_and_leaves_no_process(tmp_path: Path, nothing_left) -> None:
     out, log = tmp_path / "out", tmp_path / "run-gates.out"
     bundle = out / "reality_run_001"
-    proc = spawn(tmp_path, log, "run-gates", "--profile", "quick", "--out", out)
+    proc = spawn(tmp_path, log, "run-gates", "--no-measure-capacity", "--profile", "quick", "--out", out)
     try:
         wait_for(lambda: (bundle / "raw" / "history.jsonl").exists(), 60, "raw/history.jsonl", proc, log)
         stack_dir = wait_for(lambda: STACK_LINE.search(log.read_text(errors="replace")), 60,
@@ -429,7 +430,8 @@ def test_sigint_exits_130_marks_the_bundle_incomplete_and_leaves_no_process(tmp_
 
 def test_an_injected_defect_turns_g6_red_and_is_named(tmp_path: Path, nothing_left) -> None:
     out = tmp_path / "out"
-    done = run(tmp_path, "run-gates", "--profile", "quick", "--gate", "6", "--inject-defect", "tenant-leak",
+    done = run(tmp_path, "run-gates", "--no-measure-capacity",
+               "--profile", "quick", "--gate", "6", "--inject-defect", "tenant-leak",
                "--json", "--out", out)
     assert done.returncode == EXIT_RED, done.stdout[-3000:] + done.stderr[-3000:]
     no_traceback(done)
@@ -480,7 +482,8 @@ def test_a_misspelt_scenario_key_is_refused_before_a_bundle(tmp_path: Path, noth
     scenarios = copied(tmp_path, "scenarios")
     text = (scenarios / "deployment.toml").read_text()
     (scenarios / "deployment.toml").write_text(text.replace("ready_timeout_s =", "ready_timeuot_s ="))
-    done = run(tmp_path, "run-gates", "--gate", "4", "--profile", "quick", "--scenarios-dir", scenarios,
+    done = run(tmp_path, "run-gates", "--no-measure-capacity",
+               "--gate", "4", "--profile", "quick", "--scenarios-dir", scenarios,
                "--out", tmp_path / "out", columns=80, timeout_s=60)
     assert_refused(tmp_path, done, "deployment.toml", "[quick]", "missing ['ready_timeout_s']",
                    "unknown ['ready_timeuot_s']")
@@ -490,7 +493,8 @@ def test_a_gate_file_with_a_bad_criterion_is_refused_before_a_bundle(tmp_path: P
     gates = copied(tmp_path, "gates")
     [g4] = gates.glob("g4_*.toml")
     g4.write_text(g4.read_text().replace('expr = "cold_start_ready_s < 20"', 'expr = "cold_start_ready_s << 20"'))
-    done = run(tmp_path, "run-gates", "--gate", "4", "--profile", "quick", "--gates-dir", gates,
+    done = run(tmp_path, "run-gates", "--no-measure-capacity",
+               "--gate", "4", "--profile", "quick", "--gates-dir", gates,
                "--out", tmp_path / "out", columns=80, timeout_s=60)
     assert_refused(tmp_path, done, "g4_minimal_deployment.toml criteria[0]", "'cold_start_ready_s << 20'",
                    "is not '<metric> <op> <number>'")
@@ -500,7 +504,7 @@ def test_a_gate_file_with_a_bad_criterion_is_refused_before_a_bundle(tmp_path: P
                                           ("--scenarios-dir", "scenarios directory not found")])
 def test_a_missing_directory_is_refused_before_a_bundle(tmp_path: Path, nothing_left, option: str, says: str) -> None:
     missing = tmp_path / "no-such-folder"
-    done = run(tmp_path, "run-gates", "--gate", "4", "--profile", "quick", option, missing,
+    done = run(tmp_path, "run-gates", "--no-measure-capacity", "--gate", "4", "--profile", "quick", option, missing,
                "--out", tmp_path / "out", columns=80, timeout_s=60)
     assert_refused(tmp_path, done, str(missing), says)
 
@@ -513,7 +517,8 @@ def test_own_thresholds_are_the_ones_judged_and_kept_in_the_bundle(tmp_path: Pat
     [g4] = gates.glob("g4_*.toml")
     g4.write_text(g4.read_text().replace('expr = "cold_start_ready_s < 20"', 'expr = "cold_start_ready_s < 0.001"'))
     out = tmp_path / "out"
-    done = run(tmp_path, "run-gates", "--profile", "quick", "--gates-dir", gates, "--json", "--out", out)
+    done = run(tmp_path, "run-gates", "--no-measure-capacity",
+               "--profile", "quick", "--gates-dir", gates, "--json", "--out", out)
     assert done.returncode == EXIT_RED, done.stdout[-3000:] + done.stderr[-3000:]
     no_traceback(done)
     [gate] = orjson.loads(done.stdout)["gates"]
@@ -535,7 +540,7 @@ def test_a_signal_to_the_harness_alone_ends_the_run_quietly(tmp_path: Path, noth
     traceback and no "Task exception was never retrieved" from tasks outliving the history."""
     out, log = tmp_path / "out", tmp_path / "run-gates.out"
     bundle = out / "reality_run_001"
-    proc = spawn(tmp_path, log, "run-gates", "--gate", "8", "--profile", "quick", "--out", out)
+    proc = spawn(tmp_path, log, "run-gates", "--no-measure-capacity", "--gate", "8", "--profile", "quick", "--out", out)
     try:
         wait_for(lambda: f"scenario {during} ..." in log.read_text(errors="replace"), 90,
                  f"'scenario {during} ...'", proc, log)
@@ -602,7 +607,8 @@ def test_retry_intents_a_breaker_refused_unattempted_are_replaced(tmp_path: Path
     (scenarios / "retry.toml").write_text(retry.replace("max_rounds = 3", "max_rounds = 4"))
     [g7] = gates.glob("g7_*.toml")  # only the retry scenario: this test reads its history, not the verdict
     g7.write_text(re.sub(r"(?m)^scenarios = .*$", 'scenarios = ["retry"]', g7.read_text()))
-    run(tmp_path, "run-gates", "--gate", "7", "--profile", "quick", "--seed", "3", "--scenarios-dir", scenarios,
+    run(tmp_path, "run-gates", "--no-measure-capacity",
+        "--gate", "7", "--profile", "quick", "--seed", "3", "--scenarios-dir", scenarios,
         "--gates-dir", gates, "--out", tmp_path / "out", timeout_s=120)
     history = (tmp_path / "out" / "reality_run_001" / "raw" / "history.jsonl").read_bytes().splitlines()
     rounds = [row["value"] for row in map(orjson.loads, history) if row["f"] == "retry_round"]
@@ -616,7 +622,7 @@ def test_measured_capacity_sizes_the_run_and_is_kept_for_the_next(tmp_path: Path
     env = {**env_for(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
 
     def gate_4() -> subprocess.CompletedProcess:
-        return subprocess.run(exoarmur("run-gates", "--measure-capacity", "--gate", "4", "--profile", "quick",
+        return subprocess.run(exoarmur("run-gates", "--gate", "4", "--profile", "quick",  # measured by default
                                        "--out", str(tmp_path / "out")),
                               cwd=REPO, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, env=env)
 

@@ -22,6 +22,7 @@ def test_every_admission_number_a_gate_declares_is_sized_and_the_rest_stay(tmp_p
     plan = prepare(RunOptions(profile="quick", capacity_from=bench_file))
     sized = size_admission(200.0)
     assert plan.capacity == {"file": "bench.json", "held_per_s": 200.0, "rule": plan.capacity["rule"], "sized": sized,
+                             "applied": sized, "kept_as_declared": [],
                              "scenario_rate_factor": round(sized["rate_global_per_s"] / 150, 4)}
     for gid, gate in plan.all_gates.items():
         for name, value in gate.declared.items():
@@ -65,6 +66,24 @@ def test_a_roomier_machine_is_offered_no_more_than_the_files_say(tmp_path):
     plan = prepare(RunOptions(profile="quick", capacity_from=bench_file))
     assert plan.capacity["scenario_rate_factor"] == 1.0
     assert plan.params == before.params
+    # the rule sizes every admission number above the files' (a global 1,500/s): each stays as declared
+    assert plan.capacity["sized"]["rate_global_per_s"] == 1500
+    assert plan.capacity["kept_as_declared"] == sorted(plan.capacity["sized"])
+    assert plan.all_gates == before.all_gates and plan.declared == before.declared
+
+
+def test_each_admission_number_is_the_smaller_of_the_sized_and_the_declared(tmp_path):
+    """Held 350/s: a global 175/s and tenant 58/s are above the files' 150 and 50, but the global
+    burst of 350 is under their 400: the run gets 150/s, 50/s and a burst of 350."""
+    bench_file = tmp_path / "bench.json"
+    bench_file.write_text(json.dumps({"admission": {"held_per_s": 350.0}}))
+    plan = prepare(RunOptions(profile="quick", capacity_from=bench_file))
+    assert plan.capacity["applied"] == {"rate_global_per_s": 150, "rate_global_burst": 350, "rate_tenant_per_s": 50,
+                                        "rate_tenant_burst": 100, "pending_intents": 300}
+    assert plan.capacity["kept_as_declared"] == ["pending_intents", "rate_global_per_s", "rate_tenant_burst",
+                                                 "rate_tenant_per_s"]
+    assert plan.declared["rate_global_burst"] == 350 and plan.declared["rate_global_per_s"] == 150
+    assert plan.capacity["scenario_rate_factor"] == 1.0
 
 
 def test_every_scaled_parameter_is_one_its_scenario_has():
