@@ -80,6 +80,22 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _a_cache_of_the_tests_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the user's ``~/.cache/exoarmur``: a capacity measured while tests
+    load the machine would size the user's next runs down (run-gates measures by default), and a
+    kept one would let a test skip the measuring it means to check. Subprocesses inherit it."""
+    import os
+
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_children_left_behind() -> Iterator[None]:
     yield
     reap_all()  # belt and braces: every stack is stopped by its fixture already
