@@ -41,6 +41,14 @@ def stack_overrides(declared: Mapping[str, float]) -> dict[str, float]:
     return {name: declared[name] for name in OVERRIDABLE if name in declared}
 
 
+def capped_admission(sized: Mapping[str, float], declared: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """Admission numbers sized from a measured capacity, each no higher than the one declared (the
+    declared numbers are the load the scenarios were written to offer: a roomier machine keeps them,
+    a smaller one is sized down), and the names kept as declared because the sizing was higher."""
+    applied = {name: min(value, declared.get(name, value)) for name, value in sized.items()}
+    return applied, sorted(name for name in sized if applied[name] < sized[name])
+
+
 def live_values(tables: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, float]:
     """The stack's numbers (its policy tables, then its config's overrides) under declared names."""
     values: dict[str, float] = {}

@@ -155,6 +155,7 @@ def run_gates_command(
                          load=_load_layout(load_workers, load_remote_workers, load_master), scale=scale,
                          capacity_from=capacity_from)
     measure = _capacity_to_measure(options, measure_capacity)
+    options = _with_the_stacks_capacity(options)
     plan = _checked_run_inputs(options)  # every usage mistake first, not after a minute's measuring
     if measure:
         options = _with_measured_capacity(options)
@@ -195,6 +196,24 @@ def _capacity_to_measure(options, measure: bool | None) -> bool:
     if measure and not embedded:
         usage_error("--measure-capacity measures an embedded stack; size an external one with --capacity-from")
     return measure
+
+
+def _with_the_stacks_capacity(options):
+    """Against an external stack that `stack up` sized (its directory holds what it was sized
+    from), the gates are sized from the same document, unless --capacity-from names another: its
+    limits then are the ones they judge by, not drift."""
+    from dataclasses import replace
+
+    from exoarmur_cli.recorded import CAPACITY_SOURCE
+
+    if options.stack_config is None or options.capacity_from is not None:
+        return options
+    stack_dir = options.stack_config if options.stack_config.is_dir() else options.stack_config.parent
+    source = stack_dir / CAPACITY_SOURCE
+    if not source.is_file():
+        return options
+    console.print(f"the stack's limits were sized from {source}: the gates are sized the same way", soft_wrap=True)
+    return replace(options, capacity_from=source)
 
 
 def _with_measured_capacity(options):

@@ -140,22 +140,21 @@ def sized_gates(all_gates: dict[int, gates.Gate], bench_file: Path) -> tuple[dic
     """Every gate with its declared admission numbers sized from the rate ``bench_file`` held, and
     the record of it (for run_params). A file that held no rate is a ConfigError naming why.
 
-    A sized number is never above the one its gate file declares: the files' numbers are the load
-    the scenarios were written to offer (their rates only ever scale down, ``rate_scaled``), so a
-    roomier machine keeps them and a smaller one is sized down to what it holds."""
+    A sized number is never above the one its gate file declares (``declared.capped_admission``):
+    the scenarios' rates only ever scale down (``rate_scaled``)."""
     try:
         held = sizing.held_from_file(bench_file)
     except ValueError as exc:
         raise ConfigError(f"--capacity-from {bench_file}: {exc}") from None
     sized = sizing.size_admission(held)
     written = {name: value for gate in all_gates.values() for name, value in gate.declared.items()}
-    applied = {name: min(value, written.get(name, value)) for name, value in sized.items()}
+    applied, kept = declared.capped_admission(sized, written)
     resized = {gid: replace(gate, declared={name: applied.get(name, value) for name, value in gate.declared.items()})
                for gid, gate in all_gates.items()}
     # the scenarios' rates scale as the global admission did (scenarios.params.RATE_SCALED), never up
     factor = applied[RATE_GLOBAL] / written[RATE_GLOBAL] if RATE_GLOBAL in written else 1.0
     return resized, {"file": bench_file.name, "held_per_s": held, "rule": sizing.sizing_table(), "sized": sized,
-                     "applied": applied, "kept_as_declared": sorted(n for n in sized if applied[n] < sized[n]),
+                     "applied": applied, "kept_as_declared": kept,
                      "scenario_rate_factor": round(factor, 4)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -36,20 +37,35 @@ def _declared_overrides(gates_dir: Path | None) -> dict[str, float]:
     return found
 
 
-def _sized_overrides(bench_file: Path) -> dict[str, float]:
-    """Admission sized from a bench file's held rate, said aloud with what it differs from."""
+def _sized_overrides(bench_file: Path, declared: dict[str, float]) -> dict[str, float]:
+    """Admission sized from a bench file's held rate as run-gates sizes it (never above the gates'
+    declared numbers), said aloud with what stayed as declared."""
     from exoarmur import sizing
+    from exoarmur_cli.declared import capped_admission
 
     try:
         held = sizing.held_from_file(bench_file)
     except ValueError as exc:
         usage_error(f"--size-from {bench_file}: {exc}")
-    sized = sizing.size_admission(held)
+    applied, kept = capped_admission(sizing.size_admission(held), declared)
     console.print(f"limits sized from {bench_file} (held {held:,.1f}/s within p99 "
-                  f"{sizing.SIZING.held_p99_ms:.0f} ms): {sized}", soft_wrap=True)
-    console.print("[yellow]the gates judge by their own declared numbers: where these differ, a run against "
-                  "this stack reports policy drift[/yellow]", soft_wrap=True)
-    return sized
+                  f"{sizing.SIZING.held_p99_ms:.0f} ms): {applied}"
+                  + (f" ({', '.join(kept)} as the gates declare: the rule sized them higher)" if kept else ""),
+                  soft_wrap=True)
+    return applied
+
+
+def _measured_capacity(nats_cluster: int) -> Path:
+    """This machine's measured capacity file for the stack's shape (kept, or measured now)."""
+    from exoarmur_cli.capacity_probe import measured_capacity_file
+
+    try:
+        return measured_capacity_file(nats_cluster, lambda line: console.print(line, soft_wrap=True))
+    except KNOWN_ERRORS as exc:
+        fail(exc, exit_code_for(exc))
+    except KeyboardInterrupt:  # its stack is stopped and removed as asyncio.run unwinds
+        console.print("interrupted while measuring this machine's capacity: no stack started")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @stack_app.command("up")
@@ -63,11 +79,16 @@ def stack_up(
                                             help="start with this deliberate defect (repeatable; for self-test)"),
     gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
     size_from: Path = typer.Option(None, "--size-from", help="size admission from the rate a `bench --save` "
-                                                                 "file held (exoarmur/sizing.py) instead of the "
+                                                                 "file held (exoarmur/sizing.py), never above the "
                                                                  "gates' declared numbers"),
+    measure_capacity: bool = typer.Option(True, "--measure-capacity/--no-measure-capacity",
+                                          help="without --size-from: size admission from this machine's capacity, "
+                                               "measured first (kept for a day in ~/.cache/exoarmur), as run-gates "
+                                               "does; --no-measure-capacity: the gates' declared numbers"),
 ) -> None:
     """Start NATS, effector, api and cells; print URLs and tokens; stay up until Ctrl-C."""
     from exoarmur.defects import parse as parse_defects
+    from exoarmur_cli.recorded import CAPACITY_SOURCE
     from exoarmur_cli.stack import LocalStack, read_pids
 
     stack_dir = stack_dir.resolve()
@@ -80,10 +101,16 @@ def stack_up(
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — not a real stack[/bold red]")
     overrides = _declared_overrides(gates_dir)
+    if size_from is None and measure_capacity:
+        size_from = _measured_capacity(nats_cluster)
     if size_from is not None:  # admission sized; every other declared number (approval wait) kept
-        overrides = {**overrides, **_sized_overrides(size_from)}
+        overrides = {**overrides, **_sized_overrides(size_from, overrides)}
     stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides,
                               nats_cluster=nats_cluster)
+    if size_from is not None:  # what its limits were sized from: a run against it is sized the same way
+        shutil.copyfile(size_from, stack.dir / CAPACITY_SOURCE)
+        console.print(f"a run against this stack (`run-gates --stack-config {stack.dir}`) sizes its gates from "
+                      f"the same capacity ({stack.dir / CAPACITY_SOURCE})", soft_wrap=True)
     stopping = False
 
     def on_term(_sig, _frame):

@@ -336,17 +336,23 @@ def test_unreachable_external_stack_exits_3_and_marks_the_bundle_incomplete(tmp_
 
 def test_external_stack_runs_what_it_can_and_is_never_green(tmp_path: Path, nothing_left) -> None:
     stack_dir, up_log, out = tmp_path / "stack", tmp_path / "stack-up.out", tmp_path / "out"
-    up = spawn(tmp_path, up_log, "stack", "up", "--dir", stack_dir)
+    bench_file = tmp_path / "bench.json"  # a roomy machine: every limit stays as the gates declare
+    bench_file.write_text(orjson.dumps({"admission": {"held_per_s": 3000.0}}).decode())
+    up = spawn(tmp_path, up_log, "stack", "up", "--dir", stack_dir, "--size-from", bench_file)
     try:
         wait_for(lambda: "ready in" in up_log.read_text(errors="replace"), UP_TIMEOUT_S, "'ready in'", up, up_log)
         config = stackconfig.load(stack_dir)
-        done = run(tmp_path, "run-gates", "--no-measure-capacity",
-                   "--profile", "quick", "--gate", "3", "--gate", "4", "--json",
+        done = run(tmp_path, "run-gates", "--profile", "quick", "--gate", "3", "--gate", "4", "--json",
                    "--nats-url", config.nats_url, "--api-url", config.api_url, "--stack-config", stack_dir,
                    "--out", out)
         assert done.returncode == EXIT_STACK, done.stdout[-3000:] + done.stderr[-3000:]  # INCOMPLETE: never 0
         no_traceback(done)
         assert "starting the embedded stack" not in done.stderr
+        # the gates are sized from what the stack was sized from, which it keeps beside its config
+        assert "the gates are sized the same way" in done.stderr, done.stderr
+        raw = out / "reality_run_001" / "raw"
+        assert (raw / "capacity_source.json").read_bytes() == bench_file.read_bytes()
+        assert orjson.loads((raw / "run_params.json").read_bytes())["capacity"]["file"] == "capacity_source.json"
         assert re.search(r"scenario deployment NOT RUN: needs process control", done.stderr), done.stderr
 
         result = orjson.loads(done.stdout)

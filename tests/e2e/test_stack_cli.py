@@ -80,7 +80,9 @@ class StackUp:
 
 def test_stack_up_status_down(tmp_path):
     stack_dir = tmp_path / "stack"
-    with StackUp(stack_dir) as up:
+    with StackUp(stack_dir, "--no-measure-capacity") as up:  # the gates' declared limits
+        assert "limits from the gates' declared policy" in up.output() and "sized" not in up.output()
+        assert not (stack_dir / "capacity_source.json").exists()
         assert not set(up.pids) - {"supervisor", "nats", "api", "effector", "cell-0", "cell-1"}
         assert not [n for n in up.pids if n != "supervisor" and n not in up.alive()]
         assert "operator token:" in up.output()
@@ -121,12 +123,35 @@ def test_sigint_stops_the_stack_and_exits_130(tmp_path):
                  "rate_tenant_burst": 80, "pending_intents": 240}
         assert {name: overrides[name] for name in sized} == sized
         assert overrides["approval_wait_ms"] == 2000  # what gate 5 declares: kept, not sized
-        assert "held 240.0/s" in up.output() and "policy drift" in up.output()
+        assert "held 240.0/s" in up.output() and "as the gates declare" not in up.output()
+        # what it was sized from, for a run against it to size its gates from (run-gates --stack-config)
+        assert (tmp_path / "stack" / "capacity_source.json").read_bytes() == bench_file.read_bytes()
         os.killpg(up.proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the process group
         assert up.proc.wait(30) == EXIT_INTERRUPTED
         assert up.alive() == []
         assert "stack stopped" in up.output()
         assert "Traceback" not in up.output()
+
+
+def test_by_default_the_stack_is_sized_from_this_machines_kept_capacity_never_above_the_gates(tmp_path, monkeypatch):
+    """A measurement kept from earlier today (held 3,000/s) sizes every admission number above the
+    gates' declared ones, so each stays as declared; the measurement goes with the stack."""
+    import time as clock
+
+    from exoarmur_cli import capacity_probe
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kept = capacity_probe.cache_file(1)
+    kept.parent.mkdir(parents=True)
+    kept.write_text(json.dumps({"admission": {"held_per_s": 3000.0}, "probe": {"measured_at_s": clock.time()}}))
+    with StackUp(tmp_path / "stack") as up:
+        overrides = json.loads((tmp_path / "stack" / "stack.json").read_text())["overrides"]
+        assert {name: overrides[name] for name in ("rate_global_per_s", "rate_tenant_per_s", "pending_intents")} == {
+            "rate_global_per_s": 150, "rate_tenant_per_s": 50, "pending_intents": 300}  # as gates 6 and 8 declare
+        said = " ".join(up.output().split())
+        assert "measured earlier" in said and "held 3,000.0/s" in said and "as the gates declare" in said, said
+        assert "measuring this machine's capacity" not in said
+        assert (tmp_path / "stack" / "capacity_source.json").read_bytes() == kept.read_bytes()
 
 
 @pytest.mark.parametrize("content, says", [
