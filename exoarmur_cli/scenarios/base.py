@@ -139,13 +139,14 @@ class Context:
         return list(await asyncio.gather(*(one(p, b) for p, b in items)))
 
     async def submit_at_rate(self, make, rate_per_s: float, duration_s: float,
-                             tag: Tag | Expect = Tag.NONE) -> list[Submitted]:
-        """Open loop: one submission every 1/rate seconds, whatever the answers."""
+                             tag: Tag | Expect = Tag.NONE, until: asyncio.Event | None = None) -> list[Submitted]:
+        """Open loop: one submission every 1/rate seconds, whatever the answers, for ``duration_s``
+        or until ``until`` is set."""
         tasks = []
         began = time.monotonic()
         n = 0
         try:
-            while time.monotonic() - began < duration_s:
+            while time.monotonic() - began < duration_s and not (until is not None and until.is_set()):
                 peer, body = make()
                 tasks.append(asyncio.create_task(self.client.submit(peer, body, tag=tag)))
                 n += 1

@@ -171,8 +171,11 @@ async def _drive(sub: Context, machine: Machine) -> None:
     accepted = []
     for round_ in range(p.power_losses):
         target = TARGETS[round_ % len(TARGETS)]
+        # The flow runs into the power loss and through the restart, and ends once what is stored
+        # after it has been read: the next round's flow shows the restarted stack taking work.
+        restored_and_read = asyncio.Event()
         flow = asyncio.create_task(sub.submit_at_rate(
-            lambda: sub.body(sub.rng.choice(tenants)), p.rate_per_s, round_s))
+            lambda: sub.body(sub.rng.choice(tenants)), p.rate_per_s, round_s, until=restored_and_read))
         await asyncio.sleep(round_s * sub.rng.uniform(0.4, 0.6))
         sub.observe("acknowledged_before", round=round_, **await _stored(sub, intents=False))
         dropped = await asyncio.to_thread(machine.power_off, target)
@@ -183,6 +186,7 @@ async def _drive(sub: Context, machine: Machine) -> None:
         restored["canary_survived"] = await asyncio.to_thread(machine.canaries_left, target)
         sub.observe("power_restored", round=round_, target=target, **restored)
         sub.observe("stored_after", round=round_, **await _stored(sub, intents=False))
+        restored_and_read.set()
         accepted.extend(s for s in await flow if s.accepted)
     sub.observe("acked_intents", pairs=[[s.tenant_id, s.key] for s in accepted])
     await sub.settle(accepted, stored=True)
