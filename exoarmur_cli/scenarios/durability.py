@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from exoarmur.contracts import Outcome, ReasonCode, key_digest
+from exoarmur_cli import recorded
 from exoarmur_cli.client import intent_body
 from exoarmur_cli.export import read_stream
 from exoarmur_cli.history import Expect
@@ -186,8 +187,12 @@ async def deployment(ctx: Context) -> None:
     exo = _exoarmur_command()
     log = open(ctx.raw_dir / "deployment_stack_up.log", "wb")
     began = time.monotonic()
-    # The same build as the stack under test: a defect injected there is deployed here too.
+    # The same build as the stack under test: a defect injected there is deployed here too. And
+    # its limits sized as the run's were (from the capacity the run read), never measured here:
+    # that is the run's work, done before it started, not part of a cold start.
     carried = [arg for name in ctx.config.defects for arg in ("--inject-defect", name)]
+    sized_from = ctx.raw_dir / recorded.CAPACITY_SOURCE
+    carried += ["--size-from", str(sized_from)] if sized_from.is_file() else ["--no-measure-capacity"]
     up = subprocess.Popen(exo + ["stack", "up", "--dir", str(stack_dir), "--seed", str(ctx.rng.randint(0, 9999))]
                           + carried,
                           stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
