@@ -609,7 +609,7 @@ def test_retry_intents_a_breaker_refused_unattempted_are_replaced(tmp_path: Path
     # intents show no retry, so the scenario sends as many again once the breakers have closed.
     scenarios, gates = copied(tmp_path, "scenarios"), copied(tmp_path, "gates")
     retry = (scenarios / "retry.toml").read_text()
-    retry = retry.replace("error_rate = 0.1", "error_rate = 0.4").replace("intents = 60", "intents = 24")
+    retry = retry.replace("error_rate = 0.1", "error_rate = 0.6").replace("intents = 60", "intents = 24")
     (scenarios / "retry.toml").write_text(retry.replace("max_rounds = 3", "max_rounds = 4"))
     [g7] = gates.glob("g7_*.toml")  # only the retry scenario: this test reads its history, not the verdict
     g7.write_text(re.sub(r"(?m)^scenarios = .*$", 'scenarios = ["retry"]', g7.read_text()))
