@@ -32,6 +32,10 @@ CLOSED_LOOP_INTENTS = 1500  # (b) only sets the ladder's rungs here: a shorter w
 
 
 def cache_dir() -> Path:
+    """Where measurements are kept: ``$EXOARMUR_CACHE_DIR``, else ``exoarmur/`` in the user's cache
+    directory (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
+    if explicit := os.environ.get("EXOARMUR_CACHE_DIR"):
+        return Path(explicit)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exoarmur"
 
 

@@ -3,6 +3,7 @@ error becomes one line with its reason code and an exit code."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -41,3 +42,38 @@ def exit_code_for(exc: HarnessError | ExoError) -> int:
     """3 when the stack (or a fault in it) is unavailable, else 2: a usage, config or evidence error."""
     unavailable = isinstance(exc, (StackError, FaultError, ScenarioError))
     return EXIT_STACK if unavailable or exc.reason_code is ReasonCode.STACK_UNAVAILABLE else EXIT_USAGE
+
+
+def measured_capacity(nats_cluster: int) -> Path | None:
+    """This machine's measured capacity file for a stack of ``nats_cluster`` servers (kept, or
+    measured now), or None when even the lowest rate tried was not held: that is said, and the
+    caller keeps the gates' declared numbers. Ctrl-C or SIGTERM while measuring stops the probe's
+    stack and exits 130; a known error exits with its code."""
+    from exoarmur import sizing
+    from exoarmur_cli.capacity_probe import measured_capacity_file
+
+    def interrupt(_sig, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        path = measured_capacity_file(nats_cluster, lambda line: console.print(line, soft_wrap=True))
+    except KNOWN_ERRORS as exc:
+        fail(exc, exit_code_for(exc))
+    except KeyboardInterrupt:  # the probe's stack is stopped and removed as asyncio.run unwinds
+        console.print("interrupted while measuring this machine's capacity: nothing started")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        sizing.held_from_file(path)
+    except ValueError as exc:
+        console.print(f"[yellow]warning[/yellow] the measurement sizes nothing ({escape(str(exc))}): "
+                      "the gates' declared numbers apply", soft_wrap=True)
+        return None
+    return path
+
+
+def kept_as_declared_said(kept: list[str]) -> str:
+    """The admission numbers the sizing rule put above the gates' declared ones (so kept as declared)."""
+    return f" ({', '.join(kept)} as the gates declare: the rule sized them higher)" if kept else ""

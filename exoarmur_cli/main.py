@@ -19,7 +19,7 @@ from rich.markup import escape
 from exoarmur_cli import definitions
 from exoarmur_cli.cli_common import (
     EXIT_INTERRUPTED, EXIT_OK, EXIT_RED, EXIT_STACK, EXIT_USAGE, GATES_DIR_HELP, KNOWN_ERRORS, PROFILE_METAVAR,
-    SCENARIOS_DIR_HELP, console, exit_code_for, fail, usage_error,
+    SCENARIOS_DIR_HELP, console, exit_code_for, fail, kept_as_declared_said, measured_capacity, usage_error,
 )
 from exoarmur_cli.errors import StackError
 from exoarmur_cli.procs import reap_all
@@ -114,7 +114,7 @@ def step_summary(bundle: Path) -> None:
 def run_gates_command(
     gate: list[int] = typer.Option([], "--gate", help="run only this gate's scenarios (repeatable)"),
     profile: str = typer.Option("full", "--profile", metavar=PROFILE_METAVAR,
-                                help="scenario sizes: quick (~100 s) or full (~4 min)"),
+                                help="scenario sizes: quick (~85 s) or full (~3 min)"),
     seed: int = typer.Option(0, "--seed", help="seed of every random choice the run makes"),
     out: Path = typer.Option(Path("artifacts"), "--out", help="bundles land in OUT/reality_run_NNN"),
     nats_url: str = typer.Option(None, "--nats-url", help="external stack: its NATS"),
@@ -155,18 +155,16 @@ def run_gates_command(
                          load=_load_layout(load_workers, load_remote_workers, load_master), scale=scale,
                          capacity_from=capacity_from)
     measure = _capacity_to_measure(options, measure_capacity)
-    options = _with_the_stacks_capacity(options)
+    options = _with_the_stacks_capacity(options, measure_capacity)
     plan = _checked_run_inputs(options)  # every usage mistake first, not after a minute's measuring
     if measure:
         options = _with_measured_capacity(options)
         plan = _checked_run_inputs(options)
     if plan.capacity is not None:
         capacity = plan.capacity
-        kept = (f" ({', '.join(capacity['kept_as_declared'])} as the gate files declare: the rule sized them higher)"
-                if capacity["kept_as_declared"] else "")
         console.print(f"admission sized from {options.capacity_from} (held {capacity['held_per_s']:,.1f}/s): "
-                      f"{capacity['applied']}{kept}; scenario rates x{capacity['scenario_rate_factor']}",
-                      soft_wrap=True)
+                      f"{capacity['applied']}{kept_as_declared_said(capacity['kept_as_declared'])}; "
+                      f"scenario rates x{capacity['scenario_rate_factor']}", soft_wrap=True)
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — this is not a clean run[/bold red]")
     began = time.monotonic()
@@ -198,15 +196,17 @@ def _capacity_to_measure(options, measure: bool | None) -> bool:
     return measure
 
 
-def _with_the_stacks_capacity(options):
+def _with_the_stacks_capacity(options, measure: bool | None):
     """Against an external stack that `stack up` sized (its directory holds what it was sized
-    from), the gates are sized from the same document, unless --capacity-from names another: its
-    limits then are the ones they judge by, not drift."""
+    from), the gates are sized from the same document, unless --capacity-from names another or
+    --no-measure-capacity asks for the declared numbers: its limits are then the ones they judge
+    by, not drift."""
     from dataclasses import replace
 
     from exoarmur_cli.recorded import CAPACITY_SOURCE
 
-    if options.stack_config is None or options.capacity_from is not None:
+    external = options.api_url is not None
+    if not external or options.stack_config is None or options.capacity_from is not None or measure is False:
         return options
     stack_dir = options.stack_config if options.stack_config.is_dir() else options.stack_config.parent
     source = stack_dir / CAPACITY_SOURCE
@@ -217,19 +217,12 @@ def _with_the_stacks_capacity(options):
 
 
 def _with_measured_capacity(options):
-    """The options with ``capacity_from`` this machine's measured capacity file (kept, or measured now)."""
+    """The options with ``capacity_from`` this machine's measured capacity file (kept, or measured
+    now); unchanged when the measurement held no rate (the declared numbers then apply)."""
     from dataclasses import replace
 
-    from exoarmur_cli.capacity_probe import measured_capacity_file
-
-    try:
-        path = measured_capacity_file(options.nats_cluster, lambda line: console.print(line, soft_wrap=True))
-    except KNOWN_ERRORS as exc:
-        fail(exc, exit_code_for(exc))
-    except KeyboardInterrupt:  # its stack is stopped and removed as asyncio.run unwinds
-        console.print("interrupted while measuring this machine's capacity: no run started")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    return replace(options, capacity_from=path)
+    path = measured_capacity(options.nats_cluster)
+    return options if path is None else replace(options, capacity_from=path)
 
 
 def _checked_run_inputs(options):

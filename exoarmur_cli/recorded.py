@@ -18,8 +18,9 @@ raw/ files (one JSON object per line unless noted):
                          the safety KV bucket's retained history (stream KV_safety)
 - kv_approvals_export.jsonl  the same for the approvals bucket (stream KV_approvals)
 - run_params.json        (one object) seed, profile, policy tables, scenario parameters, stack view
-- capacity_source.json   with --capacity-from or --measure-capacity: the bench document the
-                         admission numbers were sized from, as read (run_params.json's "capacity")
+- capacity_source.json   when the admission numbers were sized (measured by default on an embedded
+                         stack, --capacity-from, or an external stack's own capacity_source.json):
+                         the bench document they were sized from, as read (run_params.json's "capacity")
 """
 
 from __future__ import annotations

@@ -147,8 +147,12 @@ def sized_gates(all_gates: dict[int, gates.Gate], bench_file: Path) -> tuple[dic
     except ValueError as exc:
         raise ConfigError(f"--capacity-from {bench_file}: {exc}") from None
     sized = sizing.size_admission(held)
-    written = {name: value for gate in all_gates.values() for name, value in gate.declared.items()}
-    applied, kept = declared.capped_admission(sized, written)
+    try:
+        written = declared.merged({gid: gate.declared for gid, gate in all_gates.items()})
+    except declared.DeclaredConflict as exc:
+        raise ConfigError(f"gate files: {exc}") from None
+    # only what the gate files declare reaches the run's stack (``declared.stack_overrides``)
+    applied, kept = declared.capped_admission({n: v for n, v in sized.items() if n in written}, written)
     resized = {gid: replace(gate, declared={name: applied.get(name, value) for name, value in gate.declared.items()})
                for gid, gate in all_gates.items()}
     # the scenarios' rates scale as the global admission did (scenarios.params.RATE_SCALED), never up

@@ -13,7 +13,7 @@ import typer
 
 from exoarmur_cli.cli_common import (
     DEFAULT_STACK_DIR, EXIT_INTERRUPTED, EXIT_STACK, GATES_DIR_HELP, KNOWN_ERRORS, console, exit_code_for, fail,
-    usage_error,
+    kept_as_declared_said, measured_capacity, usage_error,
 )
 from exoarmur_cli.errors import HarnessError
 from exoarmur_cli.procs import pid_is_ours, reap_all, terminate_recorded
@@ -49,23 +49,8 @@ def _sized_overrides(bench_file: Path, declared: dict[str, float]) -> dict[str, 
         usage_error(f"--size-from {bench_file}: {exc}")
     applied, kept = capped_admission(sizing.size_admission(held), declared)
     console.print(f"limits sized from {bench_file} (held {held:,.1f}/s within p99 "
-                  f"{sizing.SIZING.held_p99_ms:.0f} ms): {applied}"
-                  + (f" ({', '.join(kept)} as the gates declare: the rule sized them higher)" if kept else ""),
-                  soft_wrap=True)
+                  f"{sizing.SIZING.held_p99_ms:.0f} ms): {applied}{kept_as_declared_said(kept)}", soft_wrap=True)
     return applied
-
-
-def _measured_capacity(nats_cluster: int) -> Path:
-    """This machine's measured capacity file for the stack's shape (kept, or measured now)."""
-    from exoarmur_cli.capacity_probe import measured_capacity_file
-
-    try:
-        return measured_capacity_file(nats_cluster, lambda line: console.print(line, soft_wrap=True))
-    except KNOWN_ERRORS as exc:
-        fail(exc, exit_code_for(exc))
-    except KeyboardInterrupt:  # its stack is stopped and removed as asyncio.run unwinds
-        console.print("interrupted while measuring this machine's capacity: no stack started")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @stack_app.command("up")
@@ -81,10 +66,10 @@ def stack_up(
     size_from: Path = typer.Option(None, "--size-from", help="size admission from the rate a `bench --save` "
                                                                  "file held (exoarmur/sizing.py), never above the "
                                                                  "gates' declared numbers"),
-    measure_capacity: bool = typer.Option(True, "--measure-capacity/--no-measure-capacity",
-                                          help="without --size-from: size admission from this machine's capacity, "
-                                               "measured first (kept for a day in ~/.cache/exoarmur), as run-gates "
-                                               "does; --no-measure-capacity: the gates' declared numbers"),
+    measure_capacity: bool = typer.Option(None, "--measure-capacity/--no-measure-capacity",
+                                          help="size admission from this machine's capacity, measured first (kept "
+                                               "for a day in ~/.cache/exoarmur), as run-gates does; default: on "
+                                               "unless --size-from; off: the gates' declared numbers"),
 ) -> None:
     """Start NATS, effector, api and cells; print URLs and tokens; stay up until Ctrl-C."""
     from exoarmur.defects import parse as parse_defects
@@ -100,17 +85,16 @@ def stack_up(
         usage_error(str(exc))
     if inject_defect:
         console.print(f"[bold red]DEFECTS INJECTED: {', '.join(inject_defect)} — not a real stack[/bold red]")
+    if size_from is not None and measure_capacity:
+        usage_error("--measure-capacity measures what --size-from reads from a file: give one of them")
     overrides = _declared_overrides(gates_dir)
-    if size_from is None and measure_capacity:
-        size_from = _measured_capacity(nats_cluster)
+    if size_from is None and measure_capacity is not False:
+        size_from = measured_capacity(nats_cluster)  # None: it held no rate (said), the declared numbers apply
     if size_from is not None:  # admission sized; every other declared number (approval wait) kept
         overrides = {**overrides, **_sized_overrides(size_from, overrides)}
     stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides,
                               nats_cluster=nats_cluster)
-    if size_from is not None:  # what its limits were sized from: a run against it is sized the same way
-        shutil.copyfile(size_from, stack.dir / CAPACITY_SOURCE)
-        console.print(f"a run against this stack (`run-gates --stack-config {stack.dir}`) sizes its gates from "
-                      f"the same capacity ({stack.dir / CAPACITY_SOURCE})", soft_wrap=True)
+    _keep_capacity_source(size_from, stack.dir / CAPACITY_SOURCE)
     stopping = False
 
     def on_term(_sig, _frame):
@@ -148,6 +132,18 @@ def stack_up(
     if stopping:
         print("stack stopped", flush=True)
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _keep_capacity_source(size_from: Path | None, kept: Path) -> None:
+    """What the stack's limits were sized from, beside its config, for a run against it to size its
+    gates from (``run-gates --stack-config``); none from an earlier stack in the same folder stays."""
+    if size_from is None:
+        kept.unlink(missing_ok=True)
+        return
+    if not (kept.exists() and kept.samefile(size_from)):
+        shutil.copyfile(size_from, kept)
+    console.print(f"a run against this stack (`run-gates --stack-config {kept.parent}`) sizes its gates from the "
+                  f"same capacity ({kept})", soft_wrap=True)
 
 
 @stack_app.command("down")

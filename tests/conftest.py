@@ -83,16 +83,17 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
 def _a_cache_of_the_tests_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test reads or writes the user's ``~/.cache/exoarmur``: a capacity measured while tests
     load the machine would size the user's next runs down (run-gates measures by default), and a
-    kept one would let a test skip the measuring it means to check. Subprocesses inherit it."""
+    kept one would let a test skip the measuring it means to check. Subprocesses inherit it; other
+    tools' caches (pip's) stay where they are."""
     import os
 
-    before = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    before = os.environ.get("EXOARMUR_CACHE_DIR")
+    os.environ["EXOARMUR_CACHE_DIR"] = str(tmp_path_factory.mktemp("exoarmur-cache"))
     yield
     if before is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
+        os.environ.pop("EXOARMUR_CACHE_DIR", None)
     else:
-        os.environ["XDG_CACHE_HOME"] = before
+        os.environ["EXOARMUR_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session", autouse=True)

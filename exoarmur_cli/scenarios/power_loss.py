@@ -172,7 +172,8 @@ async def _drive(sub: Context, machine: Machine) -> None:
     for round_ in range(p.power_losses):
         target = TARGETS[round_ % len(TARGETS)]
         # The flow runs into the power loss and through the restart, and ends once what is stored
-        # after it has been read: the next round's flow shows the restarted stack taking work.
+        # after it has been read: the next round's flow shows the restarted stack taking work (and
+        # after the last round, the settle shows every accepted intent reaching its record).
         restored_and_read = asyncio.Event()
         flow = asyncio.create_task(sub.submit_at_rate(
             lambda: sub.body(sub.rng.choice(tenants)), p.rate_per_s, round_s, until=restored_and_read))

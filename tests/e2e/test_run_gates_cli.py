@@ -625,7 +625,7 @@ def test_retry_intents_a_breaker_refused_unattempted_are_replaced(tmp_path: Path
 
 
 def test_measured_capacity_sizes_the_run_and_is_kept_for_the_next(tmp_path: Path, nothing_left) -> None:
-    env = {**env_for(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {**env_for(tmp_path), "EXOARMUR_CACHE_DIR": str(tmp_path / "cache" / "exoarmur")}
 
     def gate_4() -> subprocess.CompletedProcess:
         return subprocess.run(exoarmur("run-gates", "--gate", "4", "--profile", "quick",  # measured by default

@@ -80,6 +80,8 @@ class StackUp:
 
 def test_stack_up_status_down(tmp_path):
     stack_dir = tmp_path / "stack"
+    stack_dir.mkdir()
+    (stack_dir / "capacity_source.json").write_text("{}")  # an earlier stack's, in the same folder
     with StackUp(stack_dir, "--no-measure-capacity") as up:  # the gates' declared limits
         assert "limits from the gates' declared policy" in up.output() and "sized" not in up.output()
         assert not (stack_dir / "capacity_source.json").exists()
@@ -140,7 +142,7 @@ def test_by_default_the_stack_is_sized_from_this_machines_kept_capacity_never_ab
 
     from exoarmur_cli import capacity_probe
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("EXOARMUR_CACHE_DIR", str(tmp_path / "cache"))
     kept = capacity_probe.cache_file(1)
     kept.parent.mkdir(parents=True)
     kept.write_text(json.dumps({"admission": {"held_per_s": 3000.0}, "probe": {"measured_at_s": clock.time()}}))
@@ -167,6 +169,15 @@ def test_a_bad_size_from_file_exits_2_and_starts_nothing(tmp_path, content, says
     said = " ".join((result.stdout + result.stderr).split())  # the console folds long lines
     assert "CONFIG_INVALID" in said and says in said, said
     assert "Traceback" not in said
+    assert not (tmp_path / "stack" / "pids.json").exists()
+
+
+def test_a_capacity_both_measured_and_read_from_a_file_exits_2(tmp_path):
+    bench_file = tmp_path / "bench.json"
+    bench_file.write_text(json.dumps({"admission": {"held_per_s": 240.0}}))
+    result = run(exoarmur("stack", "up", "--dir", str(tmp_path / "stack"), "--size-from", str(bench_file),
+                          "--measure-capacity"))
+    assert result.returncode == EXIT_USAGE and "give one of them" in result.stderr, result.stdout + result.stderr
     assert not (tmp_path / "stack" / "pids.json").exists()
 
 

@@ -12,7 +12,7 @@ HOUR_S = 3600.0
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("EXOARMUR_CACHE_DIR", str(tmp_path / "cache" / "exoarmur"))
 
 
 def kept(path, measured_at_s: float, held: float | None = 120.0) -> None:
@@ -24,6 +24,15 @@ def test_each_stack_shape_has_a_file_of_its_own_in_the_cache_dir(tmp_path) -> No
     one, three = capacity_probe.cache_file(1), capacity_probe.cache_file(3)
     assert one != three and one.parent == three.parent == tmp_path / "cache" / "exoarmur"
     assert capacity_probe.cache_file(3) == three  # the same machine and shape: the same file
+
+
+def test_without_a_cache_dir_of_its_own_it_is_exoarmur_in_the_users_cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("EXOARMUR_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert capacity_probe.cache_dir() == tmp_path / "xdg" / "exoarmur"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert capacity_probe.cache_dir() == tmp_path / "home" / ".cache" / "exoarmur"
 
 
 def test_the_shape_names_the_machine_the_version_and_the_bound() -> None:
