@@ -430,6 +430,9 @@ def self_test_command(
     junit: Path = typer.Option(None, "--junit-xml", help="also write one testcase per defect × seed and clean run"),
     gates_dir: Path = typer.Option(None, "--gates-dir", help=GATES_DIR_HELP),
     scenarios_dir: Path = typer.Option(None, "--scenarios-dir", help=SCENARIOS_DIR_HELP),
+    measure_capacity: bool = typer.Option(True, "--measure-capacity/--no-measure-capacity",
+                                          help="size every run from this machine's measured capacity, as "
+                                               "run-gates does by default; off: the gate files' numbers"),
 ) -> None:
     """Show every gate can go red: each defect must turn its gate RED; clean runs must stay GREEN."""
     from rich.table import Table
@@ -445,10 +448,17 @@ def self_test_command(
         usage_error(f"{exc}")
     _checked_run_inputs(RunOptions(profile="quick", gates_dir=gates_dir, scenarios_dir=scenarios_dir))
     began = time.monotonic()
+    # measured once, of a clean stack: every defect run is sized as a clean run is
+    capacity_from = measured_capacity(1) if measure_capacity else None
+    if capacity_from is not None:
+        _checked_run_inputs(RunOptions(profile="quick", gates_dir=gates_dir, scenarios_dir=scenarios_dir,
+                                       capacity_from=capacity_from))
+        console.print(f"every run sized from {capacity_from}", soft_wrap=True)
     try:
         result = self_test(out, chosen, clean_runs, seed,
                            lambda line: console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}"),
-                           seeds=seeds, definitions_dirs=(gates_dir, scenarios_dir), jobs=jobs)
+                           seeds=seeds, definitions_dirs=(gates_dir, scenarios_dir), jobs=jobs,
+                           capacity_from=capacity_from)
     except KeyboardInterrupt:
         reap_all()
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -582,8 +582,8 @@ def test_sigint_stops_a_two_at_a_time_self_test_and_starts_no_further_run(tmp_pa
     """Every worker gets the Ctrl-C too, and the pool has already handed each its next run: that
     run must not start a fresh stack (it did, before the workers shared a stop flag)."""
     out, log = tmp_path / "out", tmp_path / "self-test.out"
-    proc = spawn(tmp_path, log, "self-test", "--defect", "tenant-leak", "--defect", "no-breaker",
-                 "--defect", "killswitch-ignored", "--clean-runs", "0", "--jobs", "2", "--out", out)
+    proc = spawn(tmp_path, log, "self-test", "--no-measure-capacity", "--defect", "tenant-leak", "--defect",
+                 "no-breaker", "--defect", "killswitch-ignored", "--clean-runs", "0", "--jobs", "2", "--out", out)
     try:
         wait_for(lambda: len(list(out.glob("reality_run_*/raw/history.jsonl"))) == 2, UP_TIMEOUT_S,
                  "two defect runs under way", proc, log)
