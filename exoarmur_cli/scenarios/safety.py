@@ -134,16 +134,26 @@ async def killswitch(ctx: Context) -> None:
         await ctx.client.set_switch(False)
         await asyncio.sleep(released_s)
     subs = await flow + probes
-    # 2. Tenant switches under flow: two tenants submit throughout and already have decisions
-    # when their switch is engaged (a cached switch would show), and it is released under flow.
-    subs += await _tenant_switches_under_flow(ctx, [t[5], t[6]], engaged_s, released_s)
-    # A tenant switch stops that tenant only.
-    await ctx.client.set_switch(True, tenant_id=t[5])
-    subs += await ctx.submit_all([ctx.body(t[5]) for _ in range(p.per_check)],
-                                 tag=Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_TENANT))
-    subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(p.per_check)], tag=EXECUTED_OK)
-    await ctx.settle(subs)
-    await ctx.client.set_switch(False, tenant_id=t[5])
+    # 4. (beside 2.) A2/A3 need an approval bound to the intent's hash; unapproved ones expire.
+    # On a tenant of their own, no global switch moves while they wait out the approval wait;
+    # they are all decided before 3. makes the safety state unreadable.
+    approvals = asyncio.create_task(_approval_paths(ctx, t[7], 1, unapproved=p.per_check))
+    try:
+        # 2. Tenant switches under flow: two tenants submit throughout and already have decisions
+        # when their switch is engaged (a cached switch would show), and it is released under flow.
+        subs += await _tenant_switches_under_flow(ctx, [t[5], t[6]], engaged_s, released_s)
+        # A tenant switch stops that tenant only.
+        await ctx.client.set_switch(True, tenant_id=t[5])
+        subs += await ctx.submit_all([ctx.body(t[5]) for _ in range(p.per_check)],
+                                     tag=Expect(Outcome.DENIED, ReasonCode.KILL_SWITCH_TENANT))
+        subs += await ctx.submit_all([ctx.body(t[6]) for _ in range(p.per_check)], tag=EXECUTED_OK)
+        await ctx.settle(subs)
+        await ctx.client.set_switch(False, tenant_id=t[5])
+        approved = await approvals
+    finally:
+        approvals.cancel()  # a no-op once done; else the scenario failed: its sends end with it
+    await ctx.settle(approved, timeout_s=ctx.policy.approval_wait_s + 15)
+    subs += approved
     # 3. Unreadable safety state fails closed: the global switch's value is corrupted in NATS, by
     # the harness's fault-injection user (``nemesis``: the only one besides the api allowed to).
     nemesis = await natsio.connect_as(ctx.config, "nemesis", "exoarmur-nemesis", ctx.nats_url or None)
@@ -159,9 +169,6 @@ async def killswitch(ctx: Context) -> None:
     await ctx.settle(subs)
     await ctx.client.set_switch(False)  # an operator repairs the state through the api
     ctx.nemesis("corrupt_safety_state", key="global", begin=False)
-    # 4. A2/A3 need an approval bound to the intent's hash; unapproved ones expire.
-    subs += await _approval_paths(ctx, t[7], 1, unapproved=p.per_check)
-    await ctx.settle(subs, timeout_s=ctx.policy.approval_wait_s + 15)
     # 5. Only the operator writes switches and approvals: every other kind of caller is refused.
     await _operator_probes(ctx, t[8], t[9])
 
