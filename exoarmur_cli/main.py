@@ -438,27 +438,25 @@ def self_test_command(
     from rich.table import Table
 
     from exoarmur.defects import parse as parse_defects
-    from exoarmur_cli.run import RunOptions
-    from exoarmur_cli.selftest import EXPECTED, self_test
+    from exoarmur_cli.selftest import EXPECTED, RunInputs, self_test
     from exoarmur_cli.selftest_report import junit_xml, matrix_rows, to_json
 
     try:
         chosen = parse_defects(defect) if defect else list(EXPECTED)
     except ValueError as exc:
         usage_error(f"{exc}")
-    _checked_run_inputs(RunOptions(profile="quick", gates_dir=gates_dir, scenarios_dir=scenarios_dir))
+    inputs = RunInputs(gates_dir, scenarios_dir)
+    _checked_run_inputs(inputs.options(seed, out))
     began = time.monotonic()
     # measured once, of a clean stack: every defect run is sized as a clean run is
-    capacity_from = measured_capacity(1) if measure_capacity else None
-    if capacity_from is not None:
-        _checked_run_inputs(RunOptions(profile="quick", gates_dir=gates_dir, scenarios_dir=scenarios_dir,
-                                       capacity_from=capacity_from))
+    if measure_capacity and (capacity_from := measured_capacity(1)) is not None:
+        inputs = RunInputs(gates_dir, scenarios_dir, capacity_from)
+        _checked_run_inputs(inputs.options(seed, out))
         console.print(f"every run sized from {capacity_from}", soft_wrap=True)
     try:
         result = self_test(out, chosen, clean_runs, seed,
                            lambda line: console.print(f"[dim]{time.monotonic() - began:6.1f}s[/dim] {line}"),
-                           seeds=seeds, definitions_dirs=(gates_dir, scenarios_dir), jobs=jobs,
-                           capacity_from=capacity_from)
+                           seeds=seeds, inputs=inputs, jobs=jobs)
     except KeyboardInterrupt:
         reap_all()
         raise typer.Exit(EXIT_INTERRUPTED)

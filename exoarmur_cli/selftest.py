@@ -23,7 +23,22 @@ from exoarmur.defects import Defect
 from exoarmur_cli.gates import GateResult, Verdict
 from exoarmur_cli.run import Run, RunOptions
 
-Dirs = tuple[Path | None, Path | None]  # (gates, scenarios) folders; None: the shipped ones
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What every run of a self-test is built from besides its defect and seed: the gate and
+    scenario folders (None: the shipped ones) and the capacity document it is sized from (None:
+    the declared numbers; a clean stack's measurement, so a defect run is sized as a clean one)."""
+
+    gates_dir: Path | None = None
+    scenarios_dir: Path | None = None
+    capacity_from: Path | None = None
+
+    def options(self, seed: int, out: Path, **run) -> RunOptions:
+        """A quick run's options with these inputs."""
+        return RunOptions(profile="quick", seed=seed, out=out, gates_dir=self.gates_dir,
+                          scenarios_dir=self.scenarios_dir, capacity_from=self.capacity_from, **run)
+
 
 # defect -> (the gate it threatens, the criterion's metric that must be among the failed ones)
 EXPECTED: dict[Defect, tuple[int, str]] = {
@@ -174,27 +189,19 @@ class SelfTestReport:
 
 
 def run_defect(defect: Defect, out: Path, seed: int, progress: Callable[[str], None],
-               definitions_dirs: Dirs = (None, None), html_report: bool = True,
-               capacity_from: Path | None = None) -> JudgedRun:
+               inputs: RunInputs = RunInputs(), html_report: bool = True) -> JudgedRun:
     """One quick run of the gate ``defect`` threatens, on a full stack carrying it, driving only
-    the scenarios its expected criterion needs (``SCENARIOS``); sized from ``capacity_from`` (a
-    clean stack's measurement: a defect run is sized as a clean one), or at the declared numbers."""
+    the scenarios its expected criterion needs (``SCENARIOS``)."""
     gate, _ = EXPECTED[defect]
-    gates_dir, scenarios_dir = definitions_dirs
-    run = Run(RunOptions(gates=(gate,), profile="quick", seed=seed, out=out, defects=(defect.value,),
-                         gates_dir=gates_dir, scenarios_dir=scenarios_dir, scenarios=SCENARIOS[defect],
-                         html_report=html_report, capacity_from=capacity_from), progress)
+    run = Run(inputs.options(seed, out, gates=(gate,), defects=(defect.value,), scenarios=SCENARIOS[defect],
+                             html_report=html_report), progress)
     outcome = asyncio.run(run.execute())
     skipped = tuple(s for r in outcome.results for s in r.scenarios if s not in SCENARIOS[defect])
     return judged_run(seed, outcome.overall.value, outcome.results, str(outcome.bundle), skipped)
 
 
-def run_clean(out: Path, seed: int, progress: Callable[[str], None], definitions_dirs: Dirs = (None, None),
-              capacity_from: Path | None = None) -> JudgedRun:
-    gates_dir, scenarios_dir = definitions_dirs
-    options = RunOptions(profile="quick", seed=seed, out=out, gates_dir=gates_dir, scenarios_dir=scenarios_dir,
-                         capacity_from=capacity_from)
-    outcome = asyncio.run(Run(options, progress).execute())
+def run_clean(out: Path, seed: int, progress: Callable[[str], None], inputs: RunInputs = RunInputs()) -> JudgedRun:
+    outcome = asyncio.run(Run(inputs.options(seed, out), progress).execute())
     return judged_run(seed, outcome.overall.value, outcome.results, str(outcome.bundle))
 
 
@@ -210,35 +217,34 @@ def _init_worker(stop) -> None:
     _stop_event = stop
 
 
-def _pooled_defect_run(defect: Defect, out: Path, seed: int, definitions_dirs: Dirs,
-                       capacity_from: Path | None) -> JudgedRun | None:
+def _pooled_defect_run(defect: Defect, out: Path, seed: int, inputs: RunInputs) -> JudgedRun | None:
     """``run_defect`` in a worker, or None when the self-test is being stopped. The pool hands a
     worker its next run before the parent can cancel it, so after Ctrl-C (which every worker gets
     too) a worker could start a whole new stack: the shared event stops that."""
     if _stop_event.is_set():
         return None
     try:
-        return run_defect(defect, out, seed, _quiet, definitions_dirs, capacity_from=capacity_from)
+        return run_defect(defect, out, seed, _quiet, inputs)
     except BaseException:
         _stop_event.set()
         raise
 
 
-def _defect_runs(work: list[tuple[Defect, int]], out: Path, definitions_dirs: Dirs,
-                 jobs: int, capacity_from: Path | None = None) -> Iterator[tuple[Defect, JudgedRun]]:
+def _defect_runs(work: list[tuple[Defect, int]], out: Path, inputs: RunInputs,
+                 jobs: int) -> Iterator[tuple[Defect, JudgedRun]]:
     """Each (defect, seed) run, ``jobs`` at a time, as each ends. Each run is a whole stack of its
     own (its own ports, temp dirs and process group), so runs side by side share only the CPUs:
     they mostly wait on their scenarios' observing windows."""
     if jobs == 1:
         for defect, seed in work:
-            yield defect, run_defect(defect, out, seed, _quiet, definitions_dirs, capacity_from=capacity_from)
+            yield defect, run_defect(defect, out, seed, _quiet, inputs)
         return
     # spawn, not fork: a worker starts clean, without this process's event loop or reaper state
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(stop,))
     try:
-        pending = {pool.submit(_pooled_defect_run, defect, out, seed, definitions_dirs, capacity_from): defect
+        pending = {pool.submit(_pooled_defect_run, defect, out, seed, inputs): defect
                    for defect, seed in work}
         for future in as_completed(pending):
             if (run := future.result()) is not None:
@@ -251,17 +257,16 @@ def _defect_runs(work: list[tuple[Defect, int]], out: Path, definitions_dirs: Di
 
 
 def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
-              progress: Callable[[str], None], seeds: int = 1, definitions_dirs: Dirs = (None, None),
-              jobs: int = 1, capacity_from: Path | None = None) -> SelfTestReport:
+              progress: Callable[[str], None], seeds: int = 1, inputs: RunInputs = RunInputs(),
+              jobs: int = 1) -> SelfTestReport:
     """Each defect on ``seeds`` seeds (``seed``, ``seed + 1``, ...), ``jobs`` runs at a time, then
-    ``clean_runs`` clean runs, one at a time (each alone on the machine, as CI's quick run is).
-    ``definitions_dirs``: the (gates, scenarios) folders to run with; None: the shipped ones.
-    ``capacity_from``: every run sized from it, as run-gates sizes by default; None: as declared."""
+    ``clean_runs`` clean runs, one at a time (each alone on the machine, as CI's quick run is),
+    every one built from ``inputs``."""
     report = SelfTestReport()
     work = [(defect, seed + n) for defect in defects for n in range(seeds)]
     progress(f"{len(work)} defect runs, {jobs} at a time")
     runs: dict[Defect, list[JudgedRun]] = {defect: [] for defect in defects}
-    for defect, run in _defect_runs(work, out, definitions_dirs, jobs, capacity_from):
+    for defect, run in _defect_runs(work, out, inputs, jobs):
         gate, metric = EXPECTED[defect]
         runs[defect].append(run)
         judged = DefectOutcome(defect.value, gate, metric, (run,))
@@ -275,6 +280,6 @@ def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
                                             tuple(sorted(runs[defect], key=lambda run: run.seed))))
     for n in range(clean_runs):
         progress(f"clean run {n + 1}/{clean_runs}")
-        report.clean_runs.append(run_clean(out, seed + n, _quiet, definitions_dirs, capacity_from))
+        report.clean_runs.append(run_clean(out, seed + n, _quiet, inputs))
         progress(f"  {report.clean_runs[-1].overall}")
     return report
