@@ -424,7 +424,7 @@ def self_test_command(
     seed: int = typer.Option(0, "--seed", help="the first seed; defects run on seed, seed+1, ..."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="seeds each defect runs on; caught only if caught on every one"),
     jobs: int = typer.Option(SELF_TEST_JOBS, "--jobs", min=1,
-                             help="defect runs at a time, each on its own stack (clean runs go one at a time)"),
+                             help="runs at a time (defect and clean alike), each on its own stack"),
     out: Path = typer.Option(Path("artifacts/self-test"), "--out", help="the runs' bundles land here"),
     as_json: bool = typer.Option(False, "--json", help="also print the full matrix as JSON on stdout"),
     junit: Path = typer.Option(None, "--junit-xml", help="also write one testcase per defect × seed and clean run"),

@@ -3,8 +3,9 @@
 For each injectable defect, run the scenarios its expected criterion needs (``SCENARIOS``, of the
 gate it threatens) against a full stack carrying that defect, on each of N seeds, and require that
 criterion among the failed ones on every seed (the gate RED, or INCOMPLETE only for the gate's
-scenarios deliberately left out, every one of the subset having run). Then run the clean stack several times and require all green
-every time.
+scenarios deliberately left out, every one of the subset having run). Run the clean stack too, in
+the same pool (each clean run beside the defect runs, as a loaded machine would have it), and
+require all green every time.
 The matrix, its JSON and its JUnit XML are built in ``selftest_report``. A defect that escapes is fixed
 with a sharper scenario or criterion, never with a special case: nothing here is visible to the
 scenarios or checkers, which never learn which defect is injected.
@@ -209,7 +210,7 @@ def _quiet(_line: str) -> None:
     """A defect run's own progress is not shown (and, run in a worker process, must be picklable)."""
 
 
-_stop_event = None  # in a worker process: set once any run was interrupted (see ``_defect_runs``)
+_stop_event = None  # in a worker process: set once any run was interrupted (see ``_runs``)
 
 
 def _init_worker(stop) -> None:
@@ -217,35 +218,43 @@ def _init_worker(stop) -> None:
     _stop_event = stop
 
 
-def _pooled_defect_run(defect: Defect, out: Path, seed: int, inputs: RunInputs) -> JudgedRun | None:
-    """``run_defect`` in a worker, or None when the self-test is being stopped. The pool hands a
+def _one_run(defect: Defect | None, out: Path, seed: int, inputs: RunInputs) -> JudgedRun:
+    """A defect's run, or (``defect`` None) a clean one."""
+    if defect is None:
+        return run_clean(out, seed, _quiet, inputs)
+    return run_defect(defect, out, seed, _quiet, inputs)
+
+
+def _pooled_run(defect: Defect | None, out: Path, seed: int, inputs: RunInputs) -> JudgedRun | None:
+    """``_one_run`` in a worker, or None when the self-test is being stopped. The pool hands a
     worker its next run before the parent can cancel it, so after Ctrl-C (which every worker gets
     too) a worker could start a whole new stack: the shared event stops that."""
     if _stop_event.is_set():
         return None
     try:
-        return run_defect(defect, out, seed, _quiet, inputs)
+        return _one_run(defect, out, seed, inputs)
     except BaseException:
         _stop_event.set()
         raise
 
 
-def _defect_runs(work: list[tuple[Defect, int]], out: Path, inputs: RunInputs,
-                 jobs: int) -> Iterator[tuple[Defect, JudgedRun]]:
-    """Each (defect, seed) run, ``jobs`` at a time, as each ends. Each run is a whole stack of its
+Work = tuple[Defect | None, int]  # (the defect, None for a clean run; the seed)
+
+
+def _runs(work: list[Work], out: Path, inputs: RunInputs, jobs: int) -> Iterator[tuple[Defect | None, JudgedRun]]:
+    """Each run of ``work``, ``jobs`` at a time, as each ends. Each run is a whole stack of its
     own (its own ports, temp dirs and process group), so runs side by side share only the CPUs:
     they mostly wait on their scenarios' observing windows."""
     if jobs == 1:
         for defect, seed in work:
-            yield defect, run_defect(defect, out, seed, _quiet, inputs)
+            yield defect, _one_run(defect, out, seed, inputs)
         return
     # spawn, not fork: a worker starts clean, without this process's event loop or reaper state
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(stop,))
     try:
-        pending = {pool.submit(_pooled_defect_run, defect, out, seed, inputs): defect
-                   for defect, seed in work}
+        pending = {pool.submit(_pooled_run, defect, out, seed, inputs): defect for defect, seed in work}
         for future in as_completed(pending):
             if (run := future.result()) is not None:
                 yield pending[future], run
@@ -259,14 +268,22 @@ def _defect_runs(work: list[tuple[Defect, int]], out: Path, inputs: RunInputs,
 def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
               progress: Callable[[str], None], seeds: int = 1, inputs: RunInputs = RunInputs(),
               jobs: int = 1) -> SelfTestReport:
-    """Each defect on ``seeds`` seeds (``seed``, ``seed + 1``, ...), ``jobs`` runs at a time, then
-    ``clean_runs`` clean runs, one at a time (each alone on the machine, as CI's quick run is),
-    every one built from ``inputs``."""
+    """Each defect on ``seeds`` seeds (``seed``, ``seed + 1``, ...) and ``clean_runs`` clean runs
+    (seeds ``seed``, ``seed + 1``, ...), ``jobs`` runs at a time, every one built from ``inputs``.
+    The clean runs go first: each is a whole quick run, the longest of the pool, so starting them
+    first keeps the pool's tail short; and each runs beside defect runs, so its latency-judged
+    criteria hold on a loaded machine, as the gates' margins claim."""
     report = SelfTestReport()
-    work = [(defect, seed + n) for defect in defects for n in range(seeds)]
-    progress(f"{len(work)} defect runs, {jobs} at a time")
+    work: list[Work] = [(None, seed + n) for n in range(clean_runs)]
+    work += [(defect, seed + n) for defect in defects for n in range(seeds)]
+    progress(f"{len(work) - clean_runs} defect runs and {clean_runs} clean runs, {jobs} at a time")
     runs: dict[Defect, list[JudgedRun]] = {defect: [] for defect in defects}
-    for defect, run in _defect_runs(work, out, inputs, jobs):
+    for defect, run in _runs(work, out, inputs, jobs):
+        if defect is None:
+            report.clean_runs.append(run)
+            progress(f"clean run (seed {run.seed}): {run.overall}"
+                     + (f" failed {', '.join(f.metric for f in run.failed)}" if run.failed else ""))
+            continue
         gate, metric = EXPECTED[defect]
         runs[defect].append(run)
         judged = DefectOutcome(defect.value, gate, metric, (run,))
@@ -274,12 +291,9 @@ def self_test(out: Path, defects: list[Defect], clean_runs: int, seed: int,
                  f"{'caught' if judged.caught else 'ESCAPED'}: {run.verdicts.get(gate)} "
                  f"failed {', '.join(run.measured_failures(gate, metric)) or '-'}"
                  + (f" (not run: {', '.join(run.skipped)})" if run.skipped else ""))
+    report.clean_runs.sort(key=lambda run: run.seed)
     for defect in defects:
         gate, metric = EXPECTED[defect]
         report.defects.append(DefectOutcome(defect.value, gate, metric,
                                             tuple(sorted(runs[defect], key=lambda run: run.seed))))
-    for n in range(clean_runs):
-        progress(f"clean run {n + 1}/{clean_runs}")
-        report.clean_runs.append(run_clean(out, seed + n, _quiet, inputs))
-        progress(f"  {report.clean_runs[-1].overall}")
     return report

@@ -169,28 +169,64 @@ class Context:
         # Long enough for one redelivery after a crash (ack_wait) plus its processing.
         limit = timeout_s if timeout_s is not None else self.timeout("redelivery") * 1.5 + 5
         deadline = time.monotonic() + limit
-        missing = await self.watch.wait_for(pairs, limit, js=self.js)
+        missing, cut_short = await self._await_records(pairs, deadline)
         unstored = 0
         while stored and (dropped := await self.watch.forget_unstored(self.js, pairs)):
             unstored += dropped  # wait again for those: their redelivery records them for good
-            missing = await self.watch.wait_for(pairs, max(deadline - time.monotonic(), 0.0), js=self.js)
+            missing, cut_short = await self._await_records(pairs, deadline)
             if time.monotonic() >= deadline:
                 break
-        self.observe("settled", accepted=len(pairs), missing=len(missing), seen_but_unstored=unstored)
+        self.observe("settled", accepted=len(pairs), missing=len(missing), seen_but_unstored=unstored,
+                     **({"stopped_waiting": "nothing left to deliver"} if cut_short else {}))
         return missing
 
+    async def _await_records(self, pairs: list[tuple[str, str]], deadline: float) -> tuple[list[tuple[str, str]], bool]:
+        """The records still missing at ``deadline``, or sooner once none can still come: only a
+        cell handling a delivery of its intent writes a terminal record, so once the cells'
+        consumer has held nothing undelivered and nothing unacked for a record's publish deadline
+        (the longest a record of an intent acked a moment before can take to land), a missing
+        record is lost, and waiting on would observe nothing. True: cut short that way."""
+        waiting = asyncio.ensure_future(self.watch.wait_for(pairs, max(deadline - time.monotonic(), 0.0), js=self.js))
+        idle = asyncio.ensure_future(self._drained_for(self.timeout("NATS_PUBLISH")))
+        try:
+            await asyncio.wait({waiting, idle}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, idle):
+                task.cancel()
+            await asyncio.gather(waiting, idle, return_exceptions=True)
+        if not waiting.cancelled():
+            return waiting.result(), False
+        # A last look at the stream, for records the subscription missed.
+        missing = [p for p in pairs if self.watch.record(*p) is None]
+        await self.watch.backfill(self.js, missing)
+        return [p for p in missing if self.watch.record(*p) is None], True
+
+    async def _drained_for(self, hold_s: float, poll_s: float = 0.25) -> None:
+        """Return once the cells' consumer has been drained (``_drained_now``) for ``hold_s``."""
+        since = None
+        while since is None or time.monotonic() - since < hold_s:
+            await asyncio.sleep(poll_s)
+            if not await self._drained_now():
+                since = None
+            elif since is None:
+                since = time.monotonic()
+
+    async def _drained_now(self) -> bool:
+        """The cells' consumer has nothing pending and nothing delivered unacked (a nak'd intent,
+        waiting for its approval or its redelivery, counts as unacked). Unreadable: False."""
+        try:
+            info = await asyncio.wait_for(self.js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER), 1.0)
+        except Exception:
+            return False
+        return info.num_pending + info.num_ack_pending == 0
+
     async def consumer_drained(self, timeout_s: float, poll_s: float = 0.05) -> bool:
-        """Wait until the cells' consumer has nothing pending and nothing delivered unacked (every
-        intent, redeliveries included, has been acked), or ``timeout_s`` passes (False)."""
+        """Wait until the cells' consumer is drained (``_drained_now``: every intent, redeliveries
+        included, has been acked), or ``timeout_s`` passes (False)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                info = await asyncio.wait_for(
-                    self.js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER), 1.0)
-                if info.num_pending + info.num_ack_pending == 0:
-                    return True
-            except Exception:
-                pass
+            if await self._drained_now():
+                return True
             await asyncio.sleep(poll_s)
         return False
 

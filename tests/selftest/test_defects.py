@@ -38,7 +38,7 @@ def test_defect_runs_side_by_side_are_each_judged_on_their_own(tmp_path) -> None
     report = self_test(tmp_path, chosen, clean_runs=0, seed=0, progress=lines.append, jobs=2)
     assert [d.defect for d in report.defects] == [d.value for d in chosen]
     assert all(d.caught for d in report.defects), report
-    assert report.ok and lines[0] == "2 defect runs, 2 at a time", lines
+    assert report.ok and lines[0] == "2 defect runs and 0 clean runs, 2 at a time", lines
     bundles = {run.bundle for d in report.defects for run in d.runs}
     assert len(bundles) == 2
     for outcome in report.defects:
