@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 from nats.js.errors import NotFoundError
 
+from exoarmur import natsio
 from exoarmur.contracts import IntentV1, key_digest
 from exoarmur.stackconfig import StackConfig
 from exoarmur_cli.history import FAIL, INFO, INVOKE, OK, Expect, History, Tag, tag_text, wall_ms
@@ -31,6 +32,7 @@ class Submitted:
     status: int  # 0 when no answer came (unknown outcome)
     reason_code: str | None
     duplicate: bool
+    stream_seq: int = 0  # where the api said the intent is in the INTENTS stream (accepted only)
 
     @property
     def accepted(self) -> bool:
@@ -128,7 +130,7 @@ class StackClient:
         if status == 202:
             self.history.append(OK, "submit", peer_id, {**ident, "status": 202, "duplicate": answer["duplicate"],
                                                        "seq": answer["stream_seq"]})
-            return Submitted(ident["key"], ident["tenant_id"], 202, None, answer["duplicate"])
+            return Submitted(ident["key"], ident["tenant_id"], 202, None, answer["duplicate"], answer["stream_seq"])
         reason = (answer or {}).get("reason_code")
         self.history.append(FAIL, "submit", peer_id, {**ident, "status": status, "reason_code": reason})
         return Submitted(ident["key"], ident["tenant_id"], status, reason, False)
@@ -259,14 +261,16 @@ class AuditWatch:
                 continue
         return dropped
 
-    async def backfill(self, js, pairs: list[tuple[str, str]]) -> None:
-        """Read records the subscription missed (published while NATS was restarting)."""
+    async def backfill(self, js, pairs: list[tuple[str, str]], leader_only: bool = False) -> None:
+        """Read records the subscription missed (published while NATS was restarting);
+        ``leader_only``: from the stream's leader, which no replica lagging behind can answer for
+        (``natsio.last_message``)."""
         for tenant_id, key in pairs:
             subject = self.subject(tenant_id, key)
             if subject in self.records:
                 continue
             try:
-                msg = await asyncio.wait_for(js.get_last_msg("AUDIT", subject, direct=True), 1.0)
+                msg = await asyncio.wait_for(natsio.last_message(js, "AUDIT", subject, leader_only), 1.0)
             except Exception:
                 continue
             self.records[subject] = orjson.loads(msg.data)

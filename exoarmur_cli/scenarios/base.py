@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
 
 from exoarmur import natsio
 from exoarmur.stackconfig import StackConfig
@@ -53,6 +54,17 @@ class TenantBucket:
         self.at = now
         self.tokens -= 1
         return max(0.0, -self.tokens / self.rate)
+
+
+def drained(info: ConsumerInfo, replicated: bool, last_seq: int) -> bool:
+    """The cells' consumer has nothing pending and nothing delivered unacked (a nak'd intent,
+    waiting for its approval or its redelivery, counts as unacked). On a cluster (``replicated``)
+    its acks must also reach ``last_seq``: a member still setting up its copy of the consumer
+    answers with every count at zero, and a leader elected a moment ago may not have caught up
+    with the stream (a single server answers only once it has recovered)."""
+    if info.num_pending is None or info.num_ack_pending is None or info.num_pending + info.num_ack_pending:
+        return False
+    return not replicated or (info.ack_floor is not None and info.ack_floor.stream_seq >= last_seq)
 
 
 @dataclass
@@ -169,25 +181,28 @@ class Context:
         # Long enough for one redelivery after a crash (ack_wait) plus its processing.
         limit = timeout_s if timeout_s is not None else self.timeout("redelivery") * 1.5 + 5
         deadline = time.monotonic() + limit
-        missing, cut_short = await self._await_records(pairs, deadline)
+        last_seq = max((s.stream_seq for s in submitted if s.accepted), default=0)
+        missing, cut_short = await self._await_records(pairs, deadline, last_seq)
         unstored = 0
         while stored and (dropped := await self.watch.forget_unstored(self.js, pairs)):
             unstored += dropped  # wait again for those: their redelivery records them for good
-            missing, cut_short = await self._await_records(pairs, deadline)
+            missing, cut_short = await self._await_records(pairs, deadline, last_seq)
             if time.monotonic() >= deadline:
                 break
         self.observe("settled", accepted=len(pairs), missing=len(missing), seen_but_unstored=unstored,
                      **({"stopped_waiting": "nothing left to deliver"} if cut_short else {}))
         return missing
 
-    async def _await_records(self, pairs: list[tuple[str, str]], deadline: float) -> tuple[list[tuple[str, str]], bool]:
+    async def _await_records(self, pairs: list[tuple[str, str]], deadline: float,
+                             last_seq: int) -> tuple[list[tuple[str, str]], bool]:
         """The records still missing at ``deadline``, or sooner once none can still come: only a
         cell handling a delivery of its intent writes a terminal record, so once the cells'
         consumer has held nothing undelivered and nothing unacked for a record's publish deadline
         (the longest a record of an intent acked a moment before can take to land), a missing
-        record is lost, and waiting on would observe nothing. True: cut short that way."""
+        record is lost, and waiting on would observe nothing. True: cut short that way.
+        ``last_seq``: the highest INTENTS sequence among them (see ``_drained_now``)."""
         waiting = asyncio.ensure_future(self.watch.wait_for(pairs, max(deadline - time.monotonic(), 0.0), js=self.js))
-        idle = asyncio.ensure_future(self._drained_for(self.timeout("NATS_PUBLISH")))
+        idle = asyncio.ensure_future(self._drained_for(self.timeout("NATS_PUBLISH"), last_seq))
         try:
             await asyncio.wait({waiting, idle}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -198,27 +213,26 @@ class Context:
             return waiting.result(), False
         # A last look at the stream, for records the subscription missed.
         missing = [p for p in pairs if self.watch.record(*p) is None]
-        await self.watch.backfill(self.js, missing)
+        await self.watch.backfill(self.js, missing, leader_only=self.config.nats_replicas > 1)
         return [p for p in missing if self.watch.record(*p) is None], True
 
-    async def _drained_for(self, hold_s: float, poll_s: float = 0.25) -> None:
+    async def _drained_for(self, hold_s: float, last_seq: int, poll_s: float = 0.25) -> None:
         """Return once the cells' consumer has been drained (``_drained_now``) for ``hold_s``."""
         since = None
         while since is None or time.monotonic() - since < hold_s:
             await asyncio.sleep(poll_s)
-            if not await self._drained_now():
+            if not await self._drained_now(last_seq):
                 since = None
             elif since is None:
                 since = time.monotonic()
 
-    async def _drained_now(self) -> bool:
-        """The cells' consumer has nothing pending and nothing delivered unacked (a nak'd intent,
-        waiting for its approval or its redelivery, counts as unacked). Unreadable: False."""
+    async def _drained_now(self, last_seq: int = 0) -> bool:
+        """``drained`` by the cells' consumer's info, read now. Unreadable: False."""
         try:
             info = await asyncio.wait_for(self.js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER), 1.0)
         except Exception:
             return False
-        return info.num_pending + info.num_ack_pending == 0
+        return drained(info, self.config.nats_replicas > 1, last_seq)
 
     async def consumer_drained(self, timeout_s: float, poll_s: float = 0.05) -> bool:
         """Wait until the cells' consumer is drained (``_drained_now``: every intent, redeliveries
