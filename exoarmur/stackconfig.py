@@ -22,6 +22,7 @@ CONFIG_FILE = "stack.json"
 NATS_ROLES = ("provisioner", "api", "cell", "harness", "nemesis")
 # Who may call the effector: the cells apply effects, the harness sets faults and reads the ledger.
 EFFECTOR_ROLES = ("cell", "harness")
+DEFAULT_CELLS = 2  # cell processes, each pulling from the one consumer
 
 
 class Peer(BaseModel):
@@ -94,7 +95,7 @@ class StackConfig(BaseModel):
     nats_monitor_port: int
     api_port: int
     effector_port: int
-    cells: int = 2
+    cells: int = DEFAULT_CELLS
     seed: int = 0
     sync_interval: str = "always"  # JetStream fsync policy: an ack means on disk
     ledger_dir: str = ""  # where the effector keeps its SQLite ledger ("": the stack dir)
@@ -282,7 +283,7 @@ def generate(
     tenants: int = DEFAULT_TENANTS,
     nodes_per_tenant: int = DEFAULT_NODES_PER_TENANT,
     peers_per_tenant: int = DEFAULT_PEERS_PER_TENANT,
-    cells: int = 2,
+    cells: int = DEFAULT_CELLS,
     seed: int = 0,
     sync_interval: str = "always",
     overrides: dict[str, float] | None = None,

@@ -22,6 +22,7 @@ import orjson
 import psutil
 
 from exoarmur import __version__, natsio, sizing
+from exoarmur.stackconfig import DEFAULT_CELLS
 from exoarmur_cli import bench_cpu
 from exoarmur_cli.bench import CLIENT, Figures, Pipeline, figures_json, measure_closed_loop
 from exoarmur_cli.bench_drive import TerminalWatch, admission_ladder, audit_subject, intent_bodies
@@ -39,14 +40,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exoarmur"
 
 
-def shape(nats_cluster: int) -> dict:
-    """What a measurement is valid for: this machine, this stack shape, this version, this bound."""
+def shape(nats_cluster: int, cells: int = DEFAULT_CELLS, scale: int = 1) -> dict:
+    """What a measurement is valid for: this machine, this stack shape (servers, cells, and the
+    tenants, nodes and peers ``scale`` multiplies), this version, this bound."""
     return {"cpu_model": bench_cpu.cpu_model(), "cores": bench_cpu.cores(), "nats_cluster": nats_cluster,
-            "exoarmur": __version__, "held_p99_ms": sizing.SIZING.held_p99_ms}
+            "cells": cells, "scale": scale, "exoarmur": __version__, "held_p99_ms": sizing.SIZING.held_p99_ms}
 
 
-def cache_file(nats_cluster: int) -> Path:
-    digest = hashlib.sha256(orjson.dumps(shape(nats_cluster), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+def cache_file(nats_cluster: int, cells: int = DEFAULT_CELLS, scale: int = 1) -> Path:
+    digest = hashlib.sha256(orjson.dumps(shape(nats_cluster, cells, scale),
+                                         option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
     return cache_dir() / f"capacity-n{nats_cluster}-{digest}.json"
 
 
@@ -61,20 +64,21 @@ def fresh_measurement(path: Path, now_s: float, max_age_h: float = MAX_AGE_H) ->
     return 0 <= now_s - measured_at < max_age_h * 3600
 
 
-def measured_capacity_file(nats_cluster: int, progress: Callable[[str], None]) -> Path:
+def measured_capacity_file(nats_cluster: int, progress: Callable[[str], None], *, cells: int = DEFAULT_CELLS,
+                           scale: int = 1) -> Path:
     """The file of this machine's measured capacity for the shape: kept, or measured now."""
-    path = cache_file(nats_cluster)
+    path = cache_file(nats_cluster, cells, scale)
     if fresh_measurement(path, time.time()):
         progress(f"admission sized from this machine's capacity measured earlier ({path})")
         return path
     progress(f"measuring this machine's capacity on a stack of the run's shape (under a minute; kept in {path})")
     began = time.monotonic()
-    figures = asyncio.run(_measure(nats_cluster, progress))
+    figures = asyncio.run(_measure(nats_cluster, cells, scale, progress))
     took_s = time.monotonic() - began
     progress(f"measured in {took_s:.0f} s: held {figures.held_per_s() or 0:,.1f}/s within p99 "
              f"{sizing.SIZING.held_p99_ms:.0f} ms")
     document = figures_json(figures)
-    document["probe"] = {"measured_at_s": time.time(), "took_s": round(took_s, 1), "shape": shape(nats_cluster),
+    document["probe"] = {"measured_at_s": time.time(), "took_s": round(took_s, 1), "shape": shape(nats_cluster, cells, scale),
                          "closed_loop_intents": CLOSED_LOOP_INTENTS}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
@@ -83,11 +87,11 @@ def measured_capacity_file(nats_cluster: int, progress: Callable[[str], None]) -
     return path
 
 
-async def _measure(nats_cluster: int, progress: Callable[[str], None]) -> Figures:
+async def _measure(nats_cluster: int, cells: int, scale: int, progress: Callable[[str], None]) -> Figures:
     from exoarmur_cli.stacks import EmbeddedStack
 
     # The stack's default admission (stackconfig): the ladder's rates must not be refused at the door.
-    stack = EmbeddedStack(seed=0, overrides={}, defects=[], nats_cluster=nats_cluster)
+    stack = EmbeddedStack(seed=0, overrides={}, defects=[], nats_cluster=nats_cluster, cells=cells, scale=scale)
     figures = Figures(nats_servers=nats_cluster)
     try:
         await stack.up(progress)

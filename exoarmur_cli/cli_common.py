@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from exoarmur.contracts import ReasonCode
 from exoarmur.errors import ExoError
+from exoarmur.stackconfig import DEFAULT_CELLS
 from exoarmur_cli import definitions
 from exoarmur_cli.errors import FaultError, HarnessError, ScenarioError, StackError
 
@@ -44,9 +45,8 @@ def exit_code_for(exc: HarnessError | ExoError) -> int:
     return EXIT_STACK if unavailable or exc.reason_code is ReasonCode.STACK_UNAVAILABLE else EXIT_USAGE
 
 
-def measured_capacity(nats_cluster: int) -> Path | None:
-    """This machine's measured capacity file for a stack of ``nats_cluster`` servers (kept, or
-    measured now), or None when even the lowest rate tried was not held: that is said, and the
+def measured_capacity(nats_cluster: int, *, cells: int = DEFAULT_CELLS, scale: int = 1) -> Path | None:
+    """This machine's measured capacity file for a stack of that shape (kept, or measured now), or None when even the lowest rate tried was not held: that is said, and the
     caller keeps the gates' declared numbers. Ctrl-C or SIGTERM while measuring stops the probe's
     stack and exits 130; a known error exits with its code."""
     from exoarmur import sizing
@@ -57,7 +57,8 @@ def measured_capacity(nats_cluster: int) -> Path | None:
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        path = measured_capacity_file(nats_cluster, lambda line: console.print(line, soft_wrap=True))
+        path = measured_capacity_file(nats_cluster, lambda line: console.print(line, soft_wrap=True),
+                                      cells=cells, scale=scale)
     except KNOWN_ERRORS as exc:
         fail(exc, exit_code_for(exc))
     except KeyboardInterrupt:  # the probe's stack is stopped and removed as asyncio.run unwinds

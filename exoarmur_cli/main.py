@@ -221,7 +221,7 @@ def _with_measured_capacity(options):
     now); unchanged when the measurement held no rate (the declared numbers then apply)."""
     from dataclasses import replace
 
-    path = measured_capacity(options.nats_cluster)
+    path = measured_capacity(options.nats_cluster, scale=options.scale)
     return options if path is None else replace(options, capacity_from=path)
 
 

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import typer
 
+from exoarmur.stackconfig import DEFAULT_CELLS
 from exoarmur_cli.cli_common import (
     DEFAULT_STACK_DIR, EXIT_INTERRUPTED, EXIT_STACK, GATES_DIR_HELP, KNOWN_ERRORS, console, exit_code_for, fail,
     kept_as_declared_said, measured_capacity, usage_error,
@@ -56,7 +57,7 @@ def _sized_overrides(bench_file: Path, declared: dict[str, float]) -> dict[str, 
 @stack_app.command("up")
 def stack_up(
     stack_dir: Path = typer.Option(DEFAULT_STACK_DIR, "--dir", help="where the stack keeps config, store and logs"),
-    cells: int = typer.Option(2, min=1, max=16, help="how many cell processes"),
+    cells: int = typer.Option(DEFAULT_CELLS, min=1, max=16, help="how many cell processes"),
     seed: int = typer.Option(0, help="seed of the effector's fault RNG"),
     nats_cluster: int = typer.Option(1, "--nats-cluster", min=1, max=5,
                                      help="nats-servers: 1 (one server) or a JetStream cluster of N with RN streams"),
@@ -89,7 +90,7 @@ def stack_up(
         usage_error("--measure-capacity measures what --size-from reads from a file: give one of them")
     overrides = _declared_overrides(gates_dir)
     if size_from is None and measure_capacity is not False:
-        size_from = measured_capacity(nats_cluster)  # None: it held no rate (said), the declared numbers apply
+        size_from = measured_capacity(nats_cluster, cells=cells)  # None: it held no rate (said), the declared numbers apply
     if size_from is not None:  # admission sized; every other declared number (approval wait) kept
         overrides = {**overrides, **_sized_overrides(size_from, overrides)}
     stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides,

@@ -79,8 +79,8 @@ class EmbeddedStack:
     external = False
 
     def __init__(self, *, seed: int, overrides: dict, defects: list[str], wiretap_path: Path | None = None,
-                 nats_cluster: int = 1, scale: int = 1) -> None:
-        self.seed, self.overrides, self.defects = seed, overrides, defects
+                 nats_cluster: int = 1, scale: int = 1, cells: int = stackconfig.DEFAULT_CELLS) -> None:
+        self.seed, self.overrides, self.defects, self.cells = seed, overrides, defects, cells
         self.nats_cluster = nats_cluster  # 1: one nats-server; N: a JetStream cluster of N
         self.scale = scale  # K times the seed's tenants, each with its 100 nodes and 50 peers
         self.wiretap_path = wiretap_path  # where the proxy logs the cells -> effector HTTP it sees
@@ -110,7 +110,8 @@ class EmbeddedStack:
     def _start(self, stack_dir: Path) -> float:
         """The proxies, then the stack; seconds until the stack was ready. In a thread of its own."""
         config = stackconfig.generate(stack_dir, seed=self.seed, overrides=self.overrides, defects=self.defects,
-                                      nats_cluster=self.nats_cluster, tenants=stackconfig.DEFAULT_TENANTS * self.scale)
+                                      nats_cluster=self.nats_cluster, tenants=stackconfig.DEFAULT_TENANTS * self.scale,
+                                      cells=self.cells)
         if config.nats_cluster is not None:
             config = _routed_through_proxies(config)
         self.config = config

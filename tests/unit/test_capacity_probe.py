@@ -24,6 +24,9 @@ def test_each_stack_shape_has_a_file_of_its_own_in_the_cache_dir(tmp_path) -> No
     one, three = capacity_probe.cache_file(1), capacity_probe.cache_file(3)
     assert one != three and one.parent == three.parent == tmp_path / "cache" / "exoarmur"
     assert capacity_probe.cache_file(3) == three  # the same machine and shape: the same file
+    # more cells, or more tenants, nodes and peers: another shape, measured on its own
+    assert len({one, capacity_probe.cache_file(1, cells=4), capacity_probe.cache_file(1, scale=10)}) == 3
+    assert capacity_probe.cache_file(1, cells=2, scale=1) == one  # the defaults are the default shape
 
 
 def test_without_a_cache_dir_of_its_own_it_is_exoarmur_in_the_users_cache(tmp_path, monkeypatch) -> None:
@@ -35,8 +38,9 @@ def test_without_a_cache_dir_of_its_own_it_is_exoarmur_in_the_users_cache(tmp_pa
     assert capacity_probe.cache_dir() == tmp_path / "home" / ".cache" / "exoarmur"
 
 
-def test_the_shape_names_the_machine_the_version_and_the_bound() -> None:
-    assert set(capacity_probe.shape(3)) == {"cpu_model", "cores", "nats_cluster", "exoarmur", "held_p99_ms"}
+def test_the_shape_names_the_machine_the_stack_the_version_and_the_bound() -> None:
+    assert set(capacity_probe.shape(3)) == {"cpu_model", "cores", "nats_cluster", "cells", "scale", "exoarmur",
+                                            "held_p99_ms"}
 
 
 def test_a_measurement_is_reused_only_while_fresh(tmp_path) -> None:

@@ -13,7 +13,7 @@ from exoarmur_cli.run import RunOptions
 def test_a_measurement_that_held_no_rate_sizes_nothing_and_says_so(tmp_path, monkeypatch, capsys) -> None:
     measured = tmp_path / "measured.json"
     measured.write_text('{"admission": {"held_per_s": null}}')  # even the lowest rate tried was not held
-    monkeypatch.setattr(capacity_probe, "measured_capacity_file", lambda nats_cluster, progress: measured)
+    monkeypatch.setattr(capacity_probe, "measured_capacity_file", lambda nats_cluster, progress, **shape: measured)
     assert cli_common.measured_capacity(1) is None
     said = " ".join(capsys.readouterr().err.split())
     assert "the measurement sizes nothing" in said and "the gates' declared numbers apply" in said, said
@@ -22,7 +22,7 @@ def test_a_measurement_that_held_no_rate_sizes_nothing_and_says_so(tmp_path, mon
 def test_a_measurement_that_held_a_rate_is_the_file_to_size_from(tmp_path, monkeypatch) -> None:
     measured = tmp_path / "measured.json"
     measured.write_text('{"admission": {"held_per_s": 240.0}}')
-    monkeypatch.setattr(capacity_probe, "measured_capacity_file", lambda nats_cluster, progress: measured)
+    monkeypatch.setattr(capacity_probe, "measured_capacity_file", lambda nats_cluster, progress, **shape: measured)
     assert cli_common.measured_capacity(1) == measured
 
 
@@ -44,3 +44,16 @@ def test_an_external_stack_sized_by_stack_up_sizes_the_gates_from_the_same_docum
     assert _with_the_stacks_capacity(external(stack_dir), False).capacity_from is None  # --no-measure-capacity
     embedded = RunOptions(stack_config=stack_dir)  # only an external stack's folder is read
     assert _with_the_stacks_capacity(embedded, None).capacity_from is None
+
+
+def test_a_scaled_run_is_sized_from_a_measurement_of_its_own_scale(tmp_path, monkeypatch) -> None:
+    from exoarmur_cli.main import _with_measured_capacity
+
+    measured = tmp_path / "measured.json"
+    measured.write_text('{"admission": {"held_per_s": 240.0}}')
+    asked: list[dict] = []
+    monkeypatch.setattr(capacity_probe, "measured_capacity_file",
+                        lambda nats_cluster, progress, **shape: asked.append({"nats_cluster": nats_cluster, **shape})
+                        or measured)
+    assert _with_measured_capacity(RunOptions(scale=10, nats_cluster=3)).capacity_from == measured
+    assert asked == [{"nats_cluster": 3, "cells": 2, "scale": 10}]
