@@ -34,7 +34,6 @@ def _declared_overrides(gates_dir: Path | None) -> dict[str, float]:
     except (HarnessError, declared.DeclaredConflict) as exc:
         console.print(f"[yellow]no declared policy ({exc}): the product's own limits apply[/yellow]")
         return {}
-    console.print(f"limits from the gates' declared policy: {found}")
     return found
 
 
@@ -92,7 +91,12 @@ def stack_up(
     if size_from is None and measure_capacity is not False:
         size_from = measured_capacity(nats_cluster, cells=cells)  # None: it held no rate (said), the declared numbers apply
     if size_from is not None:  # admission sized; every other declared number (approval wait) kept
-        overrides = {**overrides, **_sized_overrides(size_from, overrides)}
+        sized = _sized_overrides(size_from, overrides)
+        if rest := {name: value for name, value in overrides.items() if name not in sized}:
+            console.print(f"other limits from the gates' declared policy: {rest}")
+        overrides = {**overrides, **sized}
+    elif overrides:
+        console.print(f"limits from the gates' declared policy: {overrides}")
     stack = LocalStack.create(stack_dir, cells=cells, seed=seed, defects=inject_defect, overrides=overrides,
                               nats_cluster=nats_cluster)
     _keep_capacity_source(size_from, stack.dir / CAPACITY_SOURCE)

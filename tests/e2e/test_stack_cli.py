@@ -126,6 +126,9 @@ def test_sigint_stops_the_stack_and_exits_130(tmp_path):
         assert {name: overrides[name] for name in sized} == sized
         assert overrides["approval_wait_ms"] == 2000  # what gate 5 declares: kept, not sized
         assert "held 240.0/s" in up.output() and "as the gates declare" not in up.output()
+        # one account of the limits: the sized ones, then only the declared ones not sized
+        assert not [line for line in up.output().splitlines() if line.startswith("limits from the gates'")]
+        assert "other limits from the gates' declared policy: {'approval_wait_ms': 2000" in up.output()
         # what it was sized from, for a run against it to size its gates from (run-gates --stack-config)
         assert (tmp_path / "stack" / "capacity_source.json").read_bytes() == bench_file.read_bytes()
         os.killpg(up.proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the process group
