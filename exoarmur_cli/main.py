@@ -86,7 +86,8 @@ def bench_command(
     print(f"(d) at {figures.overload_offered_per_s:,.0f}/s offered: {figures.overload_accepted} accepted, refused by status {figures.overload_refused}")
     for name, mb in figures.peak_rss_mb.items():
         print(f"    peak RSS {name}: {mb:.0f} MB")
-    print(f"(e) bare pipeline intents/s                 : {figures.bare_intents_per_s:,.0f}  ((b)/(bare) {figures.b_over_bare():.3f})")
+    print(f"(e) bare pipeline intents/s                 : {figures.bare_intents_per_s:,.0f}  ((b)/(bare) {figures.b_over_bare():.3f},"
+          f" the median of {', '.join(f'{r:.3f}' for r in figures.b_over_bare_pairs)})")
     if figures.bare_open_loop_p99_ms is not None:
         print(f"(e') bare at {figures.half_load_per_s:,.0f}/s, open loop    : p50 {figures.bare_open_loop_p50_ms:.1f} ms, "
               f"p99 {figures.bare_open_loop_p99_ms:.1f} ms")

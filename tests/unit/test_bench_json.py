@@ -89,3 +89,17 @@ def test_on_a_cluster_b_is_read_against_both_ceilings() -> None:
     clustered = figures_json(replace(FIGURES, nats_servers=3, publish_per_s=800.0, single_server_publish_per_s=2000.0))
     assert clustered["ceiling_ratios"] == {"(a)": 0.5, "(a, one server)": 0.2}
     assert clustered["figures"]["nats_servers"] == 3
+
+
+def test_the_reported_pair_is_the_one_with_the_median_ratio() -> None:
+    from exoarmur_cli.bench import ClosedLoop, median_pair, pair_ratio
+
+    def loop(rate: float) -> ClosedLoop:
+        return ClosedLoop(intents_per_s=rate, completed=6000, window_s=6.0, cpu_ms_per_intent={}, steal_pct=0.0,
+                          others_cores=0.0)
+
+    pairs = [(loop(900.0), loop(1500.0)), (loop(1000.0), loop(1600.0)), (loop(950.0), loop(1900.0))]
+    assert [round(pair_ratio(p), 3) for p in pairs] == [0.6, 0.625, 0.5]
+    assert median_pair(pairs) is pairs[0]  # 0.5 < 0.6 < 0.625: neither the best nor the worst pair
+    assert median_pair(pairs[:2]) is pairs[0]  # an even count: the lower middle, never the better one
+    assert pair_ratio((loop(900.0), loop(0.0))) == 0.0  # no bare figure is a miss, never a pass
