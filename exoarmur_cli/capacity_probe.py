@@ -78,8 +78,8 @@ def measured_capacity_file(nats_cluster: int, progress: Callable[[str], None], *
     progress(f"measured in {took_s:.0f} s: held {figures.held_per_s() or 0:,.1f}/s within p99 "
              f"{sizing.SIZING.held_p99_ms:.0f} ms")
     document = figures_json(figures)
-    document["probe"] = {"measured_at_s": time.time(), "took_s": round(took_s, 1), "shape": shape(nats_cluster, cells, scale),
-                         "closed_loop_intents": CLOSED_LOOP_INTENTS}
+    document["probe"] = {"measured_at_s": time.time(), "took_s": round(took_s, 1),
+                         "shape": shape(nats_cluster, cells, scale), "closed_loop_intents": CLOSED_LOOP_INTENTS}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))

@@ -46,8 +46,9 @@ def exit_code_for(exc: HarnessError | ExoError) -> int:
 
 
 def measured_capacity(nats_cluster: int, *, cells: int = DEFAULT_CELLS, scale: int = 1) -> Path | None:
-    """This machine's measured capacity file for a stack of that shape (kept, or measured now), or None when even the lowest rate tried was not held: that is said, and the
-    caller keeps the gates' declared numbers. Ctrl-C or SIGTERM while measuring stops the probe's
+    """This machine's measured capacity file for a stack of that shape (kept, or measured now), or
+    None when even the lowest rate tried was not held: that is said, and the caller keeps the
+    gates' declared numbers. Ctrl-C or SIGTERM while measuring stops the probe's
     stack and exits 130; a known error exits with its code."""
     from exoarmur import sizing
     from exoarmur_cli.capacity_probe import measured_capacity_file
