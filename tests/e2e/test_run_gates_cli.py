@@ -605,11 +605,15 @@ def test_sigint_stops_a_two_at_a_time_self_test_and_starts_no_further_run(tmp_pa
 
 
 def test_retry_intents_a_breaker_refused_unattempted_are_replaced(tmp_path: Path, nothing_left) -> None:
-    # Faults heavy enough that a breaker opens at once (three in five calls fail): the refused
-    # intents show no retry, so the scenario sends as many again once the breakers have closed.
+    # Every call fails, so each cell's breaker opens after its first five calls; the intents are sent
+    # one at a time, so most reach a cell after that and are refused unattempted. (Sent four at a time
+    # with three calls in five failing, all 24 were in flight before either breaker opened, once in
+    # CI.) The refused intents show no retry, so the scenario sends as many again once the breakers
+    # have closed, up to its last round.
     scenarios, gates = copied(tmp_path, "scenarios"), copied(tmp_path, "gates")
     retry = (scenarios / "retry.toml").read_text()
-    retry = retry.replace("error_rate = 0.1", "error_rate = 0.6").replace("intents = 60", "intents = 24")
+    retry = retry.replace("error_rate = 0.1", "error_rate = 1.0").replace("intents = 60", "intents = 24")
+    retry = retry.replace("concurrency = 4", "concurrency = 1")
     (scenarios / "retry.toml").write_text(retry.replace("max_rounds = 3", "max_rounds = 4"))
     [g7] = gates.glob("g7_*.toml")  # only the retry scenario: this test reads its history, not the verdict
     g7.write_text(re.sub(r"(?m)^scenarios = .*$", 'scenarios = ["retry"]', g7.read_text()))
