@@ -242,17 +242,18 @@ class AuditWatch:
     def record(self, tenant_id: str, key: str) -> dict | None:
         return self.records.get(self.subject(tenant_id, key))
 
-    async def forget_unstored(self, js, pairs: list[tuple[str, str]]) -> int:
+    async def forget_unstored(self, js, pairs: list[tuple[str, str]], leader_only: bool = False) -> int:
         """Drop the records seen on the wire that the AUDIT stream does not hold: published, but
         lost with their server before they were stored (their intent is redelivered and recorded
-        again). Returns how many were dropped; a record whose read fails is kept (not judged here)."""
+        again). Returns how many were dropped; a record whose read fails is kept (not judged here).
+        ``leader_only``: as for ``backfill``."""
         dropped = 0
         for tenant_id, key in pairs:
             subject = self.subject(tenant_id, key)
             if subject not in self.records:
                 continue
             try:
-                await asyncio.wait_for(js.get_last_msg("AUDIT", subject, direct=True), 1.0)
+                await asyncio.wait_for(natsio.last_message(js, "AUDIT", subject, leader_only), 1.0)
             except NotFoundError:
                 del self.records[subject]
                 self.arrived_wall_ms.pop(subject, None)

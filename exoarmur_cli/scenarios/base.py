@@ -119,6 +119,11 @@ class Context:
         if self.stack.external:
             raise ScenarioNotRun(f"needs process control to {what}; an external stack gives none")
 
+    @property
+    def replicated(self) -> bool:
+        """The stack's streams have replicas (a cluster): only a stream's leader answers for its latest."""
+        return self.config.nats_replicas > 1
+
     def timeout(self, name: str) -> float:
         return self.policy.timeout_s(name)
 
@@ -184,7 +189,7 @@ class Context:
         last_seq = max((s.stream_seq for s in submitted if s.accepted), default=0)
         missing, cut_short = await self._await_records(pairs, deadline, last_seq)
         unstored = 0
-        while stored and (dropped := await self.watch.forget_unstored(self.js, pairs)):
+        while stored and (dropped := await self.watch.forget_unstored(self.js, pairs, self.replicated)):
             unstored += dropped  # wait again for those: their redelivery records them for good
             missing, cut_short = await self._await_records(pairs, deadline, last_seq)
             if time.monotonic() >= deadline:
@@ -213,7 +218,7 @@ class Context:
             return waiting.result(), False
         # A last look at the stream, for records the subscription missed.
         missing = [p for p in pairs if self.watch.record(*p) is None]
-        await self.watch.backfill(self.js, missing, leader_only=self.config.nats_replicas > 1)
+        await self.watch.backfill(self.js, missing, leader_only=self.replicated)
         return [p for p in missing if self.watch.record(*p) is None], True
 
     async def _drained_for(self, hold_s: float, last_seq: int, poll_s: float = 0.25) -> None:
@@ -232,7 +237,7 @@ class Context:
             info = await asyncio.wait_for(self.js.consumer_info(natsio.INTENTS_STREAM, natsio.CELLS_CONSUMER), 1.0)
         except Exception:
             return False
-        return drained(info, self.config.nats_replicas > 1, last_seq)
+        return drained(info, self.replicated, last_seq)
 
     async def consumer_drained(self, timeout_s: float, poll_s: float = 0.05) -> bool:
         """Wait until the cells' consumer is drained (``_drained_now``: every intent, redeliveries
